@@ -1,0 +1,257 @@
+"""Settings: one TOML file, validated by pydantic, with environment overrides for secrets.
+
+Where the file comes from: ``--config PATH``, else ``$CDC_CONFIG``, else ``./cdc.toml``.
+``CDC_SOURCE_DSN`` and ``CDC_SINK_DSN`` override the DSNs so that passwords need not live in
+the file. Validation errors become one :class:`~cdc.errors.ConfigError` that names the file,
+the field and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cdc.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("cdc.toml")
+
+Operation = Literal["insert", "update", "delete", "truncate"]
+OPERATIONS: tuple[Operation, ...] = ("insert", "update", "delete", "truncate")
+Severity = Literal["debug", "info", "notice", "warning", "error", "critical"]
+
+# Column names that are redacted on every table unless the table says otherwise. Matched
+# case-insensitively against the whole column name.
+DEFAULT_REDACT_PATTERNS: tuple[str, ...] = (
+    r".*password.*",
+    r".*passwd.*",
+    r".*secret.*",
+    r".*token_hash.*",
+    r".*api_?key.*",
+    r".*private_key.*",
+    r".*otp_seed.*",
+)
+
+_IDENT_PART = r'(?:[^."\x00]+|"(?:[^"\x00]|"")+")'
+_QUALIFIED = re.compile(rf"^({_IDENT_PART})\.({_IDENT_PART})$")
+
+
+def split_qualified_name(name: str) -> tuple[str, str]:
+    """``schema.table`` → (schema, table). Parts may be double-quoted to hold dots or quotes."""
+    match = _QUALIFIED.match(name)
+    if not match:
+        raise ValueError(
+            f"{name!r} is not a qualified name; write it as schema.table "
+            '(double-quote a part that holds a dot: "my.schema".table)'
+        )
+    parts = []
+    for part in match.groups():
+        if part.startswith('"'):
+            part = part[1:-1].replace('""', '"')
+        parts.append(part)
+    return parts[0], parts[1]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSettings(_Strict):
+    dsn: str = ""
+    slot: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,63}$")] = "activity_cdc"
+    publication: Annotated[str, Field(min_length=1, max_length=63)] = "activity_cdc"
+    status_interval_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
+
+
+class SinkSettings(_Strict):
+    dsn: str = ""  # empty: the source database holds the records too
+    table: str = "activity.records"
+
+    @field_validator("table")
+    @classmethod
+    def _qualified(cls, value: str) -> str:
+        split_qualified_name(value)
+        return value
+
+    @property
+    def schema_name(self) -> str:
+        return split_qualified_name(self.table)[0]
+
+    @property
+    def table_name(self) -> str:
+        return split_qualified_name(self.table)[1]
+
+
+class BatchSettings(_Strict):
+    max_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    max_delay_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 500
+
+
+class SeverityByOperation(_Strict):
+    insert: Severity = "info"
+    update: Severity = "info"
+    delete: Severity = "warning"
+    truncate: Severity = "critical"
+
+
+class TableRules(_Strict):
+    """How the row changes of one table become activity records."""
+
+    name: str
+    entity_type: str | None = None  # default: the table name
+    category: str = "data_change"
+    action: str = "{entity_type}.{operation}"
+    severity: SeverityByOperation = SeverityByOperation()
+    # The first of these columns that holds a value names the actor (new row, else old row).
+    actor_columns: tuple[str, ...] = ()
+    ignore_columns: tuple[str, ...] = ()
+    redact_columns: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _actor_column_alias(cls, data: Any) -> Any:
+        # `actor_column = "updated_by"` reads better for the common single-column case.
+        if isinstance(data, dict) and "actor_column" in data:
+            data = dict(data)
+            single = data.pop("actor_column")
+            if "actor_columns" in data:
+                raise ValueError("give actor_column or actor_columns, not both")
+            data["actor_columns"] = [single] if isinstance(single, str) else single
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _qualified(cls, value: str) -> str:
+        split_qualified_name(value)
+        return value
+
+    @field_validator("action")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            value.format(entity_type="x", operation="x", table="x", schema="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"action template {value!r} is invalid ({exc}); it may use "
+                "{entity_type}, {operation}, {table} and {schema}"
+            ) from None
+        return value
+
+    @property
+    def schema_name(self) -> str:
+        return split_qualified_name(self.name)[0]
+
+    @property
+    def table_name(self) -> str:
+        return split_qualified_name(self.name)[1]
+
+
+class RedactionSettings(_Strict):
+    patterns: tuple[str, ...] = DEFAULT_REDACT_PATTERNS
+    marker: str = "[redacted]"
+
+    @field_validator("patterns")
+    @classmethod
+    def _regexes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"redaction pattern {pattern!r} is not a regex: {exc}") from None
+        return value
+
+
+class Settings(_Strict):
+    source: SourceSettings = SourceSettings()
+    sink: SinkSettings = SinkSettings()
+    batch: BatchSettings = BatchSettings()
+    redaction: RedactionSettings = RedactionSettings()
+    tables: Annotated[tuple[TableRules, ...], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_tables(self) -> Settings:
+        seen: set[tuple[str, str]] = set()
+        for rules in self.tables:
+            key = (rules.schema_name, rules.table_name)
+            if key in seen:
+                raise ValueError(f"table {rules.name!r} is listed twice")
+            seen.add(key)
+        if (self.sink.schema_name, self.sink.table_name) in seen:
+            raise ValueError(f"the sink table {self.sink.table!r} cannot also be a captured table")
+        return self
+
+    @property
+    def sink_dsn(self) -> str:
+        return self.sink.dsn or self.source.dsn
+
+    def rules_for(self, schema: str, table: str) -> TableRules | None:
+        for rules in self.tables:
+            if rules.schema_name == schema and rules.table_name == table:
+                return rules
+        return None
+
+
+def _format_validation_error(origin: str, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        problems.append(f"{where}: {error['msg']}")
+    return f"{origin}: invalid configuration: " + "; ".join(problems)
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], *, origin: str = "<config>", env: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate a parsed config (a TOML document as a dict) and apply the env overrides."""
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {key: value for key, value in data.items()}
+    for section, var in (("source", "CDC_SOURCE_DSN"), ("sink", "CDC_SINK_DSN")):
+        if env.get(var):
+            part = merged.get(section, {})
+            if not isinstance(part, dict):
+                raise ConfigError(f"{origin}: invalid configuration: [{section}] must be a table")
+            merged[section] = {**part, "dsn": env[var]}
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(origin, exc)) from None
+    if not settings.source.dsn:
+        raise ConfigError(
+            f"{origin}: invalid configuration: source.dsn: no source database given; "
+            "set [source] dsn in the file or the CDC_SOURCE_DSN environment variable"
+        )
+    return settings
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("CDC_CONFIG"):
+        return Path(os.environ["CDC_CONFIG"])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the config file; every failure is a ConfigError naming the file."""
+    file = config_path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: config file not found; pass --config PATH, set CDC_CONFIG, "
+            "or start from examples/platform.toml"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return settings_from_mapping(data, origin=str(file))

@@ -1,0 +1,230 @@
+"""The daemon loop: wires stream → decoder → changes → mapping → batching → sink → ack.
+
+One thread runs this loop (reading, decoding, mapping); one background thread writes batches
+(:class:`~cdc.sink.SinkWriter`). The loop waits on the replication socket, the writer's wake-up
+pipe and a stop pipe, so it uses no CPU while idle and reacts at once to a durable batch or a
+signal.
+
+Acknowledgement rule: the stream's ``flushed_lsn`` is only ever set from
+:attr:`Batcher.flushed_lsn`, which moves only when the sink has committed the records (and
+checkpoint) of every transaction up to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdc.activity import ActivityMapper
+from cdc.batching import Batcher, Checkpoint, Flush
+from cdc.changes import ChangeAssembler, TransactionEnd
+from cdc.config import Settings
+from cdc.errors import PublicationNotFound, SlotNotFound
+from cdc.lsn import Lsn, format_lsn
+from cdc.pgoutput import Decoder
+from cdc.provision import check_wal_level, connect, primary_keys
+from cdc.sink import Sink, SinkWriter
+from cdc.stream import Keepalive, ReplicationStream, XLogData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunStats:
+    changes: int = 0  # row changes, truncates and messages decoded
+    records: int = 0  # activity records produced
+    transactions: int = 0  # source transactions committed and processed
+    skipped_transactions: int = 0  # already recorded before a restart
+    flushes: int = 0
+    start_lsn: int = 0
+    flushed_lsn: int = 0
+    drain_target_lsn: int | None = None
+    elapsed_s: float = field(default=0.0)
+
+
+class Daemon:
+    """``run()`` streams until :meth:`request_stop` (or, with ``drain``, until everything
+    committed before it started is durable and acknowledged)."""
+
+    def __init__(self, settings: Settings, *, drain: bool = False) -> None:
+        self.settings = settings
+        self.drain = drain
+        self.stats = RunStats()
+        self._stop_r, self._stop_w = os.pipe()
+        os.set_blocking(self._stop_r, False)
+        os.set_blocking(self._stop_w, False)
+        self._stopping = threading.Event()
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, acknowledge it, and return from run(). Signal-safe."""
+        self._stopping.set()
+        try:
+            os.write(self._stop_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _preflight(self) -> tuple[dict[tuple[str, str], tuple[str, ...]], int | None]:
+        source = self.settings.source
+        with connect(source.dsn) as conn:
+            check_wal_level(conn)
+            if not conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
+                                (source.slot,)).fetchone():  # fmt: skip
+                raise SlotNotFound(f'replication slot "{source.slot}" does not exist; '
+                                   'run "cdc setup"')  # fmt: skip
+            if not conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s",
+                                (source.publication,)).fetchone():  # fmt: skip
+                raise PublicationNotFound(f'publication "{source.publication}" does not exist; '
+                                          'run "cdc setup"')  # fmt: skip
+            keys = primary_keys(conn)
+            target = None
+            if self.drain:
+                row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+                assert row is not None
+                target = Lsn.parse(row[0])
+        return keys, target
+
+    def run(self) -> RunStats:
+        started = time.monotonic()
+        settings = self.settings
+        keys, drain_target = self._preflight()
+        self.stats.drain_target_lsn = drain_target
+        sink = Sink(settings.sink_dsn, schema=settings.sink.schema_name,
+                    table=settings.sink.table_name, slot=settings.source.slot)  # fmt: skip
+        sink.open()
+        writer: SinkWriter | None = None
+        stream = ReplicationStream(settings.source.dsn, slot=settings.source.slot,
+                                   publication=settings.source.publication)  # fmt: skip
+        try:
+            checkpoint = sink.read_checkpoint()
+            start_lsn = checkpoint.end_lsn if checkpoint else 0
+            skip_through = checkpoint.commit_lsn if checkpoint else 0
+            self.stats.start_lsn = start_lsn
+            log.info("checkpoint for slot %s: commit %s, end %s", settings.source.slot,
+                     format_lsn(skip_through), format_lsn(start_lsn))  # fmt: skip
+            writer = SinkWriter(sink)
+            writer.start()
+            stream.open(start_lsn)
+            self._loop(stream, writer, keys, start_lsn, skip_through, drain_target)
+        finally:
+            if writer is not None:
+                writer.stop()
+            stream.close()
+            sink.close()
+            self.stats.elapsed_s = time.monotonic() - started
+        return self.stats
+
+    def _loop(
+        self,
+        stream: ReplicationStream,
+        writer: SinkWriter,
+        keys: dict[tuple[str, str], tuple[str, ...]],
+        start_lsn: int,
+        skip_through: int,
+        drain_target: int | None,
+    ) -> None:
+        settings = self.settings
+        stats = self.stats
+        decoder = Decoder()
+        assembler = ChangeAssembler(lambda s, t: keys.get((s, t)), skip_through_lsn=skip_through)
+        mapper = ActivityMapper(settings)
+        batcher = Batcher(max_rows=settings.batch.max_rows,
+                          max_delay_ms=settings.batch.max_delay_ms, flushed_lsn=start_lsn)  # fmt: skip
+        status_interval_s = settings.source.status_interval_ms / 1000
+        wake_fds = [writer.wake_fd, self._stop_r]
+        last_frame_at = time.monotonic()
+        last_probe_at = 0.0
+        submit = writer.submit
+
+        def send(flush: Flush | None) -> None:
+            if flush is not None:
+                stats.flushes += 1
+                stats.records += len(flush.records)
+                submit(flush)
+
+        while True:
+            now = time.monotonic()
+            timeout = status_interval_s - (now - stream.last_status_at)
+            deadline = batcher.deadline_ms()
+            if deadline is not None:
+                timeout = min(timeout, deadline / 1000 - now)
+            if drain_target is not None:
+                timeout = min(timeout, 0.1)
+            frames = stream.poll(max(timeout, 0.0), wake_fds)
+            now = time.monotonic()
+            now_ms = now * 1000
+            reply = False
+            if frames:
+                last_frame_at = now
+            for frame in frames:
+                if type(frame) is XLogData:
+                    for change in assembler.feed(decoder.decode(frame.payload)):
+                        if type(change) is TransactionEnd:
+                            txn = change.transaction
+                            stats.transactions += 1
+                            send(batcher.commit(
+                                Checkpoint(txn.commit_lsn, change.end_lsn, txn.commit_time),
+                                now_ms))  # fmt: skip
+                        else:
+                            stats.changes += 1
+                            record = mapper.map(change)
+                            if record is not None:
+                                send(batcher.add(record, now_ms))
+                else:
+                    assert isinstance(frame, Keepalive)
+                    if not assembler.in_transaction:
+                        batcher.keepalive(frame.wal_end)
+                    reply = reply or frame.reply_requested
+            for end_lsn in writer.completed():
+                batcher.durable(end_lsn)
+            send(batcher.tick(now_ms))
+            stats.skipped_transactions = assembler.skipped_transactions
+            if batcher.flushed_lsn > stream.flushed_lsn:
+                stream.flushed_lsn = batcher.flushed_lsn
+                stats.flushed_lsn = batcher.flushed_lsn
+                log.debug("acknowledged %s", format_lsn(batcher.flushed_lsn))
+                reply = True
+            if reply or now - stream.last_status_at >= status_interval_s:
+                stream.send_status()
+
+            if drain_target is not None:
+                if batcher.flushed_lsn >= drain_target:
+                    log.info("drained through %s", format_lsn(batcher.flushed_lsn))
+                    return
+                quiet = now - last_frame_at > 0.05
+                if quiet and not assembler.in_transaction and now - last_probe_at > 0.2:
+                    # Nothing arrives: flush what is pending, and ask the server for a
+                    # keepalive carrying its WAL end, so an idle tail can be acknowledged.
+                    send(batcher.drain())
+                    stream.send_status(reply_requested=True)
+                    last_probe_at = now
+            if self._stopping.is_set():
+                self._shutdown(stream, writer, batcher, send)
+                return
+
+    def _shutdown(self, stream: ReplicationStream, writer: SinkWriter, batcher: Batcher,
+                  send: Any) -> None:  # fmt: skip
+        """Write the batch in hand, wait for the writer, acknowledge, return."""
+        send(batcher.drain())
+        deadline = time.monotonic() + 60
+        while batcher.in_flight and time.monotonic() < deadline:
+            select.select([writer.wake_fd], [], [], 0.5)
+            for end_lsn in writer.completed():
+                batcher.durable(end_lsn)
+        if batcher.flushed_lsn > stream.flushed_lsn:
+            stream.flushed_lsn = batcher.flushed_lsn
+            self.stats.flushed_lsn = batcher.flushed_lsn
+        stream.send_status()
+        log.info("stopped at %s (%d records pending in an open transaction were not written)",
+                 format_lsn(batcher.flushed_lsn), batcher.pending_rows)  # fmt: skip
+
+    def close(self) -> None:
+        for fd in (self._stop_r, self._stop_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,104 @@
+"""The one error hierarchy of activity-cdc.
+
+Every failure that a user can act on is a :class:`CdcError`. Each subclass carries the
+process exit code that the CLI uses, and its message says what is wrong *and what to run
+next*. Driver errors (``psycopg.Error``) are wrapped where the I/O happens, with
+``raise ... from exc``, so nothing above the stream and the sink needs to know psycopg.
+
+Exit codes (documented in README.md, used by ``cli/``):
+
+====  ==========================================================
+ 0    success
+ 1    unexpected internal error (a bug: please report it)
+ 2    usage error (bad command-line options; click's own code)
+ 3    lag over a threshold (``cdc lag --max-bytes/--max-seconds``)
+ 4    configuration error (bad or missing config file, bad values)
+ 5    cannot connect, or the server is not set up for logical replication
+      (``wal_level``, privileges, replication slots)
+ 6    replication slot or publication missing, invalid or in use
+ 7    malformed replication protocol data
+ 8    the sink could not write the activity records
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+
+class CdcError(Exception):
+    """Base of every error activity-cdc raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(CdcError):
+    """The configuration file or an override is missing, unreadable or invalid."""
+
+    exit_code = 4
+
+
+class ConnectError(CdcError):
+    """A database connection could not be opened or was lost."""
+
+    exit_code = 5
+
+
+class PrerequisiteError(CdcError):
+    """The server is reachable but not set up for logical replication (wal_level, privileges)."""
+
+    exit_code = 5
+
+
+class SlotError(CdcError):
+    """The replication slot or the publication is missing, invalid or busy."""
+
+    exit_code = 6
+
+
+class SlotNotFound(SlotError):
+    """The configured replication slot does not exist."""
+
+
+class SlotInUse(SlotError):
+    """Another process is streaming from the replication slot."""
+
+
+class SlotInvalidated(SlotError):
+    """The server invalidated the slot (WAL it needed was removed): changes were lost upstream."""
+
+
+class PublicationNotFound(SlotError):
+    """The configured publication does not exist."""
+
+
+class StreamError(CdcError):
+    """The server ended the replication stream with an error."""
+
+    exit_code = 5
+
+
+class DecodeError(CdcError):
+    """Bytes of the replication stream do not form a valid protocol message."""
+
+    exit_code = 7
+
+    def __init__(self, message_type: str, field: str, offset: int, detail: str) -> None:
+        self.message_type = message_type
+        self.field = field
+        self.offset = offset
+        self.detail = detail
+        super().__init__(
+            f"malformed pgoutput {message_type} message: field {field!r} at offset {offset}: "
+            f"{detail}"
+        )
+
+
+class SinkError(CdcError):
+    """The activity records could not be written; nothing was acknowledged."""
+
+    exit_code = 8
+
+
+class LagExceeded(CdcError):
+    """The slot's lag is over the threshold the user gave."""
+
+    exit_code = 3

@@ -1,0 +1,272 @@
+"""Sink: activity records into PostgreSQL with COPY, and the checkpoint in the same transaction.
+
+The contract (what makes "nothing lost, nothing duplicated" hold):
+
+* A :class:`~cdc.batching.Flush` with a checkpoint is written and committed in ONE
+  transaction: the records and the position of the last source commit they cover. Only after
+  that commit returns does the daemon acknowledge the position to the source.
+* Chunks without a checkpoint (a source transaction larger than a batch) go into the same
+  open sink transaction; nothing is visible or acknowledged until the chunk with the
+  checkpoint commits. If the process dies in between, the sink transaction rolls back and the
+  source transaction is streamed again from the slot.
+* On start the daemon reads the checkpoint and skips source transactions at or below it, so a
+  crash between the sink commit and the acknowledgement does not write records twice. The
+  unique key ``(commit_lsn, seq)`` would refuse such a duplicate anyway.
+
+The sink session forces ``synchronous_commit = on``: an acknowledged LSN must mean the
+records are on disk, whatever the server's default.
+
+:class:`SinkWriter` runs the sink in one background thread so that decoding the next changes
+overlaps with the server writing the previous batch (psycopg releases the GIL during I/O).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cdc.activity import RECORD_COLUMNS, ActivityRecord
+from cdc.batching import Checkpoint, Flush
+from cdc.dsn import describe_target
+from cdc.errors import CdcError, ConnectError, SinkError
+from cdc.lsn import Lsn, format_lsn
+from cdc.sqlfiles import sql_template
+
+log = logging.getLogger(__name__)
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    # Fast path: most values hold none of the four characters COPY text format escapes.
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
+
+
+def encode_copy_rows(records: list[ActivityRecord]) -> str:
+    """The records in COPY text format, one line each."""
+    lines = []
+    for r in records:
+        lines.append("\t".join((
+            r.occurred_at, r.source, r.operation, _copy_text(r.action),
+            _copy_text(r.category), r.severity,
+            "\\N" if r.schema_name is None else _copy_text(r.schema_name),
+            "\\N" if r.table_name is None else _copy_text(r.table_name),
+            "\\N" if r.entity_type is None else _copy_text(r.entity_type),
+            "\\N" if r.entity_id is None else _copy_text(r.entity_id),
+            "\\N" if r.actor_id is None else _copy_text(r.actor_id),
+            "\\N" if r.context is None else _copy_text(r.context),
+            "\\N" if r.old is None else _copy_text(r.old),
+            "\\N" if r.new is None else _copy_text(r.new),
+            "\\N" if r.changes is None else _copy_text(r.changes),
+            "\\N" if r.summary is None else _copy_text(r.summary),
+            "\\N" if r.xid is None else str(r.xid),
+            r.commit_lsn, str(r.seq),
+        )))  # fmt: skip
+    lines.append("")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    commit_lsn: Lsn
+    end_lsn: Lsn
+    commit_time: datetime | None
+
+
+class Sink:
+    """One connection to the sink database; not thread-safe (the SinkWriter owns it)."""
+
+    def __init__(self, dsn: str, *, schema: str, table: str, slot: str) -> None:
+        self._dsn = dsn
+        self.schema = schema
+        self.table = table
+        self.slot = slot
+        self._conn: psycopg.Connection[Any] | None = None
+        self._copy_sql = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
+            sql.Identifier(schema), sql.Identifier(table),
+            sql.SQL(", ").join(map(sql.Identifier, RECORD_COLUMNS)),
+        )  # fmt: skip
+        self._checkpoint_sql = sql_template(
+            "checkpoint_upsert.sql", schema=schema, checkpoints="checkpoints"
+        )
+
+    def open(self) -> None:
+        try:
+            self._conn = psycopg.connect(
+                self._dsn, application_name="activity-cdc sink", connect_timeout=10
+            )
+            self._conn.execute("SET synchronous_commit = on")
+            self._conn.commit()
+        except psycopg.Error as exc:
+            raise ConnectError(
+                f"cannot connect to the sink database {describe_target(self._dsn)}: "
+                f"{str(exc).strip().splitlines()[0]}; check [sink] dsn or CDC_SINK_DSN"
+            ) from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            except psycopg.Error:
+                pass
+            self._conn.close()
+            self._conn = None
+
+    def read_checkpoint(self) -> StoredCheckpoint | None:
+        assert self._conn is not None
+        query = sql.SQL(
+            "SELECT commit_lsn::text, end_lsn::text, commit_time FROM {}.checkpoints "
+            "WHERE slot_name = %s"
+        ).format(sql.Identifier(self.schema))
+        try:
+            row = self._conn.execute(query, (self.slot,)).fetchone()
+            self._conn.commit()
+        except psycopg.errors.UndefinedTable:
+            raise SinkError(
+                f"the activity store {self.schema}.checkpoints does not exist in "
+                f"{describe_target(self._dsn)}; run \"cdc setup\""
+            ) from None
+        except psycopg.Error as exc:
+            raise SinkError(f"cannot read the checkpoint: {exc}") from None
+        if row is None:
+            return None
+        return StoredCheckpoint(Lsn.parse(row[0]), Lsn.parse(row[1]), row[2])
+
+    def write(self, flush: Flush) -> None:
+        """COPY the records; with a checkpoint, store it and commit. Raises SinkError."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            if flush.records:
+                with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
+                    copy.write(encode_copy_rows(flush.records))
+            if flush.checkpoint is not None:
+                checkpoint = flush.checkpoint
+                conn.execute(self._checkpoint_sql, {
+                    "slot": self.slot,
+                    "commit_lsn": format_lsn(checkpoint.commit_lsn),
+                    "end_lsn": format_lsn(checkpoint.end_lsn),
+                    "commit_time": checkpoint.commit_time,
+                })  # fmt: skip
+                conn.commit()
+        except psycopg.Error as exc:
+            try:
+                conn.rollback()
+            except psycopg.Error:
+                pass
+            raise _sink_failure(flush, exc) from None
+
+
+def _sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
+    message = (exc.diag.message_primary or str(exc)).strip()
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        return ConnectError(f"sink connection lost: {message}; nothing was acknowledged")
+    first = flush.records[0] if flush.records else None
+    where = ""
+    if first is not None:
+        last = flush.records[-1]
+        where = (f" (records from {first.schema_name}.{first.table_name} key {first.entity_id} "
+                 f"at commit {first.commit_lsn} through commit {last.commit_lsn})")  # fmt: skip
+    sqlstate = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
+    return SinkError(f"could not write {len(flush.records)} records{where}: "
+                     f"{message}{sqlstate}; nothing was acknowledged")  # fmt: skip
+
+
+class SinkWriter:
+    """Runs a :class:`Sink` in a background thread.
+
+    The daemon submits flushes in order; for each flush with a checkpoint the writer reports
+    the checkpoint's ``end_lsn`` once it is durable, through :meth:`completed`, and writes a
+    byte to ``wake_fd`` so the daemon's ``select`` wakes up. The queue is bounded: when the
+    sink is slower than the stream, ``submit`` blocks, which is the back-pressure.
+    """
+
+    def __init__(self, sink: Sink, *, max_queued: int = 2) -> None:
+        self._sink = sink
+        self._queue: queue.Queue[Flush | None] = queue.Queue(maxsize=max_queued)
+        self._done: queue.Queue[int | CdcError] = queue.Queue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._thread = threading.Thread(target=self._run, name="activity-cdc-sink", daemon=True)
+        self._failed = threading.Event()
+
+    @property
+    def wake_fd(self) -> int:
+        return self._wake_r
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, flush: Flush) -> None:
+        while True:
+            if self._failed.is_set():
+                return  # the error is waiting in completed()
+            try:
+                self._queue.put(flush, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def completed(self) -> list[int]:
+        """End LSNs made durable since the last call; raises the writer's error if it failed."""
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        done: list[int] = []
+        while True:
+            try:
+                item = self._done.get_nowait()
+            except queue.Empty:
+                return done
+            if isinstance(item, CdcError):
+                raise item
+            done.append(item)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish what was submitted, then end the thread."""
+        if self._thread.is_alive():
+            while not self._failed.is_set():
+                try:
+                    self._queue.put(None, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            self._thread.join(timeout_s)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _run(self) -> None:
+        while True:
+            flush = self._queue.get()
+            if flush is None:
+                return
+            try:
+                self._sink.write(flush)
+            except CdcError as exc:
+                self._done.put(exc)
+                self._failed.set()
+                os.write(self._wake_w, b"!")
+                return
+            except Exception as exc:  # a bug must still stop the daemon, not hang it
+                self._done.put(SinkError(f"unexpected sink failure: {exc!r}"))
+                self._failed.set()
+                os.write(self._wake_w, b"!")
+                return
+            if flush.checkpoint is not None:
+                self._done.put(flush.checkpoint.end_lsn)
+                os.write(self._wake_w, b".")

@@ -1,0 +1,35 @@
+"""Load the statements kept in ``sql/`` by name.
+
+In a checkout they are in ``<repo>/sql``; in an installed wheel, in ``cdc/_sql`` (see
+pyproject.toml). Files are read once and cached.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from psycopg import sql
+
+_PACKAGED = Path(__file__).parent / "_sql"
+_CHECKOUT = Path(__file__).parent.parent / "sql"
+
+
+def sql_dir() -> Path:
+    return _PACKAGED if _PACKAGED.is_dir() else _CHECKOUT
+
+
+def sql_path(name: str) -> Path:
+    return sql_dir() / name
+
+
+@cache
+def sql_text(name: str) -> str:
+    return sql_path(name).read_text(encoding="utf-8")
+
+
+def sql_template(name: str, **identifiers: str) -> sql.Composed:
+    """The file as a statement with ``{name}`` placeholders bound to quoted identifiers."""
+    return sql.SQL(sql_text(name)).format(  # type: ignore[arg-type]  # file text, not user input
+        **{key: sql.Identifier(value) for key, value in identifiers.items()}
+    )

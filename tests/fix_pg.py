@@ -1,0 +1,138 @@
+"""Pytest plugin: a real PostgreSQL with wal_level=logical, and per-test isolation.
+
+Where the server comes from, in order:
+
+1. ``CDC_TEST_DSN`` (a superuser DSN of a server with wal_level=logical);
+2. a testcontainers Postgres, when a Docker engine answers;
+3. a throwaway cluster from the server binaries on this machine (cdc.embedded).
+
+Each test that asks for ``pg`` gets a fresh database, and a unique slot and publication name;
+at teardown every slot of that database is dropped (a leaked slot retains WAL forever) and the
+database is dropped with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from cdc.embedded import EmbeddedPostgres
+
+
+@dataclass
+class PgServer:
+    """A server the tests may create databases on; ``embedded`` allows restarts."""
+
+    dsn: str
+    embedded: EmbeddedPostgres | None = None
+
+    def dsn_for(self, dbname: str, **overrides: Any) -> str:
+        params = conninfo_to_dict(self.dsn)
+        params.update(dbname=dbname, **overrides)
+        return make_conninfo(**params)
+
+
+@dataclass
+class PgDatabase:
+    """One test's database: ``dsn`` plus unique ``slot`` and ``publication`` names."""
+
+    server: PgServer
+    name: str
+    dsn: str
+    slot: str
+    publication: str
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        kwargs.setdefault("autocommit", True)
+        return psycopg.connect(self.dsn, **kwargs)
+
+    def execute(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.connect() as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    dsn = os.environ.get("CDC_TEST_DSN")
+    if dsn:
+        yield PgServer(dsn)
+        return
+    if os.environ.get("CDC_TEST_NO_DOCKER") != "1" and _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:16").with_command(
+            "postgres -c wal_level=logical -c max_replication_slots=40 -c max_wal_senders=40 "
+            "-c max_prepared_transactions=10"
+        )
+        with container:
+            url = container.get_connection_url(driver=None)
+            yield PgServer(url)
+        return
+    server = EmbeddedPostgres()
+    server.start()
+    try:
+        yield PgServer(server.dsn, server)
+    finally:
+        server.stop()
+
+
+def drop_database(server: PgServer, name: str) -> None:
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        # Slots first: DROP DATABASE refuses while the database has slots.
+        for (slot, pid) in admin.execute(
+            "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s", (name,)
+        ).fetchall():
+            if pid is not None:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with contextlib.suppress(psycopg.Error):
+                for _ in range(50):
+                    try:
+                        admin.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                        break
+                    except psycopg.errors.ObjectInUse:
+                        import time
+
+                        time.sleep(0.1)
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg(pg_server: PgServer) -> Iterator[PgDatabase]:
+    suffix = uuid.uuid4().hex[:10]
+    name = f"cdc_test_{suffix}"
+    with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    database = PgDatabase(
+        pg_server, name, pg_server.dsn_for(name), slot=f"slot_{suffix}", publication=f"pub_{suffix}"
+    )
+    try:
+        yield database
+    finally:
+        drop_database(pg_server, name)
+
+
+@pytest.fixture
+def pg_dsn(pg: PgDatabase) -> str:
+    """A fresh empty database's DSN (for tests that need nothing else)."""
+    return pg.dsn
