@@ -21,15 +21,19 @@ from cdc.changes import (
     TransactionInfo,
     TransactionMessage,
 )
-from cdc.config import OPERATIONS, RedactionSettings, Settings, TableRules
+from cdc.config import OPERATIONS, RedactionSettings, Settings, SeverityByOperation, TableRules
 from cdc.lsn import format_lsn
 from cdc.pgoutput import UNCHANGED_TOAST, TupleData
 from cdc.values import JsonConverter, converter_for, encode_json_string
 
 SOURCE_DATABASE = "database"
 
-_PAST_TENSE = {"insert": "created", "update": "updated", "delete": "deleted",
-               "truncate": "truncated"}  # fmt: skip
+_PAST_TENSE = {
+    "insert": "created",
+    "update": "updated",
+    "delete": "deleted",
+    "truncate": "truncated",
+}
 
 
 class ActivityRecord(NamedTuple):
@@ -64,18 +68,30 @@ RECORD_COLUMNS: tuple[str, ...] = ActivityRecord._fields
 
 def _redaction_matcher(redaction: RedactionSettings, rules: TableRules | None) -> re.Pattern[str]:
     explicit = [re.escape(name) for name in (rules.redact_columns if rules else ())]
-    return re.compile("|".join(f"(?:{p})" for p in [*explicit, *redaction.patterns]) or "(?!)",
-                      re.IGNORECASE)  # fmt: skip
+    return re.compile(
+        "|".join(f"(?:{p})" for p in [*explicit, *redaction.patterns]) or "(?!)", re.IGNORECASE
+    )
 
 
 class TableMapper:
     """Everything needed to map rows of one relation version; built once per Relation."""
 
     __slots__ = (
-        "actions", "actor_positions", "categories", "converters", "ignore_positions",
-        "json_keys", "key_converters", "key_positions", "relation", "rules", "severities",
-        "entity_type", "changed_keys",
-    )  # fmt: skip
+        "actions",
+        "actor_positions",
+        "categories",
+        "changed_keys",
+        "converters",
+        "entity_type",
+        "ignore_positions",
+        "json_keys",
+        "key_converters",
+        "key_positions",
+        "redacted_key",
+        "relation",
+        "rules",
+        "severities",
+    )
 
     def __init__(
         self, relation: RelationInfo, rules: TableRules | None, redaction: RedactionSettings
@@ -83,18 +99,19 @@ class TableMapper:
         self.relation = relation
         self.rules = rules
         names = relation.column_names
-        self.entity_type = (rules.entity_type if rules and rules.entity_type else relation.table)
+        self.entity_type = rules.entity_type if rules and rules.entity_type else relation.table
         template = rules.action if rules else "{entity_type}.{operation}"
-        self.actions = {
-            op: template.format(entity_type=self.entity_type, operation=op,
-                                table=relation.table, schema=relation.schema)
-            for op in OPERATIONS
-        }  # fmt: skip
-        severity = rules.severity if rules else None
-        self.severities = {
-            op: (getattr(severity, op) if severity else ("warning" if op == "delete" else "info"))
+        self.actions: dict[str, str] = {
+            op: template.format(
+                entity_type=self.entity_type,
+                operation=op,
+                table=relation.table,
+                schema=relation.schema,
+            )
             for op in OPERATIONS
         }
+        severity = rules.severity if rules else SeverityByOperation()
+        self.severities: dict[str, str] = {op: str(getattr(severity, op)) for op in OPERATIONS}
         self.categories = rules.category if rules else "data_change"
         self.json_keys = tuple(encode_json_string(name) + ":" for name in names)
         matcher = _redaction_matcher(redaction, rules)
@@ -115,10 +132,18 @@ class TableMapper:
             names.index(name) for name in (rules.actor_columns if rules else ()) if name in names
         )
         self.key_positions = relation.key_positions
+        # A key column that is redacted must not leak through entity_id or the summary.
+        self.redacted_key = (
+            redaction.marker
+            if relation.key_positions is not None
+            and any(matcher.fullmatch(names[i]) for i in relation.key_positions)
+            else None
+        )
         self.key_converters = (
             tuple(converter_for(relation.type_oids[i]) for i in relation.key_positions)
-            if relation.key_positions is not None else None
-        )  # fmt: skip
+            if relation.key_positions is not None
+            else None
+        )
 
     def row_json(self, values: TupleData, positions: tuple[int, ...] | None = None) -> str:
         keys = self.json_keys
@@ -148,6 +173,8 @@ class TableMapper:
         positions = self.key_positions
         if positions is None or values is None:
             return None
+        if self.redacted_key is not None:
+            return self.redacted_key
         if len(positions) == 1:
             value = values[positions[0]]
             return value if type(value) is str else None
@@ -228,8 +255,13 @@ class ActivityMapper:
                         changed_names.append(names[index])
                         if index not in ignore:
                             meaningful = True
-                        parts.append(mapper.changed_keys[index] + mapper.value_json(index, before)
-                                     + ',"new":' + mapper.value_json(index, after) + "}")  # fmt: skip
+                        parts.append(
+                            mapper.changed_keys[index]
+                            + mapper.value_json(index, before)
+                            + ',"new":'
+                            + mapper.value_json(index, after)
+                            + "}"
+                        )
                 if ignore and not meaningful:
                     return None  # only ignored columns (e.g. updated_at) changed
                 changes_json = "{" + ",".join(parts) + "}"
@@ -248,31 +280,67 @@ class ActivityMapper:
         context = None
         if change.unavailable or change.transaction.origin:
             context = _context_json(change.transaction.origin, change.unavailable)
-        summary = f"{mapper.entity_type} {entity_id if entity_id is not None else '(no key)'} " \
-                  f"{_PAST_TENSE[operation]}"  # fmt: skip
+        summary = (
+            f"{mapper.entity_type} {entity_id if entity_id is not None else '(no key)'} "
+            f"{_PAST_TENSE[operation]}"
+        )
         if changed_names:
             summary += ": " + ", ".join(changed_names)
         return ActivityRecord(
-            occurred_at, SOURCE_DATABASE, operation, mapper.actions[operation],
-            mapper.categories, mapper.severities[operation], change.relation.schema,
-            change.relation.table, mapper.entity_type, entity_id,
-            mapper.actor_id(new, old), context, old_json, new_json, changes_json, summary,
-            change.transaction.xid, commit_lsn, change.seq,
-        )  # fmt: skip
+            occurred_at,
+            SOURCE_DATABASE,
+            operation,
+            mapper.actions[operation],
+            mapper.categories,
+            mapper.severities[operation],
+            change.relation.schema,
+            change.relation.table,
+            mapper.entity_type,
+            entity_id,
+            mapper.actor_id(new, old),
+            context,
+            old_json,
+            new_json,
+            changes_json,
+            summary,
+            change.transaction.xid,
+            commit_lsn,
+            change.seq,
+        )
 
     def _truncate(self, change: TableTruncate) -> ActivityRecord:
         mapper = self.table_mapper(change.relation)
         occurred_at, commit_lsn = self._transaction_fields(change.transaction)
-        options = [name for name, on in (("cascade", change.cascade),
-                                         ("restart_identity", change.restart_identity)) if on]  # fmt: skip
+        options = [
+            name
+            for name, on in (
+                ("cascade", change.cascade),
+                ("restart_identity", change.restart_identity),
+            )
+            if on
+        ]
         context = "{" + ",".join(f'"{name}":true' for name in options) + "}" if options else None
         return ActivityRecord(
-            occurred_at, SOURCE_DATABASE, "truncate", mapper.actions["truncate"],
-            mapper.categories, mapper.severities["truncate"], change.relation.schema,
-            change.relation.table, mapper.entity_type, None, None, context, None, None, None,
+            occurred_at,
+            SOURCE_DATABASE,
+            "truncate",
+            mapper.actions["truncate"],
+            mapper.categories,
+            mapper.severities["truncate"],
+            change.relation.schema,
+            change.relation.table,
+            mapper.entity_type,
+            None,
+            None,
+            context,
+            None,
+            None,
+            None,
             f"{change.relation.schema}.{change.relation.table} truncated",
-            change.transaction.xid, commit_lsn, change.seq,
-        )  # fmt: skip
+            change.transaction.xid,
+            commit_lsn,
+            change.seq,
+        )
 
 
 def _context_json(origin: str | None, unavailable: tuple[str, ...]) -> str:
@@ -280,8 +348,9 @@ def _context_json(origin: str | None, unavailable: tuple[str, ...]) -> str:
     if origin:
         parts.append('"origin":' + encode_json_string(origin))
     if unavailable:
-        parts.append('"unavailable_columns":[' + ",".join(map(encode_json_string, unavailable))
-                     + "]")  # fmt: skip
+        parts.append(
+            '"unavailable_columns":[' + ",".join(map(encode_json_string, unavailable)) + "]"
+        )
     return "{" + ",".join(parts) + "}"
 
 

@@ -128,12 +128,12 @@ class Batcher:
         return len(self._records) + self._rows_in_open_sink_txn
 
     def _is_idle(self) -> bool:
-        return (not self._records and self._rows_in_open_sink_txn == 0
-                and self._last_commit is None)  # fmt: skip
+        return not self._records and self._rows_in_open_sink_txn == 0 and self._last_commit is None
 
     def _take(self, checkpoint: Checkpoint | None) -> Flush:
-        flush = Flush(self._records, checkpoint, self._chunks_in_open_sink_txn,
-                      self._rows_in_open_sink_txn)  # fmt: skip
+        flush = Flush(
+            self._records, checkpoint, self._chunks_in_open_sink_txn, self._rows_in_open_sink_txn
+        )
         self._records = []
         if checkpoint is None:
             self._rows_in_open_sink_txn += len(flush.records)

@@ -186,8 +186,10 @@ class ChangeAssembler:
             return self.relations[relation_id]
         except KeyError:
             raise DecodeError(
-                kind, "relation_id", 1, f"relation {relation_id} was never described by a "
-                "Relation message in this stream"
+                kind,
+                "relation_id",
+                1,
+                f"relation {relation_id} was never described by a Relation message in this stream",
             ) from None
 
     def _current(self, kind: str) -> TransactionInfo:
@@ -222,9 +224,11 @@ class ChangeAssembler:
             txn = self._current("Commit")
             if message.commit_lsn != txn.commit_lsn:
                 raise DecodeError(
-                    "Commit", "commit_lsn", 2,
+                    "Commit",
+                    "commit_lsn",
+                    2,
                     f"commit LSN {message.commit_lsn:X} does not match Begin's {txn.commit_lsn:X}",
-                )  # fmt: skip
+                )
             self._transaction = None
             yield TransactionEnd(txn, message.end_lsn, self._seq)
         elif kind is Relation:
@@ -237,9 +241,12 @@ class ChangeAssembler:
             txn = self._current("Truncate")
             for relation_id in message.relation_ids:
                 yield TableTruncate(
-                    txn, self._seq, self._relation(relation_id, "Truncate"),
-                    message.cascade, message.restart_identity,
-                )  # fmt: skip
+                    txn,
+                    self._seq,
+                    self._relation(relation_id, "Truncate"),
+                    message.cascade,
+                    message.restart_identity,
+                )
                 self._seq += 1
         elif kind is Message:
             assert isinstance(message, Message)
@@ -247,8 +254,9 @@ class ChangeAssembler:
                 if self._skipping:
                     return
                 txn = self._current("Message")
-                yield TransactionMessage(txn, self._seq, message.prefix, message.content,
-                                         message.lsn)  # fmt: skip
+                yield TransactionMessage(
+                    txn, self._seq, message.prefix, message.content, message.lsn
+                )
                 self._seq += 1
             else:
                 yield TransactionMessage(None, 0, message.prefix, message.content, message.lsn)
@@ -263,9 +271,11 @@ class ChangeAssembler:
             pass  # type names are not needed: values arrive in their text form
         elif kind in (StreamStart, StreamStop, StreamCommit, StreamAbort):
             raise DecodeError(
-                kind.__name__, "(message)", 0,
+                kind.__name__,
+                "(message)",
+                0,
                 "streamed transactions were not requested (protocol version 1)",
-            )  # fmt: skip
+            )
         else:
             raise DecodeError(
                 kind.__name__, "(message)", 0, "two-phase messages were not requested"
@@ -274,8 +284,9 @@ class ChangeAssembler:
     def _row_change(self, message: Insert | Update | Delete) -> RowChange:
         txn = self._transaction
         if txn is None:
-            raise DecodeError(type(message).__name__, "(message)", 0,
-                              "row change outside a transaction")  # fmt: skip
+            raise DecodeError(
+                type(message).__name__, "(message)", 0, "row change outside a transaction"
+            )
         relation = self._relation(message.relation_id, type(message).__name__)
         seq = self._seq
         self._seq = seq + 1

@@ -198,8 +198,15 @@ class Settings(_Strict):
 
 def _format_validation_error(origin: str, exc: ValidationError) -> str:
     problems = []
-    for error in exc.errors():
+    errors = exc.errors()
+    for error in errors:
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        if error["type"] == "too_short" and any(
+            len(other["loc"]) > len(error["loc"])
+            and other["loc"][: len(error["loc"])] == error["loc"]
+            for other in errors
+        ):
+            continue  # the list is "too short" only because an entry of it is invalid
         problems.append(f"{where}: {error['msg']}")
     return f"{origin}: invalid configuration: " + "; ".join(problems)
 

@@ -12,6 +12,7 @@ checkpoint) of every transaction up to it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -63,23 +64,25 @@ class Daemon:
     def request_stop(self) -> None:
         """Finish the batch in hand, acknowledge it, and return from run(). Signal-safe."""
         self._stopping.set()
-        try:
+        with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._stop_w, b"x")
-        except (BlockingIOError, OSError):
-            pass
 
     def _preflight(self) -> tuple[dict[tuple[str, str], tuple[str, ...]], int | None]:
         source = self.settings.source
         with connect(source.dsn) as conn:
             check_wal_level(conn)
-            if not conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
-                                (source.slot,)).fetchone():  # fmt: skip
-                raise SlotNotFound(f'replication slot "{source.slot}" does not exist; '
-                                   'run "cdc setup"')  # fmt: skip
-            if not conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s",
-                                (source.publication,)).fetchone():  # fmt: skip
-                raise PublicationNotFound(f'publication "{source.publication}" does not exist; '
-                                          'run "cdc setup"')  # fmt: skip
+            if not conn.execute(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (source.slot,)
+            ).fetchone():
+                raise SlotNotFound(
+                    f'replication slot "{source.slot}" does not exist; run "cdc setup"'
+                )
+            if not conn.execute(
+                "SELECT 1 FROM pg_publication WHERE pubname = %s", (source.publication,)
+            ).fetchone():
+                raise PublicationNotFound(
+                    f'publication "{source.publication}" does not exist; run "cdc setup"'
+                )
             keys = primary_keys(conn)
             target = None
             if self.drain:
@@ -93,19 +96,28 @@ class Daemon:
         settings = self.settings
         keys, drain_target = self._preflight()
         self.stats.drain_target_lsn = drain_target
-        sink = Sink(settings.sink_dsn, schema=settings.sink.schema_name,
-                    table=settings.sink.table_name, slot=settings.source.slot)  # fmt: skip
+        sink = Sink(
+            settings.sink_dsn,
+            schema=settings.sink.schema_name,
+            table=settings.sink.table_name,
+            slot=settings.source.slot,
+        )
         sink.open()
         writer: SinkWriter | None = None
-        stream = ReplicationStream(settings.source.dsn, slot=settings.source.slot,
-                                   publication=settings.source.publication)  # fmt: skip
+        stream = ReplicationStream(
+            settings.source.dsn, slot=settings.source.slot, publication=settings.source.publication
+        )
         try:
             checkpoint = sink.read_checkpoint()
             start_lsn = checkpoint.end_lsn if checkpoint else 0
             skip_through = checkpoint.commit_lsn if checkpoint else 0
             self.stats.start_lsn = start_lsn
-            log.info("checkpoint for slot %s: commit %s, end %s", settings.source.slot,
-                     format_lsn(skip_through), format_lsn(start_lsn))  # fmt: skip
+            log.info(
+                "checkpoint for slot %s: commit %s, end %s",
+                settings.source.slot,
+                format_lsn(skip_through),
+                format_lsn(start_lsn),
+            )
             writer = SinkWriter(sink)
             writer.start()
             stream.open(start_lsn)
@@ -132,8 +144,11 @@ class Daemon:
         decoder = Decoder()
         assembler = ChangeAssembler(lambda s, t: keys.get((s, t)), skip_through_lsn=skip_through)
         mapper = ActivityMapper(settings)
-        batcher = Batcher(max_rows=settings.batch.max_rows,
-                          max_delay_ms=settings.batch.max_delay_ms, flushed_lsn=start_lsn)  # fmt: skip
+        batcher = Batcher(
+            max_rows=settings.batch.max_rows,
+            max_delay_ms=settings.batch.max_delay_ms,
+            flushed_lsn=start_lsn,
+        )
         status_interval_s = settings.source.status_interval_ms / 1000
         wake_fds = [writer.wake_fd, self._stop_r]
         last_frame_at = time.monotonic()
@@ -166,9 +181,12 @@ class Daemon:
                         if type(change) is TransactionEnd:
                             txn = change.transaction
                             stats.transactions += 1
-                            send(batcher.commit(
-                                Checkpoint(txn.commit_lsn, change.end_lsn, txn.commit_time),
-                                now_ms))  # fmt: skip
+                            send(
+                                batcher.commit(
+                                    Checkpoint(txn.commit_lsn, change.end_lsn, txn.commit_time),
+                                    now_ms,
+                                )
+                            )
                         else:
                             stats.changes += 1
                             record = mapper.map(change)
@@ -177,7 +195,13 @@ class Daemon:
                 else:
                     assert isinstance(frame, Keepalive)
                     if not assembler.in_transaction:
+                        before = batcher.flushed_lsn
                         batcher.keepalive(frame.wal_end)
+                        if batcher.flushed_lsn != before:
+                            log.debug(
+                                "idle: keepalive at %s advances the acknowledgement",
+                                format_lsn(frame.wal_end),
+                            )
                     reply = reply or frame.reply_requested
             for end_lsn in writer.completed():
                 batcher.durable(end_lsn)
@@ -206,8 +230,9 @@ class Daemon:
                 self._shutdown(stream, writer, batcher, send)
                 return
 
-    def _shutdown(self, stream: ReplicationStream, writer: SinkWriter, batcher: Batcher,
-                  send: Any) -> None:  # fmt: skip
+    def _shutdown(
+        self, stream: ReplicationStream, writer: SinkWriter, batcher: Batcher, send: Any
+    ) -> None:
         """Write the batch in hand, wait for the writer, acknowledge, return."""
         send(batcher.drain())
         deadline = time.monotonic() + 60
@@ -219,12 +244,13 @@ class Daemon:
             stream.flushed_lsn = batcher.flushed_lsn
             self.stats.flushed_lsn = batcher.flushed_lsn
         stream.send_status()
-        log.info("stopped at %s (%d records pending in an open transaction were not written)",
-                 format_lsn(batcher.flushed_lsn), batcher.pending_rows)  # fmt: skip
+        log.info(
+            "stopped at %s (%d records pending in an open transaction were not written)",
+            format_lsn(batcher.flushed_lsn),
+            batcher.pending_rows,
+        )
 
     def close(self) -> None:
         for fd in (self._stop_r, self._stop_w):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass

@@ -17,7 +17,7 @@ def redact_dsn(dsn: str) -> str:
         return _URL_PASSWORD.sub(r"\1***@", dsn) if "://" in dsn else "(unparsable DSN)"
     if "password" in params:
         params["password"] = "***"
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def describe_target(dsn: str) -> str:

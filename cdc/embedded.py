@@ -125,8 +125,9 @@ class EmbeddedPostgres:
             )
         except subprocess.CalledProcessError as exc:
             tail = self.log_tail()
+            output = exc.stderr.strip() or exc.stdout.strip()
             raise PrerequisiteError(
-                f"{args[0]} failed (exit {exc.returncode}): {exc.stderr.strip() or exc.stdout.strip()}"
+                f"{args[0]} failed (exit {exc.returncode}): {output}"
                 + (f"\nserver log:\n{tail}" if tail else "")
             ) from None
 
@@ -139,9 +140,18 @@ class EmbeddedPostgres:
     def start(self) -> EmbeddedPostgres:
         if not self.datadir.exists():
             self._run(
-                "initdb", "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
-                "-E", "UTF8", "--locale=C", "--no-sync",
-            )  # fmt: skip
+                "initdb",
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
             conf = "\n".join(f"{key} = {value}" for key, value in self.settings.items())
             conf += f"\nport = {self.port}\nunix_socket_directories = '{self.basedir}'\n"
             with open(self.datadir / "postgresql.conf", "a", encoding="utf-8") as handle:

@@ -40,7 +40,8 @@ class SlotLag:
 def slot_lag(settings: Settings) -> SlotLag:
     with connect(settings.source.dsn) as source:
         row = source.execute(
-            sql_text("slot_lag.sql"), {"slot": settings.source.slot}  # type: ignore[arg-type]
+            sql_text("slot_lag.sql"),
+            {"slot": settings.source.slot},
         ).fetchone()
     if row is None:
         raise SlotNotFound(
@@ -49,11 +50,19 @@ def slot_lag(settings: Settings) -> SlotLag:
     commit_time = _last_recorded_commit(settings)
     age = (datetime.now(UTC) - commit_time).total_seconds() if commit_time else None
     return SlotLag(
-        slot=row[0], active=row[1], active_pid=row[2], wal_status=row[3],
-        safe_wal_size=row[4], restart_lsn=row[5], confirmed_flush_lsn=row[6],
-        current_lsn=row[7], retained_bytes=row[8], unconfirmed_bytes=row[9],
-        last_recorded_commit_at=commit_time, seconds_since_last_recorded_commit=age,
-    )  # fmt: skip
+        slot=row[0],
+        active=row[1],
+        active_pid=row[2],
+        wal_status=row[3],
+        safe_wal_size=row[4],
+        restart_lsn=row[5],
+        confirmed_flush_lsn=row[6],
+        current_lsn=row[7],
+        retained_bytes=row[8],
+        unconfirmed_bytes=row[9],
+        last_recorded_commit_at=commit_time,
+        seconds_since_last_recorded_commit=age,
+    )
 
 
 def _last_recorded_commit(settings: Settings) -> datetime | None:
@@ -61,9 +70,10 @@ def _last_recorded_commit(settings: Settings) -> datetime | None:
         try:
             row = sink.execute(
                 sql.SQL("SELECT commit_time FROM {}.checkpoints WHERE slot_name = %s").format(
-                    sql.Identifier(settings.sink.schema_name)),
+                    sql.Identifier(settings.sink.schema_name)
+                ),
                 (settings.source.slot,),
-            ).fetchone()  # fmt: skip
+            ).fetchone()
         except psycopg.errors.UndefinedTable:
             return None
     return row[0] if row else None

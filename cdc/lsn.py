@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from cdc.errors import ConfigError
+
+_LSN_TEXT = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 
 
 class Lsn(int):
@@ -16,16 +20,10 @@ class Lsn(int):
 
     @classmethod
     def parse(cls, text: str) -> Lsn:
-        hi, sep, lo = text.strip().partition("/")
-        try:
-            if not sep:
-                raise ValueError(text)
-            value = (int(hi, 16) << 32) | int(lo, 16)
-        except ValueError:
-            raise ConfigError(f"{text!r} is not an LSN; expected the form 16/B374D848") from None
-        if value >> 64 or int(lo, 16) >> 32:
-            raise ConfigError(f"{text!r} is out of range for an LSN")
-        return cls(value)
+        match = _LSN_TEXT.match(text)
+        if match is None:
+            raise ConfigError(f"{text!r} is not an LSN; expected the form 16/B374D848")
+        return cls((int(match.group(1), 16) << 32) | int(match.group(2), 16))
 
     def __str__(self) -> str:
         return f"{int(self) >> 32:X}/{int(self) & 0xFFFFFFFF:X}"

@@ -42,8 +42,9 @@ class SetupReport:
 
 def connect(dsn: str, *, role: str = "source", autocommit: bool = True) -> psycopg.Connection[Any]:
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10,
-                               application_name="activity-cdc control")  # fmt: skip
+        return psycopg.connect(
+            dsn, autocommit=autocommit, connect_timeout=10, application_name="activity-cdc control"
+        )
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or ["connection failed"])[0]
         raise ConnectError(
@@ -63,7 +64,7 @@ def check_wal_level(conn: psycopg.Connection[Any]) -> None:
 
 
 def primary_keys(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], tuple[str, ...]]:
-    rows = conn.execute(sql_text("primary_keys.sql")).fetchall()  # type: ignore[arg-type]
+    rows = conn.execute(sql_text("primary_keys.sql")).fetchall()
     return {(schema, table): tuple(columns) for schema, table, columns in rows}
 
 
@@ -102,23 +103,33 @@ def migration_files() -> list[tuple[int, str]]:
     return [(int(path.name[:4]), path.name) for path in files]
 
 
-def apply_migrations(conn: psycopg.Connection[Any], settings: Settings, report: SetupReport) -> None:
+def apply_migrations(
+    conn: psycopg.Connection[Any], settings: Settings, report: SetupReport
+) -> None:
     """Create/upgrade the activity store; each migration runs once, in its own transaction."""
     schema, table = settings.sink.schema_name, settings.sink.table_name
     identifiers = {
-        "schema": schema, "records": table, "checkpoints": "checkpoints",
+        "schema": schema,
+        "records": table,
+        "checkpoints": "checkpoints",
         "records_pkey": f"{table}_pkey",
         "records_occurred_at_idx": f"{table}_occurred_at_idx",
         "records_entity_idx": f"{table}_entity_idx",
-    }  # fmt: skip
+    }
     with conn.transaction():
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.schema_migrations (version integer PRIMARY KEY, "
-            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        ).format(sql.Identifier(schema)))  # fmt: skip
-    applied = {row[0] for row in conn.execute(
-        sql.SQL("SELECT version FROM {}.schema_migrations").format(sql.Identifier(schema)))}  # fmt: skip
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(schema))
+        )
+    applied = {
+        row[0]
+        for row in conn.execute(
+            sql.SQL("SELECT version FROM {}.schema_migrations").format(sql.Identifier(schema))
+        )
+    }
     for version, name in migration_files():
         if version in applied:
             report.kept(f"migration {name} already applied")
@@ -126,9 +137,11 @@ def apply_migrations(conn: psycopg.Connection[Any], settings: Settings, report: 
         with conn.transaction():
             conn.execute(sql_template(f"{MIGRATIONS_DIR}/{name}", **identifiers))
             conn.execute(
-                sql.SQL("INSERT INTO {}.schema_migrations (version, name) VALUES (%s, %s)")
-                .format(sql.Identifier(schema)), (version, name),
-            )  # fmt: skip
+                sql.SQL("INSERT INTO {}.schema_migrations (version, name) VALUES (%s, %s)").format(
+                    sql.Identifier(schema)
+                ),
+                (version, name),
+            )
         report.did(f"applied migration {name} to {schema}.{table}")
 
 
@@ -140,8 +153,9 @@ def ensure_publication(
     table_list = sql.SQL(", ").join(_qualified(s, t) for s, t in sorted(wanted))
     exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,)).fetchone()
     if not exists:
-        conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
-            sql.Identifier(name), table_list))  # fmt: skip
+        conn.execute(
+            sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), table_list)
+        )
         report.did(f"created publication {name} for {len(wanted)} tables")
         return
     current = {
@@ -151,8 +165,9 @@ def ensure_publication(
         )
     }
     if current != wanted:
-        conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(
-            sql.Identifier(name), table_list))  # fmt: skip
+        conn.execute(
+            sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(name), table_list)
+        )
         added, removed = wanted - current, current - wanted
         report.did(f"publication {name}: added {len(added)} table(s), removed {len(removed)}")
     else:
@@ -166,8 +181,9 @@ def ensure_replica_identity(
     for (schema, table), (_oid, identity) in sorted(tables.items()):
         if identity == "f":
             continue
-        conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(
-            _qualified(schema, table)))  # fmt: skip
+        conn.execute(
+            sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(_qualified(schema, table))
+        )
         report.did(f"set REPLICA IDENTITY FULL on {schema}.{table}")
     if all(identity == "f" for _, identity in tables.values()):
         report.kept(f"all {len(tables)} tables already have REPLICA IDENTITY FULL")

@@ -22,6 +22,7 @@ overlaps with the server writing the previous batch (psycopg releases the GIL du
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -33,8 +34,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cdc import failpoints
 from cdc.activity import RECORD_COLUMNS, ActivityRecord
-from cdc.batching import Checkpoint, Flush
+from cdc.batching import Flush
 from cdc.dsn import describe_target
 from cdc.errors import CdcError, ConnectError, SinkError
 from cdc.lsn import Lsn, format_lsn
@@ -56,22 +58,31 @@ def encode_copy_rows(records: list[ActivityRecord]) -> str:
     """The records in COPY text format, one line each."""
     lines = []
     for r in records:
-        lines.append("\t".join((
-            r.occurred_at, r.source, r.operation, _copy_text(r.action),
-            _copy_text(r.category), r.severity,
-            "\\N" if r.schema_name is None else _copy_text(r.schema_name),
-            "\\N" if r.table_name is None else _copy_text(r.table_name),
-            "\\N" if r.entity_type is None else _copy_text(r.entity_type),
-            "\\N" if r.entity_id is None else _copy_text(r.entity_id),
-            "\\N" if r.actor_id is None else _copy_text(r.actor_id),
-            "\\N" if r.context is None else _copy_text(r.context),
-            "\\N" if r.old is None else _copy_text(r.old),
-            "\\N" if r.new is None else _copy_text(r.new),
-            "\\N" if r.changes is None else _copy_text(r.changes),
-            "\\N" if r.summary is None else _copy_text(r.summary),
-            "\\N" if r.xid is None else str(r.xid),
-            r.commit_lsn, str(r.seq),
-        )))  # fmt: skip
+        lines.append(
+            "\t".join(
+                (
+                    r.occurred_at,
+                    r.source,
+                    r.operation,
+                    _copy_text(r.action),
+                    _copy_text(r.category),
+                    r.severity,
+                    "\\N" if r.schema_name is None else _copy_text(r.schema_name),
+                    "\\N" if r.table_name is None else _copy_text(r.table_name),
+                    "\\N" if r.entity_type is None else _copy_text(r.entity_type),
+                    "\\N" if r.entity_id is None else _copy_text(r.entity_id),
+                    "\\N" if r.actor_id is None else _copy_text(r.actor_id),
+                    "\\N" if r.context is None else _copy_text(r.context),
+                    "\\N" if r.old is None else _copy_text(r.old),
+                    "\\N" if r.new is None else _copy_text(r.new),
+                    "\\N" if r.changes is None else _copy_text(r.changes),
+                    "\\N" if r.summary is None else _copy_text(r.summary),
+                    "\\N" if r.xid is None else str(r.xid),
+                    r.commit_lsn,
+                    str(r.seq),
+                )
+            )
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -93,9 +104,10 @@ class Sink:
         self.slot = slot
         self._conn: psycopg.Connection[Any] | None = None
         self._copy_sql = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
-            sql.Identifier(schema), sql.Identifier(table),
+            sql.Identifier(schema),
+            sql.Identifier(table),
             sql.SQL(", ").join(map(sql.Identifier, RECORD_COLUMNS)),
-        )  # fmt: skip
+        )
         self._checkpoint_sql = sql_template(
             "checkpoint_upsert.sql", schema=schema, checkpoints="checkpoints"
         )
@@ -115,10 +127,8 @@ class Sink:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 self._conn.rollback()
-            except psycopg.Error:
-                pass
             self._conn.close()
             self._conn = None
 
@@ -134,7 +144,7 @@ class Sink:
         except psycopg.errors.UndefinedTable:
             raise SinkError(
                 f"the activity store {self.schema}.checkpoints does not exist in "
-                f"{describe_target(self._dsn)}; run \"cdc setup\""
+                f'{describe_target(self._dsn)}; run "cdc setup"'
             ) from None
         except psycopg.Error as exc:
             raise SinkError(f"cannot read the checkpoint: {exc}") from None
@@ -152,18 +162,20 @@ class Sink:
                     copy.write(encode_copy_rows(flush.records))
             if flush.checkpoint is not None:
                 checkpoint = flush.checkpoint
-                conn.execute(self._checkpoint_sql, {
-                    "slot": self.slot,
-                    "commit_lsn": format_lsn(checkpoint.commit_lsn),
-                    "end_lsn": format_lsn(checkpoint.end_lsn),
-                    "commit_time": checkpoint.commit_time,
-                })  # fmt: skip
+                conn.execute(
+                    self._checkpoint_sql,
+                    {
+                        "slot": self.slot,
+                        "commit_lsn": format_lsn(checkpoint.commit_lsn),
+                        "end_lsn": format_lsn(checkpoint.end_lsn),
+                        "commit_time": checkpoint.commit_time,
+                    },
+                )
                 conn.commit()
+                failpoints.hit("sink.after_commit")
         except psycopg.Error as exc:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 conn.rollback()
-            except psycopg.Error:
-                pass
             raise _sink_failure(flush, exc) from None
 
 
@@ -175,11 +187,15 @@ def _sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
     where = ""
     if first is not None:
         last = flush.records[-1]
-        where = (f" (records from {first.schema_name}.{first.table_name} key {first.entity_id} "
-                 f"at commit {first.commit_lsn} through commit {last.commit_lsn})")  # fmt: skip
+        where = (
+            f" (records from {first.schema_name}.{first.table_name} key {first.entity_id} "
+            f"at commit {first.commit_lsn} through commit {last.commit_lsn})"
+        )
     sqlstate = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
-    return SinkError(f"could not write {len(flush.records)} records{where}: "
-                     f"{message}{sqlstate}; nothing was acknowledged")  # fmt: skip
+    return SinkError(
+        f"could not write {len(flush.records)} records{where}: "
+        f"{message}{sqlstate}; nothing was acknowledged"
+    )
 
 
 class SinkWriter:
@@ -245,10 +261,8 @@ class SinkWriter:
                     continue
             self._thread.join(timeout_s)
         for fd in (self._wake_r, self._wake_w):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def _run(self) -> None:
         while True:

@@ -30,6 +30,6 @@ def sql_text(name: str) -> str:
 
 def sql_template(name: str, **identifiers: str) -> sql.Composed:
     """The file as a statement with ``{name}`` placeholders bound to quoted identifiers."""
-    return sql.SQL(sql_text(name)).format(  # type: ignore[arg-type]  # file text, not user input
+    return sql.SQL(sql_text(name)).format(
         **{key: sql.Identifier(value) for key, value in identifiers.items()}
     )

@@ -98,7 +98,11 @@ def server_error(exc_or_result: Any, *, slot: str, publication: str) -> CdcError
             f"{text}: another process is streaming from the slot; stop it, or run this "
             "daemon as a standby that waits for the slot"
         )
-    if "invalidated" in message or "invalidated" in detail or "can no longer get changes" in message:
+    if (
+        "invalidated" in message
+        or "invalidated" in detail
+        or "can no longer get changes" in message
+    ):
         return SlotInvalidated(
             f"{text}. The server removed WAL this slot still needed, so changes were lost "
             "upstream. Recover: record the gap, drop the slot (cdc teardown), run cdc setup "
@@ -106,20 +110,24 @@ def server_error(exc_or_result: Any, *, slot: str, publication: str) -> CdcError
         )
     if sqlstate == "42501" or "permission denied" in message or "must be superuser" in message:
         return PrerequisiteError(
-            f"{text}; the source role needs the REPLICATION attribute (see cdc setup --print-role-sql)"
+            f"{text}; the source role needs the REPLICATION attribute "
+            "(ALTER ROLE <role> REPLICATION) and SELECT on the published tables"
         )
     if "wal_level" in message:
         return PrerequisiteError(
             f"{text}; set wal_level = logical in postgresql.conf and restart the server"
         )
     if sqlstate.startswith("08") or sqlstate == "57P01" or not sqlstate:
-        return ConnectError(f"replication connection lost: {text or 'server closed the connection'}")
+        return ConnectError(
+            f"replication connection lost: {text or 'server closed the connection'}"
+        )
     return StreamError(f"the server ended the replication stream: {text}")
 
 
 class ReplicationStream:
-    def __init__(self, dsn: str, *, slot: str, publication: str,
-                 application_name: str = "activity-cdc") -> None:  # fmt: skip
+    def __init__(
+        self, dsn: str, *, slot: str, publication: str, application_name: str = "activity-cdc"
+    ) -> None:
         self._dsn = dsn
         self.slot = slot
         self.publication = publication
@@ -134,10 +142,13 @@ class ReplicationStream:
         confirmed position if that is later)."""
         try:
             self._conn = psycopg.connect(
-                self._dsn, replication="database", autocommit=True,
-                application_name=self._application_name, options=SESSION_OPTIONS,
+                self._dsn,
+                replication="database",
+                autocommit=True,
+                application_name=self._application_name,
+                options=SESSION_OPTIONS,
                 connect_timeout=10,
-            )  # fmt: skip
+            )
         except psycopg.Error as exc:
             raise ConnectError(
                 f"cannot open a replication connection to {describe_target(self._dsn)}: "
@@ -151,7 +162,7 @@ class ReplicationStream:
             "(proto_version '1', publication_names {publications}, messages 'true')"
         ).format(
             slot=sql.Identifier(self.slot),
-            lsn=sql.SQL(format_lsn(start_lsn)),  # type: ignore[arg-type]  # hex/hex only
+            lsn=sql.SQL(format_lsn(start_lsn)),  # hex/hex, never user text
             publications=sql.Literal(publication),
         )
         try:
@@ -225,8 +236,14 @@ class ReplicationStream:
         """Standby status update: write = received, flush = apply = durable."""
         assert self._conn is not None
         flushed = self.flushed_lsn
-        message = _STATUS.pack(b"r", max(self.received_lsn, flushed), flushed, flushed,
-                               pg_now_us(), 1 if reply_requested else 0)  # fmt: skip
+        message = _STATUS.pack(
+            b"r",
+            max(self.received_lsn, flushed),
+            flushed,
+            flushed,
+            pg_now_us(),
+            1 if reply_requested else 0,
+        )
         pgconn = self._conn.pgconn
         try:
             if pgconn.put_copy_data(message) != 1 or pgconn.flush() != 0:

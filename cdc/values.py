@@ -20,7 +20,7 @@ from typing import Final
 JsonConverter = Callable[[str], str]
 
 # C-accelerated JSON string encoder used by json.dumps(ensure_ascii=False): quotes and escapes.
-encode_json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+encode_json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring
 
 # Built-in type OIDs (pg_type.dat); stable across PostgreSQL versions.
 BOOL = 16
@@ -44,37 +44,97 @@ JSONB = 3802
 
 _NUMBER_TYPES = frozenset({INT2, INT4, INT8, FLOAT4, FLOAT8, NUMERIC})
 
-# array type OID -> element type OID, for the built-in types whose elements need a converter
-# other than "string". Arrays of anything else are still arrays (of strings).
+# Every built-in array type (pg_type, OID < 10000, stable across versions) -> its element type.
+# Elements whose type has no converter of its own render as strings, as to_jsonb does.
 ARRAY_ELEMENT: Final[dict[int, int]] = {
-    1000: BOOL,
-    1001: BYTEA,
-    1005: INT2,
-    1007: INT4,
-    1016: INT8,
-    1009: TEXT,
-    1015: VARCHAR,
-    1014: 1042,  # bpchar
-    1002: 18,  # char
-    1003: 19,  # name
-    1028: OID,
-    199: JSON,
-    3807: JSONB,
-    1021: FLOAT4,
-    1022: FLOAT8,
-    1231: NUMERIC,
-    1182: DATE,
-    1183: TIME,
-    1115: TIMESTAMP,
-    1185: TIMESTAMPTZ,
-    1270: TIMETZ,
-    1187: 1186,  # interval
-    2951: 2950,  # uuid
-    1041: 869,  # inet
-    651: 650,  # cidr
-    1040: 829,  # macaddr
-    791: 790,  # money
+    22: 21,
+    30: 26,
+    143: 142,
+    199: 114,
+    210: 71,
+    270: 75,
+    271: 5069,
+    272: 81,
+    273: 83,
+    629: 628,
+    651: 650,
+    719: 718,
+    775: 774,
+    791: 790,
+    1000: 16,
+    1001: 17,
+    1002: 18,
+    1003: 19,
+    1005: 21,
+    1006: 22,
+    1007: 23,
+    1008: 24,
+    1009: 25,
+    1010: 27,
+    1011: 28,
+    1012: 29,
+    1013: 30,
+    1014: 1042,
+    1015: 1043,
+    1016: 20,
+    1017: 600,
+    1018: 601,
+    1019: 602,
+    1020: 603,
+    1021: 700,
+    1022: 701,
+    1027: 604,
+    1028: 26,
+    1034: 1033,
+    1040: 829,
+    1041: 869,
+    1115: 1114,
+    1182: 1082,
+    1183: 1083,
+    1185: 1184,
+    1187: 1186,
+    1231: 1700,
+    1263: 2275,
+    1270: 1266,
+    1561: 1560,
+    1563: 1562,
+    2201: 1790,
+    2207: 2202,
+    2208: 2203,
+    2209: 2204,
+    2210: 2205,
+    2211: 2206,
+    2949: 2970,
+    2951: 2950,
+    3221: 3220,
+    3643: 3614,
+    3644: 3642,
+    3645: 3615,
+    3735: 3734,
+    3770: 3769,
+    3807: 3802,
+    3905: 3904,
+    3907: 3906,
+    3909: 3908,
+    3911: 3910,
+    3913: 3912,
+    3927: 3926,
+    4073: 4072,
+    4090: 4089,
+    4097: 4096,
+    4192: 4191,
+    5039: 5038,
+    6150: 4451,
+    6151: 4532,
+    6152: 4533,
+    6153: 4534,
+    6155: 4535,
+    6157: 4536,
 }
+
+# array_out quotes an element that holds one of these (array_isspace), and skips them
+# around unquoted elements on input; no other whitespace is special.
+_ARRAY_SPACE = frozenset(" \t\n\r\v\f")
 
 
 def as_string(text: str) -> str:
@@ -146,7 +206,7 @@ def parse_array(text: str) -> list[str | None] | list[object]:
         elif ch == "}":
             stack.pop()
             pos += 1
-        elif ch == "," or ch.isspace():
+        elif ch == "," or ch in _ARRAY_SPACE:
             pos += 1
         elif ch == '"':
             pos += 1
@@ -162,7 +222,7 @@ def parse_array(text: str) -> list[str | None] | list[object]:
             start = pos
             while pos < n and text[pos] not in ",}":
                 pos += 1
-            token = text[start:pos].strip()
+            token = text[start:pos].strip(" \t\n\r\v\f")
             stack[-1].append(None if token.upper() == "NULL" else token)
     return result
 

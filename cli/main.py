@@ -51,8 +51,11 @@ def handles_errors(func: F) -> F:
         except Exception as exc:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
-            _fail(f"unexpected internal error: {exc!r} (rerun with --log-level debug for the "
-                  "traceback, and please report it)", 1)  # fmt: skip
+            _fail(
+                f"unexpected internal error: {exc!r} (rerun with --log-level debug for the "
+                "traceback, and please report it)",
+                1,
+            )
 
     return wrapper  # type: ignore[return-value]
 
@@ -74,10 +77,19 @@ pass_state = click.make_pass_decorator(State)
 
 @click.group(epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="cdc")
-@click.option("--config", "config_path", envvar="CDC_CONFIG", type=click.Path(dir_okay=False),
-              help="Config file (TOML). Default: $CDC_CONFIG, else ./cdc.toml.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--config",
+    "config_path",
+    envvar="CDC_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (TOML). Default: $CDC_CONFIG, else ./cdc.toml.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, log_level: str) -> None:
     """activity-cdc: record every row change of your audited tables as an activity record,
@@ -89,8 +101,11 @@ def main(ctx: click.Context, config_path: str | None, log_level: str) -> None:
     Watch:        cdc lag        (how far behind, in bytes and seconds)
     Try it:       cdc demo       (everything on a throwaway local Postgres)
     """
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     ctx.obj = State(config_path)
 
 
@@ -112,8 +127,11 @@ def setup(state: State) -> None:
 
 
 @main.command()
-@click.option("--drain", is_flag=True,
-              help="Record everything committed before the start, acknowledge it, and exit 0.")
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="Record everything committed before the start, acknowledge it, and exit 0.",
+)
 @pass_state
 @handles_errors
 def run(state: State, drain: bool) -> None:
@@ -154,8 +172,9 @@ def _lsn(value: int) -> str:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.option("--max-bytes", type=int, help="Exit 3 when unconfirmed WAL exceeds this.")
-@click.option("--max-seconds", type=float,
-              help="Exit 3 when the last recorded commit is older than this.")
+@click.option(
+    "--max-seconds", type=float, help="Exit 3 when the last recorded commit is older than this."
+)
 @pass_state
 @handles_errors
 def lag(state: State, as_json: bool, max_bytes: int | None, max_seconds: float | None) -> None:
@@ -168,23 +187,29 @@ def lag(state: State, as_json: bool, max_bytes: int | None, max_seconds: float |
         click.echo(json.dumps(result.as_json()))
     else:
         age = result.seconds_since_last_recorded_commit
+        activity = f"active (pid {result.active_pid})" if result.active else "inactive"
         click.echo(
-            f"slot {result.slot}: {'active (pid ' + str(result.active_pid) + ')' if result.active else 'inactive'}, "
+            f"slot {result.slot}: {activity}, "
             f"wal_status {result.wal_status}\n"
             f"  unconfirmed: {result.unconfirmed_bytes} bytes "
             f"(confirmed {result.confirmed_flush_lsn}, server at {result.current_lsn})\n"
             f"  retained:    {result.retained_bytes} bytes (restart {result.restart_lsn})\n"
             f"  last recorded commit: "
-            + (f"{result.last_recorded_commit_at.isoformat()} ({age:.1f}s ago)"
-               if result.last_recorded_commit_at and age is not None else "none yet")
-        )  # fmt: skip
+            + (
+                f"{result.last_recorded_commit_at.isoformat()} ({age:.1f}s ago)"
+                if result.last_recorded_commit_at and age is not None
+                else "none yet"
+            )
+        )
     over = []
     if max_bytes is not None and (result.unconfirmed_bytes or 0) > max_bytes:
         over.append(f"unconfirmed {result.unconfirmed_bytes} bytes > {max_bytes}")
     if max_seconds is not None:
         age = result.seconds_since_last_recorded_commit
         if age is None or age > max_seconds:
-            over.append(f"last recorded commit {'never' if age is None else f'{age:.1f}s ago'}"
-                        f" > {max_seconds}s")  # fmt: skip
+            over.append(
+                f"last recorded commit {'never' if age is None else f'{age:.1f}s ago'}"
+                f" > {max_seconds}s"
+            )
     if over:
         raise LagExceeded("lag over threshold: " + "; ".join(over))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,12 +63,16 @@ class PgDatabase:
 
 
 def _docker_answers() -> bool:
+    if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock"):
+        return False
     try:
         import docker  # type: ignore[import-untyped]
 
         client = docker.from_env(timeout=3)
-        client.ping()
-        return True
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
     except Exception:
         return False
 
@@ -100,7 +105,7 @@ def pg_server() -> Iterator[PgServer]:
 def drop_database(server: PgServer, name: str) -> None:
     with psycopg.connect(server.dsn, autocommit=True) as admin:
         # Slots first: DROP DATABASE refuses while the database has slots.
-        for (slot, pid) in admin.execute(
+        for slot, pid in admin.execute(
             "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s", (name,)
         ).fetchall():
             if pid is not None:
@@ -111,10 +116,10 @@ def drop_database(server: PgServer, name: str) -> None:
                         admin.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
                         break
                     except psycopg.errors.ObjectInUse:
-                        import time
-
                         time.sleep(0.1)
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture

@@ -1,0 +1,53 @@
+"""Shared steps of the integration tests: config for a test database, setup, drain, read back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdc.config import Settings, settings_from_mapping
+from cdc.daemon import Daemon, RunStats
+from cdc.provision import setup
+from tests.fix_pg import PgDatabase
+
+
+def make_settings(pg: PgDatabase, tables: list[dict[str, Any]], **sections: Any) -> Settings:
+    data: dict[str, Any] = {
+        "source": {"dsn": pg.dsn, "slot": pg.slot, "publication": pg.publication},
+        "batch": {"max_rows": 500, "max_delay_ms": 20},
+        "tables": tables,
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return settings_from_mapping(data, env={})
+
+
+def setup_and_settings(
+    pg: PgDatabase, ddl: str, tables: list[dict[str, Any]], **sections: Any
+) -> Settings:
+    pg.execute(ddl)
+    settings = make_settings(pg, tables, **sections)
+    setup(settings)
+    return settings
+
+
+def drain(settings: Settings) -> RunStats:
+    daemon = Daemon(settings, drain=True)
+    try:
+        return daemon.run()
+    finally:
+        daemon.close()
+
+
+RECORD_QUERY = """
+SELECT operation, table_name, entity_id, actor_id, old, new, changes, summary, xid,
+       commit_lsn::text, seq, category, severity, action, entity_type, context
+  FROM activity.records ORDER BY commit_lsn, seq
+"""
+
+
+def records(pg: PgDatabase) -> list[dict[str, Any]]:
+    with pg.connect() as conn:
+        cur = conn.execute(RECORD_QUERY)
+        assert cur.description is not None
+        names = [column.name for column in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
