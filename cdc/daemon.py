@@ -244,11 +244,11 @@ class Daemon:
             stream.flushed_lsn = batcher.flushed_lsn
             self.stats.flushed_lsn = batcher.flushed_lsn
         stream.send_status()
-        log.info(
-            "stopped at %s (%d records pending in an open transaction were not written)",
-            format_lsn(batcher.flushed_lsn),
-            batcher.pending_rows,
-        )
+        log.info("stopped; acknowledged through %s", format_lsn(batcher.flushed_lsn))
+        if batcher.pending_rows:
+            # A source transaction was still open: its chunks roll back with the sink
+            # transaction and the slot sends it again on the next start.
+            log.info("%d records of an unfinished transaction will be replayed", batcher.pending_rows)
 
     def close(self) -> None:
         for fd in (self._stop_r, self._stop_w):

@@ -96,7 +96,7 @@ def load_platform_schema(conn: psycopg.Connection[Any], *, legacy_triggers: bool
     with conn.transaction():
         for name in names:
             conn.execute(sql_path(name).read_bytes())
-    log.info("demo platform schema loaded (legacy audit triggers: %s)", legacy_triggers)
+    log.debug("demo platform schema loaded (legacy audit triggers: %s)", legacy_triggers)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -183,13 +183,13 @@ def txid_status(
                 row = conn.execute("SELECT txid_status(%s)", (txid,)).fetchone()
             status = None if row is None else row[0]
             if status in ("committed", "aborted"):
-                log.info("transaction %d whose commit broke off was %s", txid, status)
+                log.debug("transaction %d whose commit broke off was %s", txid, status)
                 return str(status)
             if status is None:
                 log.error("transaction %d is too old for txid_status(); outcome unknown", txid)
                 return None
         except psycopg.Error as exc:
-            log.info("cannot ask for the outcome of transaction %d yet: %s", txid, exc)
+            log.debug("cannot ask for the outcome of transaction %d yet: %s", txid, exc)
         if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
             log.warning("outcome of transaction %d still unknown; left in doubt", txid)
             return None
@@ -1780,7 +1780,7 @@ def seed(conn: psycopg.Connection[Any], *, scale: int = 1, rng: random.Random) -
         platform = _Platform(rng, _unique_tag(tx), [])
         platform.seed(tx, scale)
     truth = GroundTruth(counts=Counter(tx.counts), committed=1)
-    log.info("demo platform seeded: %d row changes (scale %d)", truth.total(), scale)
+    log.debug("demo platform seeded: %d row changes (scale %d)", truth.total(), scale)
     return truth
 
 
@@ -1848,7 +1848,7 @@ class _Client:
                     log.error("%s", message)
                     self.truth.errors.append(message)
                     return None
-                log.info("client %d cannot reconnect yet: %s", self.index, exc)
+                log.debug("client %d cannot reconnect yet: %s", self.index, exc)
             self.stop.wait(delay)
             delay = min(delay * 2, 1.0)
         return None
@@ -1986,14 +1986,14 @@ def run_workload(
         )
         for i in range(clients)
     ]
-    log.info("workload starting: %d client(s), seed %d", clients, rng_seed)
+    log.debug("workload starting: %d client(s), seed %d", clients, rng_seed)
     if clients == 1:
         workers[0].run()
     else:
         _run_threads(workers, stop, halt)
     for worker in workers:
         truth.merge(worker.truth)
-    log.info(
+    log.debug(
         "workload finished: %d committed (%d row changes), %d rolled back, %d failed, "
         "%d resolved after a broken commit, %d in doubt",
         truth.committed,

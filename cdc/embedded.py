@@ -158,7 +158,7 @@ class EmbeddedPostgres:
                 handle.write("\n# activity-cdc embedded cluster\n" + conf)
         self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "start")
         self._started = True
-        log.info("embedded postgres started on port %d (%s)", self.port, self.datadir)
+        log.debug("embedded postgres started on port %d (%s)", self.port, self.datadir)
         return self
 
     def stop_server(self, mode: str = "fast") -> None:

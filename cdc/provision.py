@@ -33,7 +33,7 @@ class SetupReport:
     unchanged: list[str] = field(default_factory=list)  # what was already in place
 
     def did(self, text: str) -> None:
-        log.info("setup: %s", text)
+        log.debug("setup: %s", text)
         self.actions.append(text)
 
     def kept(self, text: str) -> None:
@@ -177,15 +177,20 @@ def ensure_publication(
 def ensure_replica_identity(
     conn: psycopg.Connection[Any], settings: Settings, report: SetupReport
 ) -> None:
+    """REPLICA IDENTITY FULL, so updates and deletes carry the whole old row (the diff and the
+    value of unchanged TOASTed columns come from it)."""
     tables = table_oids(conn, settings)
+    changed = []
     for (schema, table), (_oid, identity) in sorted(tables.items()):
-        if identity == "f":
-            continue
-        conn.execute(
-            sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(_qualified(schema, table))
-        )
-        report.did(f"set REPLICA IDENTITY FULL on {schema}.{table}")
-    if all(identity == "f" for _, identity in tables.values()):
+        if identity != "f":
+            conn.execute(
+                sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(_qualified(schema, table))
+            )
+            changed.append(f"{schema}.{table}")
+    if changed:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        report.did(f"set REPLICA IDENTITY FULL on {len(changed)} table(s): {shown}")
+    else:
         report.kept(f"all {len(tables)} tables already have REPLICA IDENTITY FULL")
 
 

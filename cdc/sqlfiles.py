@@ -1,4 +1,4 @@
-"""Load the statements kept in ``sql/`` by name.
+"""Load the statements kept in ``sql/`` (and the example config) by name.
 
 In a checkout they are in ``<repo>/sql``; in an installed wheel, in ``cdc/_sql`` (see
 pyproject.toml). Files are read once and cached.
@@ -13,6 +13,8 @@ from psycopg import sql
 
 _PACKAGED = Path(__file__).parent / "_sql"
 _CHECKOUT = Path(__file__).parent.parent / "sql"
+_PACKAGED_EXAMPLES = Path(__file__).parent / "_examples"
+_CHECKOUT_EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def sql_dir() -> Path:
@@ -21,6 +23,12 @@ def sql_dir() -> Path:
 
 def sql_path(name: str) -> Path:
     return sql_dir() / name
+
+
+def example_path(name: str) -> Path:
+    """A file of ``examples/`` (the shipped default config), in a checkout or the wheel."""
+    base = _PACKAGED_EXAMPLES if _PACKAGED_EXAMPLES.is_dir() else _CHECKOUT_EXAMPLES
+    return base / name
 
 
 @cache

@@ -213,3 +213,18 @@ def lag(state: State, as_json: bool, max_bytes: int | None, max_seconds: float |
             )
     if over:
         raise LagExceeded("lag over threshold: " + "; ".join(over))
+
+
+@main.command()
+@click.option("--seconds", default=10.0, show_default=True, help="How long the workload runs.")
+@click.option("--clients", default=2, show_default=True, help="Concurrent workload clients.")
+@handles_errors
+def demo(seconds: float, clients: int) -> None:
+    """Everything on a throwaway local PostgreSQL: the 18-table demo platform, setup, the
+    daemon, a mixed workload, and the records it produced. Cleans up after itself."""
+    from cdc.demo import DemoOptions, run_demo
+
+    root = logging.getLogger()
+    root.setLevel(max(root.level, logging.WARNING))  # the demo's own lines tell the story
+    for line in run_demo(DemoOptions(duration_s=seconds, clients=clients)):
+        click.echo(line)

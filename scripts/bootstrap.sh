@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Everything activity-cdc needs on a fresh machine: PostgreSQL server binaries (for the
+# embedded throwaway cluster) and a virtualenv in .venv with the package and its test tools.
+# Idempotent; safe to run before every command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_server() {
+    [ -n "${CDC_PG_BINDIR:-}" ] && [ -x "${CDC_PG_BINDIR}/initdb" ] && return 0
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && return 0
+    command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ] && return 0
+    return 1
+}
+
+if ! have_server; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing PostgreSQL server binaries (apt-get install postgresql)" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    else
+        echo "bootstrap: no PostgreSQL server binaries (initdb) found; install the PostgreSQL" \
+             "server package or set CDC_PG_BINDIR" >&2
+        exit 1
+    fi
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
+    | { grep -v "^WARNING: Location" || true; }

@@ -1,0 +1,274 @@
+"""The ``cdc`` commands on a real PostgreSQL: output, exit codes, and every documented failure
+as one line with what to do next (never a traceback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from cdc.daemon import Daemon
+from cdc.embedded import EmbeddedPostgres
+from cdc.errors import PublicationNotFound
+from cli.main import main
+from tests.fix_pg import PgDatabase
+from tests.integration.helpers import make_settings
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "hunter2-never-log-me"
+
+
+def write_config(path: Path, pg: PgDatabase, *, dsn: str | None = None, extra: str = "") -> Path:
+    path.write_text(
+        f"[source]\ndsn = '{dsn or pg.dsn}'\nslot = '{pg.slot}'\n"
+        f"publication = '{pg.publication}'\n[batch]\nmax_rows = 100\nmax_delay_ms = 20\n"
+        f"[[tables]]\nname = 'public.t'\nentity_type = 'thing'\n{extra}"
+    )
+    return path
+
+
+def cdc(config: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--config", str(config), *args])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def config(pg: PgDatabase, tmp_path: Path) -> Path:
+    pg.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    # trust authentication ignores the password: it is there to prove it is never shown
+    return write_config(tmp_path / "cdc.toml", pg, dsn=f"{pg.dsn} password={SECRET}")
+
+
+def test_setup_is_idempotent_and_says_what_it_did(config: Path) -> None:
+    code, out = cdc(config, "setup")
+    assert code == 0
+    assert "created publication" in out and "created logical replication slot" in out
+    code, out = cdc(config, "setup")
+    assert code == 0
+    assert "nothing to do" in out
+    assert SECRET not in out
+
+
+def test_run_drain_records_everything_committed_before_it_and_exits_zero(
+    pg: PgDatabase, config: Path
+) -> None:
+    assert cdc(config, "setup")[0] == 0
+    pg.execute("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 250) g")
+    code, out = cdc(config, "--log-level", "debug", "run", "--drain")
+    assert code == 0, out
+    assert "250 records" in out
+    assert SECRET not in out
+    assert pg.execute("SELECT count(*) FROM activity.records")[0][0] == 250
+
+
+def test_lag_reports_bytes_and_time_and_exits_three_over_a_threshold(
+    pg: PgDatabase, config: Path
+) -> None:
+    assert cdc(config, "setup")[0] == 0
+    pg.execute("INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 500) g")
+    code, out = cdc(config, "lag", "--json")
+    assert code == 0
+    before = json.loads(out)
+    assert before["slot"] == pg.slot and before["active"] is False
+    assert before["unconfirmed_bytes"] > 50_000
+    assert before["last_recorded_commit_at"] is None
+    code, out = cdc(config, "lag", "--max-bytes", "1000")
+    assert code == 3 and "lag over threshold" in out
+    assert cdc(config, "run", "--drain")[0] == 0
+    code, out = cdc(config, "lag", "--json", "--max-bytes", "50000", "--max-seconds", "600")
+    assert code == 0, out
+    after = json.loads(out.splitlines()[0])
+    assert after["unconfirmed_bytes"] < before["unconfirmed_bytes"]
+    assert after["seconds_since_last_recorded_commit"] < 600
+    code, out = cdc(config, "lag", "--max-seconds", "0")
+    assert code == 3
+
+
+def test_bad_config_is_one_line_naming_the_file_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[source]\ndsn = 'x'\n[batch]\nmax_rows = 0\n[[tables]]\nname = 'public.t'\n")
+    code, out = cdc(path, "setup")
+    assert code == 4
+    assert str(path) in out and "batch.max_rows" in out
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_missing_config_file_exits_four(tmp_path: Path) -> None:
+    code, out = cdc(tmp_path / "nope.toml", "run")
+    assert code == 4 and "config file not found" in out
+
+
+def test_unknown_table_is_refused_before_anything_changes(pg: PgDatabase, config: Path) -> None:
+    config.write_text(config.read_text() + "[[tables]]\nname = 'public.missing'\n")
+    code, out = cdc(config, "setup")
+    assert code == 4 and "public.missing" in out
+    assert pg.execute("SELECT count(*) FROM pg_replication_slots")[0][0] == 0
+    assert pg.execute("SELECT count(*) FROM pg_publication")[0][0] == 0
+
+
+def test_unreachable_server_exits_five_without_the_password(pg: PgDatabase, tmp_path: Path) -> None:
+    dsn = f"host=127.0.0.1 port=1 dbname=x user=u password={SECRET} connect_timeout=2"
+    config = write_config(tmp_path / "cdc.toml", pg, dsn=dsn)
+    for command in (["setup"], ["run", "--drain"], ["lag"]):
+        code, out = cdc(config, *command)
+        assert code == 5, (command, out)
+        assert "cannot connect" in out and "127.0.0.1:1" in out
+        assert SECRET not in out
+
+
+def test_wal_level_not_logical_exits_five_with_the_fix(tmp_path: Path) -> None:
+    with EmbeddedPostgres(settings={"wal_level": "replica"}) as server:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        path = tmp_path / "cdc.toml"
+        path.write_text(f"[source]\ndsn = '{server.dsn}'\n[[tables]]\nname = 'public.t'\n")
+        for command in (["setup"], ["run"]):
+            code, out = cdc(path, *command)
+            assert code == 5, out
+            assert "wal_level is 'replica'" in out and "wal_level = logical" in out
+
+
+def test_run_without_setup_says_to_run_setup(pg: PgDatabase, config: Path) -> None:
+    code, out = cdc(config, "run", "--drain")
+    assert code == 6
+    assert f'slot "{pg.slot}" does not exist' in out and "cdc setup" in out
+
+
+def test_dropped_publication_exits_six(pg: PgDatabase, config: Path) -> None:
+    assert cdc(config, "setup")[0] == 0
+    pg.execute(f'DROP PUBLICATION "{pg.publication}"')
+    code, out = cdc(config, "run", "--drain")
+    assert code == 6 and "publication" in out and "cdc setup" in out
+
+
+def test_slot_in_use_by_another_process_exits_six(pg: PgDatabase, config: Path) -> None:
+    assert cdc(config, "setup")[0] == 0
+    holder = psycopg.connect(pg.dsn, replication="database", autocommit=True)
+    try:
+        holder.execute(
+            f"START_REPLICATION SLOT \"{pg.slot}\" LOGICAL 0/0 (proto_version '1', "
+            f"publication_names '\"{pg.publication}\"')"
+        )
+        code, out = cdc(config, "run", "--drain")
+        assert code == 6
+        assert "is active for PID" in out and "another process" in out
+    finally:
+        holder.close()
+
+
+def test_server_error_mid_stream_becomes_a_typed_error(pg: PgDatabase) -> None:
+    """The publication disappears while the daemon streams: the server only reports it at the
+    next change, inside the COPY stream."""
+    pg.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    settings = make_settings(pg, [{"name": "public.t"}])
+    from cdc.provision import setup
+
+    setup(settings)
+    daemon = Daemon(settings)
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _capture(daemon, errors))
+    thread.start()
+    try:
+        _wait_active(pg)
+        pg.execute(f'DROP PUBLICATION "{pg.publication}"')
+        pg.execute("INSERT INTO t VALUES (1)")
+        thread.join(timeout=30)
+    finally:
+        daemon.request_stop()
+        thread.join(timeout=30)
+        daemon.close()
+    assert len(errors) == 1 and isinstance(errors[0], PublicationNotFound), errors
+    assert "cdc setup" in str(errors[0])
+
+
+def _capture(daemon: Daemon, errors: list[BaseException]) -> None:
+    try:
+        daemon.run()
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def _wait_active(pg: PgDatabase) -> None:
+    for _ in range(200):
+        if pg.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (pg.slot,))[
+            0
+        ][0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("daemon never started streaming")
+
+
+def test_sigterm_finishes_the_batch_acknowledges_and_exits_zero(
+    pg: PgDatabase, config: Path, tmp_path: Path
+) -> None:
+    assert cdc(config, "setup")[0] == 0
+    config.write_text(config.read_text().replace("max_delay_ms = 20", "max_delay_ms = 60000"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "--config", str(config), "run"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_active(pg)
+        pg.execute("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 30) g")
+        time.sleep(1.0)  # received, but the 60 s batch delay has not passed: nothing written
+        assert pg.execute("SELECT count(*) FROM activity.records")[0][0] == 0
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert SECRET not in err
+    assert pg.execute("SELECT count(*) FROM activity.records")[0][0] == 30
+    (acknowledged,) = pg.execute(
+        "SELECT s.confirmed_flush_lsn >= c.end_lsn FROM pg_replication_slots s "
+        "JOIN activity.checkpoints c ON c.slot_name = s.slot_name"
+    )[0]
+    assert acknowledged
+
+
+def test_sink_in_another_database_receives_the_records(pg: PgDatabase, tmp_path: Path) -> None:
+    pg.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    sink_name = f"{pg.name}_sink"
+    with psycopg.connect(pg.server.dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{sink_name}"')
+    try:
+        sink_dsn = pg.server.dsn_for(sink_name)
+        config = write_config(tmp_path / "cdc.toml", pg, extra="")
+        config.write_text(config.read_text() + f"[sink]\ndsn = '{sink_dsn}'\n")
+        assert cdc(config, "setup")[0] == 0
+        pg.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+        assert cdc(config, "run", "--drain")[0] == 0
+        with psycopg.connect(sink_dsn) as sink:
+            assert sink.execute("SELECT count(*) FROM activity.records").fetchone() == (2,)
+        assert pg.execute("SELECT to_regclass('activity.records')")[0][0] is None
+    finally:
+        with psycopg.connect(pg.server.dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{sink_name}" WITH (FORCE)')
+
+
+def test_demo_runs_end_to_end_and_shows_records() -> None:
+    result = CliRunner().invoke(main, ["demo", "--seconds", "2", "--clients", "1"])
+    assert result.exit_code == 0, result.output
+    assert "created logical replication slot" in result.output
+    assert "recorded and acknowledged everything" in result.output
+    assert "activity records:" in result.output
+    assert "removed the throwaway PostgreSQL" in result.output
