@@ -228,3 +228,18 @@ def demo(seconds: float, clients: int) -> None:
     root.setLevel(max(root.level, logging.WARNING))  # the demo's own lines tell the story
     for line in run_demo(DemoOptions(duration_s=seconds, clients=clients)):
         click.echo(line)
+
+
+# Command groups that live in their own modules register themselves here.
+def _register_commands() -> None:
+    import importlib
+
+    for module in ("cli.ops", "cli.store"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+_register_commands()
