@@ -10,6 +10,7 @@ the JSON documents and a few lookups.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import NamedTuple
 
@@ -24,7 +25,7 @@ from cdc.changes import (
 from cdc.config import OPERATIONS, RedactionSettings, Settings, SeverityByOperation, TableRules
 from cdc.lsn import format_lsn
 from cdc.pgoutput import UNCHANGED_TOAST, TupleData
-from cdc.values import JsonConverter, converter_for, encode_json_string
+from cdc.values import JsonConverter, TypeRegistry, encode_json_string
 
 SOURCE_DATABASE = "database"
 
@@ -94,7 +95,11 @@ class TableMapper:
     )
 
     def __init__(
-        self, relation: RelationInfo, rules: TableRules | None, redaction: RedactionSettings
+        self,
+        relation: RelationInfo,
+        rules: TableRules | None,
+        redaction: RedactionSettings,
+        types: TypeRegistry,
     ) -> None:
         self.relation = relation
         self.rules = rules
@@ -121,7 +126,7 @@ class TableMapper:
             return marker
 
         self.converters: tuple[JsonConverter, ...] = tuple(
-            redacted if matcher.fullmatch(name) else converter_for(oid)
+            redacted if matcher.fullmatch(name) else types.converter(oid)
             for name, oid in zip(names, relation.type_oids, strict=True)
         )
         # keys of the `changes` document: '"col":{"old":'
@@ -140,7 +145,7 @@ class TableMapper:
             else None
         )
         self.key_converters = (
-            tuple(converter_for(relation.type_oids[i]) for i in relation.key_positions)
+            tuple(types.converter(relation.type_oids[i]) for i in relation.key_positions)
             if relation.key_positions is not None
             else None
         )
@@ -199,8 +204,18 @@ class TableMapper:
 class ActivityMapper:
     """Maps changes to records; one per daemon, rebuilt when the config is reloaded."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        types: TypeRegistry | None = None,
+        rules_by_relation_id: Mapping[int, TableRules] | None = None,
+    ) -> None:
         self._settings = settings
+        self.types = types if types is not None else TypeRegistry()
+        # Rules are found by relation OID first, so a table renamed under a running daemon
+        # keeps its rules; by name for tables the daemon did not resolve at start.
+        self._rules_by_relation_id = dict(rules_by_relation_id or {})
         self._mappers: dict[int, TableMapper] = {}
         self._txn: TransactionInfo | None = None
         self._txn_occurred_at = ""
@@ -209,11 +224,10 @@ class ActivityMapper:
     def table_mapper(self, relation: RelationInfo) -> TableMapper:
         mapper = self._mappers.get(relation.relation_id)
         if mapper is None or mapper.relation is not relation:
-            mapper = TableMapper(
-                relation,
-                self._settings.rules_for(relation.schema, relation.table),
-                self._settings.redaction,
-            )
+            rules = self._rules_by_relation_id.get(relation.relation_id)
+            if rules is None:
+                rules = self._settings.rules_for(relation.schema, relation.table)
+            mapper = TableMapper(relation, rules, self._settings.redaction, self.types)
             self._mappers[relation.relation_id] = mapper
         return mapper
 

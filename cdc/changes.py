@@ -12,8 +12,11 @@ It owns
   row carries it (REPLICA IDENTITY FULL); otherwise the column is reported as unavailable and
   never stored as if the placeholder were its value.
 
-Without streaming (protocol version 1) pgoutput only sends committed transactions, so every
-row change can be passed on the moment it is decoded.
+Transactions arrive in commit order. An ordinary one (Begin … Commit) is committed work, so its
+row changes are passed on the moment they are decoded. A *streamed* one (protocol 2+: blocks of
+Stream Start … Stream Stop while it still runs, then Stream Commit or Stream Abort) is spilled
+to disk (cdc.spill) and replayed at its Stream Commit, so only committed work is ever yielded
+and memory does not grow with the transaction. Aborted subtransactions are left out.
 """
 
 from __future__ import annotations
@@ -41,10 +44,13 @@ from cdc.pgoutput import (
     TupleData,
     Type,
     Update,
+    decode_message,
 )
+from cdc.spill import SpillStore
 
-# (schema, table) -> primary key column names, from the catalog (None: no primary key)
-KeyLookup = Callable[[str, str], tuple[str, ...] | None]
+# (relation id, schema, table) -> primary key column names, from the catalog (None: no primary
+# key). By relation id first, so that a renamed table keeps its key.
+KeyLookup = Callable[[int, str, str], tuple[str, ...] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +70,7 @@ class RelationInfo:
 
 def relation_info(message: Relation, key_lookup: KeyLookup) -> RelationInfo:
     names = tuple(column.name for column in message.columns)
-    key = key_lookup(message.namespace, message.relation_name)
+    key = key_lookup(message.relation_id, message.namespace, message.relation_name)
     if key is None and message.replica_identity != "f":
         # Under DEFAULT/INDEX identity the flagged columns are the identity key; under FULL
         # every column is flagged, which is not a key.
@@ -168,18 +174,32 @@ class ChangeAssembler:
     recorded before a restart; see the checkpoint in cdc.sink).
     """
 
-    def __init__(self, key_lookup: KeyLookup, *, skip_through_lsn: int = 0) -> None:
+    def __init__(
+        self,
+        key_lookup: KeyLookup,
+        *,
+        skip_through_lsn: int = 0,
+        spill: SpillStore | None = None,
+    ) -> None:
         self.relations: dict[int, RelationInfo] = {}
         self._key_lookup = key_lookup
         self.skip_through_lsn = skip_through_lsn
         self._transaction: TransactionInfo | None = None
         self._skipping = False
         self._seq = 0
+        self._stream_xid: int | None = None  # inside Stream Start … Stream Stop
+        self.spill = spill if spill is not None else SpillStore()
         self.skipped_transactions = 0
+        self.streamed_transactions = 0
 
     @property
     def in_transaction(self) -> bool:
-        return self._transaction is not None or self._skipping
+        """Inside a transaction or a stream block: not a point where nothing is in flight."""
+        return self._transaction is not None or self._skipping or self._stream_xid is not None
+
+    @property
+    def open_streamed_transactions(self) -> int:
+        return len(self.spill)
 
     def _relation(self, relation_id: int, kind: str) -> RelationInfo:
         try:
@@ -197,9 +217,14 @@ class ChangeAssembler:
             raise DecodeError(kind, "(message)", 0, "row change outside a transaction")
         return self._transaction
 
-    def feed(self, message: PgOutputMessage) -> Iterator[Change]:
-        # Ordered by frequency: row changes first.
+    def feed(self, message: PgOutputMessage, payload: bytes = b"") -> Iterator[Change]:
+        """The changes a message completes. ``payload`` (the message's bytes) is needed only
+        inside a stream block, where messages are spilled rather than decoded into changes."""
         kind = type(message)
+        if self._stream_xid is not None and kind is not StreamStop:
+            self._spill(message, payload)
+            return
+        # Ordered by frequency: row changes first.
         if kind is Insert or kind is Update or kind is Delete:
             if self._skipping:
                 return
@@ -269,17 +294,65 @@ class ChangeAssembler:
                 )
         elif kind is Type:
             pass  # type names are not needed: values arrive in their text form
-        elif kind in (StreamStart, StreamStop, StreamCommit, StreamAbort):
-            raise DecodeError(
-                kind.__name__,
-                "(message)",
-                0,
-                "streamed transactions were not requested (protocol version 1)",
-            )
+        elif kind is StreamStart:
+            assert isinstance(message, StreamStart)
+            if self._transaction is not None or self._skipping:
+                raise DecodeError(
+                    "StreamStart", "(message)", 0, "Stream Start inside a transaction"
+                )
+            self._stream_xid = message.xid
+            self.spill.start(message.xid, message.first_segment)
+        elif kind is StreamStop:
+            if self._stream_xid is None:
+                raise DecodeError(
+                    "StreamStop", "(message)", 0, "Stream Stop outside a stream block"
+                )
+            self._stream_xid = None
+        elif kind is StreamCommit:
+            assert isinstance(message, StreamCommit)
+            yield from self._stream_commit(message)
+        elif kind is StreamAbort:
+            assert isinstance(message, StreamAbort)
+            self.spill.abort(message.xid, message.subxid)
         else:
             raise DecodeError(
                 kind.__name__, "(message)", 0, "two-phase messages were not requested"
             )
+
+    def _spill(self, message: PgOutputMessage, payload: bytes) -> None:
+        stream_xid = self._stream_xid
+        assert stream_xid is not None
+        kind = type(message)
+        if kind is StreamStart or kind is StreamCommit or kind is StreamAbort or kind is Begin:
+            raise DecodeError(kind.__name__, "(message)", 0, "inside an unfinished stream block")
+        if not payload:
+            raise AssertionError("a message inside a stream block needs its payload to spill")
+        subxid = getattr(message, "xid", None)
+        self.spill.append(stream_xid, stream_xid if subxid is None else subxid, payload)
+
+    def _stream_commit(self, message: StreamCommit) -> Iterator[Change]:
+        if self._transaction is not None or self._skipping:
+            raise DecodeError("StreamCommit", "(message)", 0, "Stream Commit inside a transaction")
+        spilled = self.spill.take(message.xid)
+        try:
+            if message.commit_lsn <= self.skip_through_lsn:
+                self.skipped_transactions += 1
+                return
+            self.streamed_transactions += 1
+            txn = TransactionInfo(message.xid, message.commit_lsn, message.commit_time)
+            self._transaction = txn
+            self._seq = 0
+            if spilled is not None:
+                for payload in spilled.replay():
+                    # Replayed as if the transaction were an ordinary one: Relation messages
+                    # update the cache here, in commit order, not when they were streamed.
+                    yield from self.feed(decode_message(payload, in_stream=True))
+            self._transaction = None
+            yield TransactionEnd(txn, message.end_lsn, self._seq)
+        finally:
+            self._transaction = None
+            if spilled is not None:
+                spilled.close()
 
     def _row_change(self, message: Insert | Update | Delete) -> RowChange:
         txn = self._transaction

@@ -23,16 +23,42 @@ from typing import Any
 
 from cdc.activity import ActivityMapper
 from cdc.batching import Batcher, Checkpoint, Flush
+from cdc.catalog import Catalog
 from cdc.changes import ChangeAssembler, TransactionEnd
-from cdc.config import Settings
-from cdc.errors import PublicationNotFound, SlotNotFound
+from cdc.config import Settings, TableRules
+from cdc.errors import PrerequisiteError, PublicationNotFound, SlotNotFound
 from cdc.lsn import Lsn, format_lsn
-from cdc.pgoutput import Decoder
-from cdc.provision import check_wal_level, connect, primary_keys
+from cdc.pgoutput import Decoder, Relation
+from cdc.provision import check_wal_level, connect, table_oids
 from cdc.sink import Sink, SinkWriter
+from cdc.spill import SpillStore
 from cdc.stream import Keepalive, ReplicationStream, XLogData
+from cdc.values import TypeRegistry
 
 log = logging.getLogger(__name__)
+
+
+def protocol_version_for(server_version_num: int) -> int:
+    """The highest pgoutput protocol version the server speaks (streaming needs 2+)."""
+    if server_version_num >= 160000:
+        return 4
+    if server_version_num >= 150000:
+        return 3
+    if server_version_num >= 140000:
+        return 2
+    raise PrerequisiteError(
+        f"PostgreSQL {server_version_num // 10000} is too old: activity-cdc needs PostgreSQL 14 "
+        "or later (logical messages and streamed transactions in pgoutput)"
+    )
+
+
+@dataclass
+class Source:
+    """What the preflight learned about the source."""
+
+    proto_version: int
+    rules_by_relation_id: dict[int, TableRules]
+    drain_target: int | None
 
 
 @dataclass
@@ -40,6 +66,7 @@ class RunStats:
     changes: int = 0  # row changes, truncates and messages decoded
     records: int = 0  # activity records produced
     transactions: int = 0  # source transactions committed and processed
+    streamed_transactions: int = 0  # of which arrived streamed (protocol 2+)
     skipped_transactions: int = 0  # already recorded before a restart
     flushes: int = 0
     start_lsn: int = 0
@@ -60,6 +87,7 @@ class Daemon:
         os.set_blocking(self._stop_r, False)
         os.set_blocking(self._stop_w, False)
         self._stopping = threading.Event()
+        self._spill = SpillStore()  # streamed transactions still open; files removed on close
 
     def request_stop(self) -> None:
         """Finish the batch in hand, acknowledge it, and return from run(). Signal-safe."""
@@ -67,10 +95,11 @@ class Daemon:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._stop_w, b"x")
 
-    def _preflight(self) -> tuple[dict[tuple[str, str], tuple[str, ...]], int | None]:
+    def _preflight(self) -> Source:
         source = self.settings.source
         with connect(source.dsn) as conn:
             check_wal_level(conn)
+            proto = protocol_version_for(conn.info.server_version)
             if not conn.execute(
                 "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (source.slot,)
             ).fetchone():
@@ -83,19 +112,25 @@ class Daemon:
                 raise PublicationNotFound(
                     f'publication "{source.publication}" does not exist; run "cdc setup"'
                 )
-            keys = primary_keys(conn)
+            oids = table_oids(conn, self.settings)
+            rules = {
+                oids[(r.schema_name, r.table_name)][0]: r
+                for r in self.settings.tables
+                if (r.schema_name, r.table_name) in oids
+            }
             target = None
             if self.drain:
                 row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
                 assert row is not None
                 target = Lsn.parse(row[0])
-        return keys, target
+        return Source(proto, rules, target)
 
     def run(self) -> RunStats:
         started = time.monotonic()
         settings = self.settings
-        keys, drain_target = self._preflight()
-        self.stats.drain_target_lsn = drain_target
+        source = self._preflight()
+        self.stats.drain_target_lsn = source.drain_target
+        catalog = Catalog(settings.source.dsn)
         sink = Sink(
             settings.sink_dsn,
             schema=settings.sink.schema_name,
@@ -120,13 +155,15 @@ class Daemon:
             )
             writer = SinkWriter(sink)
             writer.start()
-            stream.open(start_lsn)
-            self._loop(stream, writer, keys, start_lsn, skip_through, drain_target)
+            stream.open(start_lsn, proto_version=source.proto_version)
+            self._loop(stream, writer, catalog, source, start_lsn, skip_through)
         finally:
             if writer is not None:
                 writer.stop()
             stream.close()
             sink.close()
+            catalog.close()
+            self._spill.close()
             self.stats.elapsed_s = time.monotonic() - started
         return self.stats
 
@@ -134,16 +171,24 @@ class Daemon:
         self,
         stream: ReplicationStream,
         writer: SinkWriter,
-        keys: dict[tuple[str, str], tuple[str, ...]],
+        catalog: Catalog,
+        source: Source,
         start_lsn: int,
         skip_through: int,
-        drain_target: int | None,
     ) -> None:
         settings = self.settings
         stats = self.stats
+        drain_target = source.drain_target
         decoder = Decoder()
-        assembler = ChangeAssembler(lambda s, t: keys.get((s, t)), skip_through_lsn=skip_through)
-        mapper = ActivityMapper(settings)
+        assembler = ChangeAssembler(
+            lambda relation_id, _schema, _table: catalog.primary_key(relation_id),
+            skip_through_lsn=skip_through,
+            spill=self._spill,
+        )
+        types = TypeRegistry()
+        mapper = ActivityMapper(
+            settings, types=types, rules_by_relation_id=source.rules_by_relation_id
+        )
         batcher = Batcher(
             max_rows=settings.batch.max_rows,
             max_delay_ms=settings.batch.max_delay_ms,
@@ -177,7 +222,11 @@ class Daemon:
                 last_frame_at = now
             for frame in frames:
                 if type(frame) is XLogData:
-                    for change in assembler.feed(decoder.decode(frame.payload)):
+                    payload = frame.payload
+                    message = decoder.decode(payload)
+                    if type(message) is Relation:
+                        catalog.resolve_types(types, [c.type_oid for c in message.columns])
+                    for processed, change in enumerate(assembler.feed(message, payload), 1):
                         if type(change) is TransactionEnd:
                             txn = change.transaction
                             stats.transactions += 1
@@ -192,6 +241,13 @@ class Daemon:
                             record = mapper.map(change)
                             if record is not None:
                                 send(batcher.add(record, now_ms))
+                        if processed & 0xFFF == 0:
+                            # A streamed transaction replays here in one go; keep the
+                            # walsender from timing us out while it does.
+                            now = time.monotonic()
+                            now_ms = now * 1000
+                            if now - stream.last_status_at >= status_interval_s / 2:
+                                stream.send_status()
                 else:
                     assert isinstance(frame, Keepalive)
                     if not assembler.in_transaction:
@@ -207,6 +263,7 @@ class Daemon:
                 batcher.durable(end_lsn)
             send(batcher.tick(now_ms))
             stats.skipped_transactions = assembler.skipped_transactions
+            stats.streamed_transactions = assembler.streamed_transactions
             if batcher.flushed_lsn > stream.flushed_lsn:
                 stream.flushed_lsn = batcher.flushed_lsn
                 stats.flushed_lsn = batcher.flushed_lsn
@@ -248,7 +305,9 @@ class Daemon:
         if batcher.pending_rows:
             # A source transaction was still open: its chunks roll back with the sink
             # transaction and the slot sends it again on the next start.
-            log.info("%d records of an unfinished transaction will be replayed", batcher.pending_rows)
+            log.info(
+                "%d records of an unfinished transaction will be replayed", batcher.pending_rows
+            )
 
     def close(self) -> None:
         for fd in (self._stop_r, self._stop_w):

@@ -137,9 +137,10 @@ class ReplicationStream:
         self.flushed_lsn = 0
         self.last_status_at = 0.0
 
-    def open(self, start_lsn: int) -> None:
+    def open(self, start_lsn: int, *, proto_version: int = 1) -> None:
         """Connect and start streaming from ``start_lsn`` (the server starts from the slot's
-        confirmed position if that is later)."""
+        confirmed position if that is later). From protocol version 2 on, large transactions
+        are streamed while they run (``streaming 'on'``) instead of spilled on the server."""
         try:
             self._conn = psycopg.connect(
                 self._dsn,
@@ -157,13 +158,16 @@ class ReplicationStream:
             ) from None
         conn = self._conn
         publication = sql.Identifier(self.publication).as_string(conn)
+        streaming = ", streaming 'on'" if proto_version >= 2 else ""
         command = sql.SQL(
-            "START_REPLICATION SLOT {slot} LOGICAL {lsn} "
-            "(proto_version '1', publication_names {publications}, messages 'true')"
+            "START_REPLICATION SLOT {slot} LOGICAL {lsn} (proto_version {proto}, "
+            "publication_names {publications}, messages 'true'{streaming})"
         ).format(
             slot=sql.Identifier(self.slot),
             lsn=sql.SQL(format_lsn(start_lsn)),  # hex/hex, never user text
+            proto=sql.Literal(str(proto_version)),
             publications=sql.Literal(publication),
+            streaming=sql.SQL(streaming),
         )
         try:
             conn.execute(command)
@@ -172,7 +176,12 @@ class ReplicationStream:
             raise server_error(exc, slot=self.slot, publication=self.publication) from None
         self.received_lsn = max(self.received_lsn, start_lsn)
         self.flushed_lsn = max(self.flushed_lsn, start_lsn)
-        log.info("streaming from slot %s at %s", self.slot, format_lsn(start_lsn))
+        log.info(
+            "streaming from slot %s at %s (protocol %d)",
+            self.slot,
+            format_lsn(start_lsn),
+            proto_version,
+        )
 
     @property
     def socket(self) -> int:

@@ -67,7 +67,7 @@ def feed_all(assembler: ChangeAssembler, messages: Iterable[PgOutputMessage]) ->
     return changes
 
 
-def no_keys(_schema: str, _table: str) -> tuple[str, ...] | None:
+def no_keys(_relation_id: int, _schema: str, _table: str) -> tuple[str, ...] | None:
     return None
 
 

@@ -49,7 +49,7 @@ USER_COLUMNS: list[str | tuple[str, int]] = [
     ("active", BOOL),
     ("lucky", INT4_ARRAY),
 ]
-USERS = relation_info(relation(16401, "users", USER_COLUMNS), lambda s, t: ("id",))
+USERS = relation_info(relation(16401, "users", USER_COLUMNS), lambda oid, s, t: ("id",))
 NAMES = USERS.column_names
 TXN = TransactionInfo(xid=812, commit_lsn=0x16_B374D848, commit_time=T0)
 
@@ -195,7 +195,7 @@ def test_entity_id_of_a_single_column_key_is_its_text() -> None:
 def test_entity_id_of_a_composite_key_is_a_json_array() -> None:
     rel = relation_info(
         relation(16410, "memberships", [("org_id", INT4), "role", "note"]),
-        lambda s, t: ("org_id", "role"),
+        lambda oid, s, t: ("org_id", "role"),
     )
     m = mapper({"name": "public.memberships"})
     record = mapped(m, insert(("7", 'ad"min', "x"), rel=rel))
@@ -204,7 +204,7 @@ def test_entity_id_of_a_composite_key_is_a_json_array() -> None:
 
 
 def test_row_without_key_says_so_in_the_summary() -> None:
-    rel = relation_info(relation(16411, "events", ["kind"]), lambda s, t: None)
+    rel = relation_info(relation(16411, "events", ["kind"]), lambda oid, s, t: None)
     record = mapped(mapper({"name": "public.events"}), insert(("login",), rel=rel))
     assert record.entity_id is None
     assert record.summary == "events (no key) created"
@@ -361,7 +361,7 @@ def test_changed_redacted_column_is_listed_with_markers_only() -> None:
     ],
 )
 def test_default_patterns_redact_columns_by_name_in_any_case(column: str) -> None:
-    rel = relation_info(relation(16420, "creds", [("id", INT4), column]), lambda s, t: ("id",))
+    rel = relation_info(relation(16420, "creds", [("id", INT4), column]), lambda oid, s, t: ("id",))
     record = mapped(mapper({"name": "public.creds"}), insert(("1", "VALUE-xyz"), rel=rel))
     assert load(record.new) == {"id": 1, column: "[redacted]"}
 
@@ -383,7 +383,8 @@ def test_any_secret_in_a_redacted_column_stays_out_of_the_record(secret: str) ->
 
 def test_redacted_key_column_stays_out_of_the_summary() -> None:
     rel = relation_info(
-        relation(16430, "sessions", ["token_hash", ("user_id", INT4)]), lambda s, t: ("token_hash",)
+        relation(16430, "sessions", ["token_hash", ("user_id", INT4)]),
+        lambda oid, s, t: ("token_hash",),
     )
     change = delete(("TOKHASH-5a1c", "9"), "O", rel=rel)
     record = mapped(mapper({"name": "public.sessions"}), change)
@@ -423,7 +424,8 @@ def test_row_documents_hold_typed_json_values() -> None:
 
 def test_column_names_that_need_escaping_give_valid_json() -> None:
     rel = relation_info(
-        relation(16440, "odd", [("id", INT4), 'we"ird\\name', "tab\tcol"]), lambda s, t: ("id",)
+        relation(16440, "odd", [("id", INT4), 'we"ird\\name', "tab\tcol"]),
+        lambda oid, s, t: ("id",),
     )
     record = mapped(mapper({"name": "public.odd"}), insert(("1", "a", "b"), rel=rel))
     assert load(record.new) == {"id": 1, 'we"ird\\name': "a", "tab\tcol": "b"}
@@ -431,8 +433,10 @@ def test_column_names_that_need_escaping_give_valid_json() -> None:
 
 def test_changes_after_a_new_relation_version_use_the_new_column_names() -> None:
     m = mapper({"name": "public.t"})
-    v1 = relation_info(relation(16450, "t", [("id", INT4), "a"]), lambda s, t: ("id",))
-    v2 = relation_info(relation(16450, "t", [("id", INT4), "b", ("c", INT4)]), lambda s, t: ("id",))
+    v1 = relation_info(relation(16450, "t", [("id", INT4), "a"]), lambda oid, s, t: ("id",))
+    v2 = relation_info(
+        relation(16450, "t", [("id", INT4), "b", ("c", INT4)]), lambda oid, s, t: ("id",)
+    )
     assert load(mapped(m, insert(("1", "x"), rel=v1)).new) == {"id": 1, "a": "x"}
     assert load(mapped(m, insert(("2", "y", "3"), rel=v2)).new) == {"id": 2, "b": "y", "c": 3}
 
@@ -467,7 +471,7 @@ def test_messages_and_transaction_ends_make_no_record() -> None:
 
 
 def test_table_without_rules_uses_the_config_default_severities() -> None:
-    other = relation_info(relation(16460, "audit_extra", [("id", INT4)]), lambda s, t: ("id",))
+    other = relation_info(relation(16460, "audit_extra", [("id", INT4)]), lambda oid, s, t: ("id",))
     m = mapper()
     record = mapped(m, TableTruncate(TXN, 0, other, False, False))
     assert record.severity == SeverityByOperation().truncate

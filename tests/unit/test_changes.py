@@ -32,7 +32,12 @@ from cdc.pgoutput import (
     Message,
     Origin,
     PgOutputMessage,
+    Relation,
+    RelationColumn,
+    StreamAbort,
+    StreamCommit,
     StreamStart,
+    StreamStop,
     Truncate,
     Type,
     Update,
@@ -47,13 +52,14 @@ from tests.unit.messages import (
     relation,
     transaction,
 )
+from tests.unit.pgoutput_encoder import encode
 
 USERS = relation(16401, "users", [("id", INT4), "email", "bio"])
 ORDERS = relation(16402, "orders", [("id", INT4), "total"])
 PK = {("public", "users"): ("id",), ("public", "orders"): ("id",)}
 
 
-def pk_lookup(schema: str, table: str) -> tuple[str, ...] | None:
+def pk_lookup(relation_id: int, schema: str, table: str) -> tuple[str, ...] | None:
     return PK.get((schema, table))
 
 
@@ -330,7 +336,7 @@ def test_type_messages_are_ignored() -> None:
 
 def test_key_comes_from_the_key_lookup_under_replica_identity_full() -> None:
     full = relation(1, "users", [("id", INT4), "email"], identity="f")
-    info = relation_info(full, lambda s, t: ("id",) if (s, t) == ("public", "users") else None)
+    info = relation_info(full, lambda oid, s, t: ("id",) if (s, t) == ("public", "users") else None)
     assert (info.key_columns, info.key_positions) == (("id",), (0,))
 
 
@@ -351,19 +357,19 @@ def test_key_comes_from_the_flagged_columns_when_the_lookup_has_none(identity: s
 
 
 def test_key_lookup_naming_a_column_the_relation_lacks_gives_no_key() -> None:
-    info = relation_info(relation(1, "users", ["email"]), lambda s, t: ("id",))
+    info = relation_info(relation(1, "users", ["email"]), lambda oid, s, t: ("id",))
     assert (info.key_columns, info.key_positions) == (None, None)
 
 
-def test_key_lookup_is_asked_with_schema_and_table_name() -> None:
-    asked: list[tuple[str, str]] = []
+def test_key_lookup_is_asked_with_relation_id_schema_and_table_name() -> None:
+    asked: list[tuple[int, str, str]] = []
 
-    def lookup(schema: str, table: str) -> tuple[str, ...] | None:
-        asked.append((schema, table))
+    def lookup(relation_id: int, schema: str, table: str) -> tuple[str, ...] | None:
+        asked.append((relation_id, schema, table))
         return None
 
     relation_info(relation(1, "t", ["a"], schema="sales"), lookup)
-    assert asked == [("sales", "t")]
+    assert asked == [(1, "sales", "t")]
 
 
 # -- protocol violations ------------------------------------------------------------------------
@@ -416,6 +422,157 @@ def test_commit_with_another_lsn_than_its_begin_raises_decode_error() -> None:
         run(begin(0x10), commit(0x20))
 
 
-def test_streamed_transaction_messages_raise_decode_error() -> None:
-    with pytest.raises(DecodeError, match="StreamStart"):
-        run(StreamStart(xid=5, first_segment=True))
+def test_stream_stop_outside_a_stream_block_is_a_protocol_violation() -> None:
+    with pytest.raises(DecodeError, match="StreamStop"):
+        run(StreamStop())
+
+
+# -- streamed transactions (protocol 2+) ----------------------------------------------------------
+
+
+def streamed(asm: ChangeAssembler, *messages: PgOutputMessage) -> list[object]:
+    """Feed messages with their encoded bytes, as the daemon does (spilling needs the bytes)."""
+    out: list[object] = []
+    in_stream = False
+    for message in messages:
+        if isinstance(message, StreamStart):
+            in_stream = True
+        payload = encode(message) if in_stream else b""
+        if isinstance(message, StreamStop):
+            in_stream = False
+        out.extend(asm.feed(message, payload))
+    return out
+
+
+def in_stream(xid: int, *rows: PgOutputMessage, first: bool = True) -> list[PgOutputMessage]:
+    return [StreamStart(xid, first), *rows, StreamStop()]
+
+
+def stream_commit(xid: int, commit_lsn: int) -> StreamCommit:
+    return StreamCommit(xid, 0, commit_lsn, commit_lsn + 0x30, T0)
+
+
+STREAM_USERS = Relation(USERS.relation_id, USERS.namespace, USERS.relation_name,
+                        USERS.replica_identity, USERS.columns, xid=900)  # fmt: skip
+
+
+def test_streamed_transaction_is_yielded_only_at_its_stream_commit() -> None:
+    asm = assembler()
+    before_commit = streamed(
+        asm,
+        *in_stream(900, STREAM_USERS, Insert(16401, ("1", "a", "x"), xid=900)),
+        *in_stream(900, Insert(16401, ("2", "b", "y"), xid=900), first=False),
+    )
+    assert before_commit == []
+    assert asm.open_streamed_transactions == 1
+    changes = streamed(asm, stream_commit(900, 0x5000))
+    rows = [c for c in changes if isinstance(c, RowChange)]
+    assert [(r.seq, r.new) for r in rows] == [(0, ("1", "a", "x")), (1, ("2", "b", "y"))]
+    assert rows[0].transaction == TransactionInfo(900, 0x5000, T0)
+    assert changes[-1] == TransactionEnd(TransactionInfo(900, 0x5000, T0), 0x5030, 2)
+    assert asm.open_streamed_transactions == 0
+
+
+def test_streamed_transaction_aborted_whole_yields_nothing() -> None:
+    asm = assembler()
+    out = streamed(
+        asm,
+        *in_stream(901, STREAM_USERS, Insert(16401, ("1", "a", "x"), xid=901)),
+        StreamAbort(901, 901),
+    )
+    assert out == [] and asm.open_streamed_transactions == 0
+
+
+def test_rolled_back_subtransaction_inside_a_committed_stream_is_left_out() -> None:
+    asm = assembler()
+    out = streamed(
+        asm,
+        *in_stream(
+            902,
+            STREAM_USERS,
+            Insert(16401, ("1", "kept", None), xid=902),
+            Insert(16401, ("2", "rolled back", None), xid=903),  # savepoint 903
+            Insert(16401, ("3", "kept after", None), xid=904),  # a later subtransaction
+        ),
+        StreamAbort(902, 903),
+        stream_commit(902, 0x6000),
+    )
+    assert [c.new[1] for c in out if isinstance(c, RowChange)] == ["kept", "kept after"]
+
+
+def test_ordinary_transactions_between_stream_blocks_come_out_in_commit_order() -> None:
+    asm = assembler()
+    out = streamed(
+        asm,
+        USERS,
+        *in_stream(905, STREAM_USERS, Insert(16401, ("10", "streamed", None), xid=905)),
+        begin(0x7000, xid=906),
+        Insert(16401, ("20", "ordinary", None)),
+        commit(0x7000),
+        *in_stream(905, Insert(16401, ("11", "streamed", None), xid=905), first=False),
+        stream_commit(905, 0x8000),
+    )
+    ends = [c.transaction.xid for c in out if isinstance(c, TransactionEnd)]
+    rows = [c.new[0] for c in out if isinstance(c, RowChange)]
+    assert ends == [906, 905]
+    assert rows == ["20", "10", "11"]
+
+
+def test_streamed_transaction_at_or_below_the_checkpoint_is_skipped_and_its_spill_freed() -> None:
+    asm = assembler(skip_through_lsn=0x9000)
+    out = streamed(
+        asm,
+        *in_stream(907, STREAM_USERS, Insert(16401, ("1", "a", None), xid=907)),
+        stream_commit(907, 0x9000),
+    )
+    assert out == [] and asm.skipped_transactions == 1
+    assert asm.open_streamed_transactions == 0
+
+
+def test_relation_sent_inside_a_stream_applies_from_the_stream_commit_on() -> None:
+    asm = assembler()
+    altered = Relation(16401, "public", "users", "f",
+                       (*USERS.columns, RelationColumn(0, "extra", 25, -1)), xid=908)  # fmt: skip
+    out = streamed(
+        asm,
+        USERS,
+        *in_stream(908, altered, Insert(16401, ("1", "a", "x", "e"), xid=908)),
+        begin(0x7100, xid=909),
+        Insert(16401, ("2", "b", "y")),  # still the old definition: the stream has not committed
+        commit(0x7100),
+        stream_commit(908, 0x7200),
+    )
+    rows = [c for c in out if isinstance(c, RowChange)]
+    assert rows[0].relation.column_names == ("id", "email", "bio")
+    assert rows[1].relation.column_names == ("id", "email", "bio", "extra")
+
+
+def test_a_first_segment_again_restarts_the_spilled_copy() -> None:
+    asm = assembler()
+    streamed(asm, *in_stream(910, STREAM_USERS, Insert(16401, ("1", "old", None), xid=910)))
+    out = streamed(
+        asm,
+        *in_stream(910, STREAM_USERS, Insert(16401, ("1", "new", None), xid=910)),
+        stream_commit(910, 0xA000),
+    )
+    assert [c.new[1] for c in out if isinstance(c, RowChange)] == ["new"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.booleans()), min_size=1, max_size=30))
+def test_streamed_changes_survive_exactly_unless_their_subtransaction_aborted(
+    plan: list[tuple[int, bool]],
+) -> None:
+    """Random changes spread over subtransactions 0-3, each subtransaction aborted or not."""
+    top = 1000
+    aborted = {sub for sub, abort in plan if abort and sub != 0}
+    asm = assembler()
+    rows = [Insert(16401, (str(i), f"s{sub}", None), xid=top + sub)
+            for i, (sub, _abort) in enumerate(plan)]  # fmt: skip
+    out = streamed(
+        asm,
+        *in_stream(top, STREAM_USERS, *rows),
+        *[StreamAbort(top, top + sub) for sub in sorted(aborted)],
+        stream_commit(top, 0xB000),
+    )
+    expected = [str(i) for i, (sub, _abort) in enumerate(plan) if sub not in aborted]
+    assert [c.new[0] for c in out if isinstance(c, RowChange)] == expected
