@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import glob
+import hashlib
 import logging
 import os
 import pwd
@@ -70,6 +71,36 @@ def find_bindir() -> Path:
     )
 
 
+def version_of(bindir: Path) -> str:
+    out = subprocess.run(
+        [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", out)
+    return match.group(1) if match else "?"
+
+
+def _accessible_to(user: str, path: Path) -> bool:
+    result = subprocess.run(
+        ["runuser", "-u", user, "--", "test", "-x", str(path)], capture_output=True
+    )
+    return result.returncode == 0
+
+
+def _shared_copy(bindir: Path) -> Path:
+    """A copy of the installation that the unprivileged user can read (an install inside a
+    root-only directory, e.g. a private clone's virtualenv). Made once per installation."""
+    install = bindir.parent
+    key = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"cdc-pg-install-{key}"
+    if not (target / bindir.name / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="cdc-pg-install-"))
+        shutil.copytree(install, staging / "install", symlinks=True)
+        staging.chmod(0o755)
+        os.replace(staging / "install", target)
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / bindir.name
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -88,6 +119,8 @@ class EmbeddedPostgres:
         bindir: Path | None = None,
     ) -> None:
         self.bindir = bindir or find_bindir()
+        if os.geteuid() == 0 and not _accessible_to("postgres", self.bindir / "postgres"):
+            self.bindir = _shared_copy(self.bindir)
         self.port = port or free_port()
         self.settings = {**BASE_SETTINGS, "fsync": "on" if fsync else "off", **(settings or {})}
         if not fsync:

@@ -14,11 +14,13 @@ database is dropped with it.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -26,7 +28,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cdc.embedded import EmbeddedPostgres
+from cdc.embedded import EmbeddedPostgres, find_bindir, version_of
 
 
 @dataclass
@@ -77,8 +79,42 @@ def _docker_answers() -> bool:
         return False
 
 
+def extra_bindirs() -> list[Path]:
+    """Server installations besides the primary one: $CDC_TEST_EXTRA_BINDIRS (os.pathsep
+    separated) and the PostgreSQL of the `pgserver` wheel when it is installed."""
+    found = [Path(p) for p in os.environ.get("CDC_TEST_EXTRA_BINDIRS", "").split(os.pathsep) if p]
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.origin is not None:
+        found.append(Path(spec.origin).parent / "pginstall" / "bin")
+    return [p for p in found if (p / "postgres").exists()]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `every_server` run once per PostgreSQL version available here; the others
+    on the primary server only."""
+    if "pg_server" not in metafunc.fixturenames or os.environ.get("CDC_TEST_DSN"):
+        return
+    params: list[Any] = [pytest.param(None, id="primary")]
+    if metafunc.definition.get_closest_marker("every_server"):
+        primary = version_of(find_bindir())
+        for bindir in extra_bindirs():
+            version = version_of(bindir)
+            if version != primary:
+                params.append(pytest.param(str(bindir), id=f"pg{version}"))
+    metafunc.parametrize("pg_server", params, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
+def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer]:
+    bindir = getattr(request, "param", None)
+    if bindir is not None:
+        server = EmbeddedPostgres(bindir=Path(bindir))
+        server.start()
+        try:
+            yield PgServer(server.dsn, server)
+        finally:
+            server.stop()
+        return
     dsn = os.environ.get("CDC_TEST_DSN")
     if dsn:
         yield PgServer(dsn)

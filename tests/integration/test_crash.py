@@ -21,7 +21,7 @@ from cdc.provision import setup
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import make_settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.crash]
+pytestmark = [pytest.mark.integration, pytest.mark.crash, pytest.mark.every_server]
 
 REPO = Path(__file__).resolve().parents[2]
 

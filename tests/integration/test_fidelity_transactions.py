@@ -18,7 +18,7 @@ from cdc.provision import setup
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, make_settings, records, setup_and_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_server]
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -22,7 +22,7 @@ from cdc.stream import SESSION_OPTIONS
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, make_settings, records
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_server]
 
 SCHEMA = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy', 'it''s "complicated"');

@@ -8,7 +8,7 @@ import pytest
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, records, setup_and_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_server]
 
 ACCOUNTS = """
 CREATE TABLE public.accounts (
