@@ -21,7 +21,7 @@ and memory does not grow with the transaction. Aborted subtransactions are left 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -99,6 +99,9 @@ class TransactionInfo:
     commit_lsn: int
     commit_time: datetime
     origin: str | None = None
+    # Every transactional logical message of the transaction, in order: known before the
+    # first change is mapped (transaction context, cutover markers, application events).
+    messages: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +170,27 @@ def resolve_unchanged_toast(
     return tuple(values), tuple(unavailable)
 
 
+@dataclass(slots=True)
+class _OpenTransaction:
+    xid: int
+    commit_lsn: int
+    commit_time: datetime
+    messages: list[PgOutputMessage] = field(default_factory=list)
+
+
+# The messages that make changes, and those that only describe a transaction.
+_DATA = (Insert, Update, Delete, Truncate, Relation, Message, Origin, Type)
+
+
 class ChangeAssembler:
     """Feed decoded messages in stream order with :meth:`feed`; iterate the changes it yields.
+
+    A transaction's changes are yielded when it commits, after everything in it has been seen:
+    so its logical messages (transaction context, cutover markers) are known before its first
+    change is mapped, whichever statement emitted them. Ordinary transactions are held in memory
+    until their Commit; the replication session's ``logical_decoding_work_mem`` (see
+    cdc.stream) makes the server stream anything larger, and streamed transactions are held on
+    disk (cdc.spill). Either way memory stays bounded.
 
     ``skip_through_lsn``: transactions whose commit LSN is at or below it are skipped (they were
     recorded before a restart; see the checkpoint in cdc.sink).
@@ -184,7 +206,7 @@ class ChangeAssembler:
         self.relations: dict[int, RelationInfo] = {}
         self._key_lookup = key_lookup
         self.skip_through_lsn = skip_through_lsn
-        self._transaction: TransactionInfo | None = None
+        self._open: _OpenTransaction | None = None
         self._skipping = False
         self._seq = 0
         self._stream_xid: int | None = None  # inside Stream Start … Stream Stop
@@ -195,7 +217,7 @@ class ChangeAssembler:
     @property
     def in_transaction(self) -> bool:
         """Inside a transaction or a stream block: not a point where nothing is in flight."""
-        return self._transaction is not None or self._skipping or self._stream_xid is not None
+        return self._open is not None or self._skipping or self._stream_xid is not None
 
     @property
     def open_streamed_transactions(self) -> int:
@@ -212,11 +234,6 @@ class ChangeAssembler:
                 f"relation {relation_id} was never described by a Relation message in this stream",
             ) from None
 
-    def _current(self, kind: str) -> TransactionInfo:
-        if self._transaction is None:
-            raise DecodeError(kind, "(message)", 0, "row change outside a transaction")
-        return self._transaction
-
     def feed(self, message: PgOutputMessage, payload: bytes = b"") -> Iterator[Change]:
         """The changes a message completes. ``payload`` (the message's bytes) is needed only
         inside a stream block, where messages are spilled rather than decoded into changes."""
@@ -224,82 +241,44 @@ class ChangeAssembler:
         if self._stream_xid is not None and kind is not StreamStop:
             self._spill(message, payload)
             return
-        # Ordered by frequency: row changes first.
-        if kind is Insert or kind is Update or kind is Delete:
-            if self._skipping:
-                return
-            yield self._row_change(message)  # type: ignore[arg-type]
-        elif kind is Begin:
+        open_txn = self._open
+        if open_txn is not None:
+            if kind is Commit:
+                assert isinstance(message, Commit)
+                yield from self._commit(open_txn, message)
+            elif kind in _DATA:
+                open_txn.messages.append(message)
+            else:
+                raise DecodeError(kind.__name__, "(message)", 0, "inside an open transaction")
+            return
+        if self._skipping:
+            if kind is Commit:
+                self._skipping = False
+            elif kind is Relation:
+                # Not sent again for later transactions: the cache must follow it anyway.
+                assert isinstance(message, Relation)
+                self._describe(message)
+            return
+        if kind is Begin:
             assert isinstance(message, Begin)
-            if self.in_transaction:
-                raise DecodeError("Begin", "(message)", 0, "Begin inside an open transaction")
             if message.final_lsn <= self.skip_through_lsn:
                 self._skipping = True
                 self.skipped_transactions += 1
             else:
-                self._transaction = TransactionInfo(
-                    message.xid, message.final_lsn, message.commit_time
-                )
-            self._seq = 0
-        elif kind is Commit:
-            assert isinstance(message, Commit)
-            if self._skipping:
-                self._skipping = False
-                return
-            txn = self._current("Commit")
-            if message.commit_lsn != txn.commit_lsn:
-                raise DecodeError(
-                    "Commit",
-                    "commit_lsn",
-                    2,
-                    f"commit LSN {message.commit_lsn:X} does not match Begin's {txn.commit_lsn:X}",
-                )
-            self._transaction = None
-            yield TransactionEnd(txn, message.end_lsn, self._seq)
+                self._open = _OpenTransaction(message.xid, message.final_lsn, message.commit_time)
         elif kind is Relation:
             assert isinstance(message, Relation)
-            self.relations[message.relation_id] = relation_info(message, self._key_lookup)
-        elif kind is Truncate:
-            assert isinstance(message, Truncate)
-            if self._skipping:
-                return
-            txn = self._current("Truncate")
-            for relation_id in message.relation_ids:
-                yield TableTruncate(
-                    txn,
-                    self._seq,
-                    self._relation(relation_id, "Truncate"),
-                    message.cascade,
-                    message.restart_identity,
-                )
-                self._seq += 1
+            self._describe(message)
         elif kind is Message:
             assert isinstance(message, Message)
             if message.transactional:
-                if self._skipping:
-                    return
-                txn = self._current("Message")
-                yield TransactionMessage(
-                    txn, self._seq, message.prefix, message.content, message.lsn
+                raise DecodeError(
+                    "Message", "flags", 1, "transactional message outside a transaction"
                 )
-                self._seq += 1
-            else:
+            if message.lsn > self.skip_through_lsn:
                 yield TransactionMessage(None, 0, message.prefix, message.content, message.lsn)
-        elif kind is Origin:
-            assert isinstance(message, Origin)
-            if self._transaction is not None:
-                txn = self._transaction
-                self._transaction = TransactionInfo(
-                    txn.xid, txn.commit_lsn, txn.commit_time, message.name
-                )
-        elif kind is Type:
-            pass  # type names are not needed: values arrive in their text form
         elif kind is StreamStart:
             assert isinstance(message, StreamStart)
-            if self._transaction is not None or self._skipping:
-                raise DecodeError(
-                    "StreamStart", "(message)", 0, "Stream Start inside a transaction"
-                )
             self._stream_xid = message.xid
             self.spill.start(message.xid, message.first_segment)
         elif kind is StreamStop:
@@ -314,10 +293,35 @@ class ChangeAssembler:
         elif kind is StreamAbort:
             assert isinstance(message, StreamAbort)
             self.spill.abort(message.xid, message.subxid)
+        elif kind is Type or kind is Origin:
+            pass
+        elif kind is Insert or kind is Update or kind is Delete or kind is Truncate:
+            raise DecodeError(kind.__name__, "(message)", 0, "row change outside a transaction")
+        elif kind is Commit:
+            raise DecodeError("Commit", "(message)", 0, "Commit outside a transaction")
         else:
             raise DecodeError(
                 kind.__name__, "(message)", 0, "two-phase messages were not requested"
             )
+
+    def _describe(self, message: Relation) -> None:
+        self.relations[message.relation_id] = relation_info(message, self._key_lookup)
+
+    def _commit(self, open_txn: _OpenTransaction, message: Commit) -> Iterator[Change]:
+        self._open = None
+        if message.commit_lsn != open_txn.commit_lsn:
+            raise DecodeError(
+                "Commit",
+                "commit_lsn",
+                2,
+                f"commit LSN {message.commit_lsn:X} does not match Begin's {open_txn.commit_lsn:X}",
+            )
+        messages = open_txn.messages
+        txn = _transaction_info(
+            open_txn.xid, message.commit_lsn, message.commit_time, iter(messages)
+        )
+        yield from self._replay(txn, messages)
+        yield TransactionEnd(txn, message.end_lsn, self._seq)
 
     def _spill(self, message: PgOutputMessage, payload: bytes) -> None:
         stream_xid = self._stream_xid
@@ -331,7 +335,7 @@ class ChangeAssembler:
         self.spill.append(stream_xid, stream_xid if subxid is None else subxid, payload)
 
     def _stream_commit(self, message: StreamCommit) -> Iterator[Change]:
-        if self._transaction is not None or self._skipping:
+        if self._open is not None or self._skipping:
             raise DecodeError("StreamCommit", "(message)", 0, "Stream Commit inside a transaction")
         spilled = self.spill.take(message.xid)
         try:
@@ -339,27 +343,60 @@ class ChangeAssembler:
                 self.skipped_transactions += 1
                 return
             self.streamed_transactions += 1
-            txn = TransactionInfo(message.xid, message.commit_lsn, message.commit_time)
-            self._transaction = txn
-            self._seq = 0
-            if spilled is not None:
-                for payload in spilled.replay():
-                    # Replayed as if the transaction were an ordinary one: Relation messages
-                    # update the cache here, in commit order, not when they were streamed.
-                    yield from self.feed(decode_message(payload, in_stream=True))
-            self._transaction = None
+            if spilled is None:
+                txn = TransactionInfo(message.xid, message.commit_lsn, message.commit_time)
+            else:
+                # First pass: only the few messages that describe the transaction.
+                described = (
+                    decode_message(payload, in_stream=True)
+                    for payload in spilled.replay()
+                    if payload[0] in _DESCRIBING
+                )
+                txn = _transaction_info(
+                    message.xid, message.commit_lsn, message.commit_time, described
+                )
+                # Second pass: everything, as if the transaction were an ordinary one; Relation
+                # messages update the cache here, in commit order, not when they were streamed.
+                yield from self._replay(
+                    txn,
+                    (decode_message(payload, in_stream=True) for payload in spilled.replay()),
+                )
             yield TransactionEnd(txn, message.end_lsn, self._seq)
         finally:
-            self._transaction = None
             if spilled is not None:
                 spilled.close()
 
-    def _row_change(self, message: Insert | Update | Delete) -> RowChange:
-        txn = self._transaction
-        if txn is None:
-            raise DecodeError(
-                type(message).__name__, "(message)", 0, "row change outside a transaction"
-            )
+    def _replay(
+        self, txn: TransactionInfo, messages: Iterable[PgOutputMessage]
+    ) -> Iterator[Change]:
+        """The changes of one committed transaction, from its messages in order."""
+        self._seq = 0
+        for message in messages:
+            kind = type(message)
+            if kind is Insert or kind is Update or kind is Delete:
+                yield self._row_change(txn, message)  # type: ignore[arg-type]
+            elif kind is Relation:
+                assert isinstance(message, Relation)
+                self._describe(message)
+            elif kind is Truncate:
+                assert isinstance(message, Truncate)
+                for relation_id in message.relation_ids:
+                    yield TableTruncate(
+                        txn,
+                        self._seq,
+                        self._relation(relation_id, "Truncate"),
+                        message.cascade,
+                        message.restart_identity,
+                    )
+                    self._seq += 1
+            elif kind is Message:
+                assert isinstance(message, Message)
+                yield TransactionMessage(
+                    txn, self._seq, message.prefix, message.content, message.lsn
+                )
+                self._seq += 1
+
+    def _row_change(self, txn: TransactionInfo, message: Insert | Update | Delete) -> RowChange:
         relation = self._relation(message.relation_id, type(message).__name__)
         seq = self._seq
         self._seq = seq + 1
@@ -382,3 +419,23 @@ class ChangeAssembler:
             return RowChange(txn, seq, relation, "update", message.old, new, message.old_kind)
         assert isinstance(message, Delete)
         return RowChange(txn, seq, relation, "delete", message.old, None, message.old_kind)
+
+
+# Type bytes of the messages that describe a transaction rather than change rows.
+_DESCRIBING = frozenset(b"MO")
+
+
+def _transaction_info(
+    xid: int, commit_lsn: int, commit_time: datetime, messages: Iterable[PgOutputMessage]
+) -> TransactionInfo:
+    origin = None
+    logical: list[Message] = []
+    for message in messages:
+        kind = type(message)
+        if kind is Message:
+            assert isinstance(message, Message)
+            logical.append(message)
+        elif kind is Origin:
+            assert isinstance(message, Origin)
+            origin = message.name
+    return TransactionInfo(xid, commit_lsn, commit_time, origin, tuple(logical))

@@ -66,6 +66,9 @@ class SourceSettings(_Strict):
     slot: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,63}$")] = "activity_cdc"
     publication: Annotated[str, Field(min_length=1, max_length=63)] = "activity_cdc"
     status_interval_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
+    # The walsender streams a transaction to us (we spill it to disk) once decoding it takes
+    # more than this; smaller ones are held in memory until their commit. Bounds our memory.
+    decoding_work_mem: Annotated[str, Field(pattern=r"^[1-9][0-9]*(kB|MB|GB)$")] = "8MB"
 
 
 class SinkSettings(_Strict):
@@ -166,11 +169,94 @@ class RedactionSettings(_Strict):
         return value
 
 
+class MetricsSettings(_Strict):
+    """Prometheus metrics, /healthz and /readyz over HTTP (cdc.metrics); port 0: off."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] = 0
+    bind: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    ready_max_lag_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+
+class StoreSettings(_Strict):
+    """Partitions, retention and rollups of the activity store (``cdc partitions``)."""
+
+    partitions_ahead: Annotated[int, Field(ge=0, le=120)] = 3  # months after the current one
+    retention_months: Annotated[int, Field(ge=1)] | None = None  # None: records are kept
+    minute_rollups_days: Annotated[int, Field(ge=1)] = 14  # per-hour rollups follow retention
+
+
+class MigrationSettings(_Strict):
+    """Moving tables from audit triggers to CDC (``cdc triggers ...``, ``cdc verify``;
+    docs/migration.md).
+
+    ``audit_functions`` are glob patterns (``fnmatch``, case-sensitive) matched against the
+    name of a trigger's function, or against ``schema.name`` when the pattern holds a dot; a
+    trigger whose function matches is an audit trigger, every other trigger is never touched.
+    """
+
+    audit_functions: Annotated[tuple[str, ...], Field(min_length=1)] = ("audit_*",)
+    # The legacy audit log and its columns (the demo's layout: sql/demo/legacy_audit.sql).
+    legacy_table: str = "public.audit_log"
+    legacy_table_name_column: str = "table_name"  # the table's bare name (TG_TABLE_NAME)
+    legacy_schema_column: str | None = None  # None: table names are unique among [[tables]]
+    legacy_operation_column: str = "operation"  # INSERT/UPDATE/DELETE; others are derived rows
+    legacy_txid_column: str = "txid"  # txid_current(): 64-bit, epoch in the high bits
+    legacy_old_column: str = "old_data"  # to_jsonb(OLD)
+    legacy_new_column: str = "new_data"  # to_jsonb(NEW)
+    legacy_time_column: str = "changed_at"  # now(): the transaction's start
+    legacy_order_column: str = "id"  # order of the rows within a transaction
+    # Phases: { 1 = ["public.notifications"], 2 = [...] }; cutover --phase N takes phase N.
+    phases: dict[Annotated[int, Field(ge=0)], tuple[str, ...]] = {}
+    # Cutover refuses unless the daemon acknowledged within this many seconds ...
+    max_ack_age_seconds: Annotated[float, Field(gt=0)] = 120.0
+    # ... and the slot's unconfirmed WAL is at most this many bytes.
+    max_lag_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
+    # Each table's switch waits at most this long for its lock, then retries with backoff.
+    lock_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 500
+    lock_attempts: Annotated[int, Field(ge=1, le=1000)] = 10
+    lock_backoff_max_ms: Annotated[int, Field(ge=0)] = 5000
+    # `cdc triggers drop` only drops triggers that have been off (on CDC) this long.
+    soak_hours: Annotated[float, Field(ge=0)] = 168.0
+    # `cdc verify` waits this long for the daemon to confirm the stream up to its snapshot.
+    verify_wait_seconds: Annotated[float, Field(ge=0)] = 60.0
+
+    @field_validator("legacy_table")
+    @classmethod
+    def _qualified_table(cls, value: str) -> str:
+        split_qualified_name(value)
+        return value
+
+    @field_validator("phases")
+    @classmethod
+    def _qualified_phase_tables(
+        cls, value: dict[int, tuple[str, ...]]
+    ) -> dict[int, tuple[str, ...]]:
+        seen: dict[str, int] = {}
+        for phase, names in value.items():
+            for name in names:
+                split_qualified_name(name)
+                if name in seen:
+                    raise ValueError(f"table {name!r} is in phase {seen[name]} and phase {phase}")
+                seen[name] = phase
+        return value
+
+    @property
+    def legacy_schema_name(self) -> str:
+        return split_qualified_name(self.legacy_table)[0]
+
+    @property
+    def legacy_table_name(self) -> str:
+        return split_qualified_name(self.legacy_table)[1]
+
+
 class Settings(_Strict):
     source: SourceSettings = SourceSettings()
     sink: SinkSettings = SinkSettings()
     batch: BatchSettings = BatchSettings()
     redaction: RedactionSettings = RedactionSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    store: StoreSettings = StoreSettings()
+    migration: MigrationSettings = MigrationSettings()
     tables: Annotated[tuple[TableRules, ...], Field(min_length=1)]
 
     @model_validator(mode="after")

@@ -140,7 +140,10 @@ class Daemon:
         sink.open()
         writer: SinkWriter | None = None
         stream = ReplicationStream(
-            settings.source.dsn, slot=settings.source.slot, publication=settings.source.publication
+            settings.source.dsn,
+            slot=settings.source.slot,
+            publication=settings.source.publication,
+            decoding_work_mem=settings.source.decoding_work_mem,
         )
         try:
             checkpoint = sink.read_checkpoint()

@@ -88,17 +88,32 @@ def _accessible_to(user: str, path: Path) -> bool:
 
 def _shared_copy(bindir: Path) -> Path:
     """A copy of the installation that the unprivileged user can read (an install inside a
-    root-only directory, e.g. a private clone's virtualenv). Made once per installation."""
+    root-only directory, e.g. a private clone's virtualenv). Made once per installation.
+
+    Binaries of a wheel find their libraries through an RPATH relative to themselves (e.g.
+    ``$ORIGIN/../../../pgserver.libs``), so the copy keeps the layout from the nearest
+    ``site-packages`` down, with the package's ``<name>.libs`` beside it."""
     install = bindir.parent
+    parts = install.parts
+    if "site-packages" in parts:
+        root = Path(*parts[: parts.index("site-packages") + 1])
+        package = Path(*parts[: parts.index("site-packages") + 2])
+        sources = [package, root / f"{package.name}.libs"]
+    else:
+        root = install.parent
+        sources = [install]
     key = hashlib.sha256(str(install).encode()).hexdigest()[:12]
     target = Path(tempfile.gettempdir()) / f"cdc-pg-install-{key}"
-    if not (target / bindir.name / "postgres").exists():
+    copied_bindir = target / bindir.relative_to(root)
+    if not (copied_bindir / "postgres").exists():
         staging = Path(tempfile.mkdtemp(prefix="cdc-pg-install-"))
-        shutil.copytree(install, staging / "install", symlinks=True)
+        for source in sources:
+            if source.exists():
+                shutil.copytree(source, staging / source.relative_to(root), symlinks=True)
         staging.chmod(0o755)
-        os.replace(staging / "install", target)
-        shutil.rmtree(staging, ignore_errors=True)
-    return target / bindir.name
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    return copied_bindir
 
 
 def free_port() -> int:

@@ -18,6 +18,7 @@ Exit codes (documented in README.md, used by ``cli/``):
  6    replication slot or publication missing, invalid or in use
  7    malformed replication protocol data
  8    the sink could not write the activity records
+ 9    ``cdc verify`` found differences between the legacy audit log and the records
 ====  ==========================================================
 """
 
@@ -102,3 +103,9 @@ class LagExceeded(CdcError):
     """The slot's lag is over the threshold the user gave."""
 
     exit_code = 3
+
+
+class VerifyFailed(CdcError):
+    """``cdc verify`` found rows missing on either side, or values that differ."""
+
+    exit_code = 9

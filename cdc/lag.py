@@ -1,7 +1,13 @@
-"""How far behind the daemon is: WAL the slot retains, WAL not yet confirmed, and time."""
+"""How far behind the daemon is: WAL the slot retains, WAL not yet confirmed, and time.
+
+:func:`slot_lag` takes one sample; :func:`over_thresholds` judges it against the limits of
+``cdc lag --max-bytes/--max-seconds``; :func:`watch` samples repeatedly (``--watch``).
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +41,67 @@ class SlotLag:
         if self.last_recorded_commit_at is not None:
             data["last_recorded_commit_at"] = self.last_recorded_commit_at.isoformat()
         return data
+
+    def describe(self) -> list[str]:
+        """The sample as a few lines of text (``cdc lag``)."""
+        age = self.seconds_since_last_recorded_commit
+        activity = f"active (pid {self.active_pid})" if self.active else "inactive"
+        last = (
+            f"{self.last_recorded_commit_at.isoformat()} ({age:.1f}s ago)"
+            if self.last_recorded_commit_at is not None and age is not None
+            else "none yet"
+        )
+        return [
+            f"slot {self.slot}: {activity}, wal_status {self.wal_status}",
+            f"  unconfirmed: {self.unconfirmed_bytes} bytes "
+            f"(confirmed {self.confirmed_flush_lsn}, server at {self.current_lsn})",
+            f"  retained:    {self.retained_bytes} bytes (restart {self.restart_lsn})",
+            f"  last recorded commit: {last}",
+        ]
+
+    def summary(self, at: datetime | None = None) -> str:
+        """The sample as one line, prefixed with the time it was taken (``cdc lag --watch``)."""
+        at = at or datetime.now(UTC)
+        age = self.seconds_since_last_recorded_commit
+        return (
+            f"{at.strftime('%Y-%m-%dT%H:%M:%SZ')} slot {self.slot} "
+            f"{'active pid ' + str(self.active_pid) if self.active else 'inactive'} "
+            f"unconfirmed {self.unconfirmed_bytes} B retained {self.retained_bytes} B "
+            f"last commit {'never' if age is None else f'{age:.1f}s ago'} "
+            f"wal_status {self.wal_status}"
+        )
+
+
+def over_thresholds(
+    lag: SlotLag, *, max_bytes: int | None = None, max_seconds: float | None = None
+) -> list[str]:
+    """Why this sample is over the limits (empty: it is not). No recorded commit at all counts
+    as over ``max_seconds``."""
+    over = []
+    if max_bytes is not None and (lag.unconfirmed_bytes or 0) > max_bytes:
+        over.append(f"unconfirmed {lag.unconfirmed_bytes} bytes > {max_bytes}")
+    if max_seconds is not None:
+        age = lag.seconds_since_last_recorded_commit
+        if age is None or age > max_seconds:
+            shown = "never" if age is None else f"{age:.1f}s ago"
+            over.append(f"last recorded commit {shown} > {max_seconds}s")
+    return over
+
+
+def watch(
+    settings: Settings,
+    interval_s: float,
+    *,
+    count: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[SlotLag]:
+    """A sample every ``interval_s`` seconds, ``count`` times (None: until the caller stops)."""
+    taken = 0
+    while count is None or taken < count:
+        if taken:
+            sleep(interval_s)
+        yield slot_lag(settings)
+        taken += 1
 
 
 def slot_lag(settings: Settings) -> SlotLag:

@@ -1,9 +1,17 @@
-"""Control plane: prepare a database for the daemon (``cdc setup``).
+"""Control plane: prepare a database for the daemon (``cdc setup``) and remove it again
+(``cdc teardown``).
 
-Each step checks before it changes, so running setup again changes nothing and says so. The
-order matters: the activity store first (the sink), then the publication (it must exist
+Setup is two phases. :func:`plan_setup` only reads: it compares the databases with the config
+and returns a :class:`SetupPlan`, a list of :class:`Step` s, each with a description and the
+exact SQL it would run. :func:`apply_plan` runs those statements. ``cdc setup --dry-run`` prints
+the plan and stops; running setup again plans nothing and says so.
+
+The order matters: the activity store first (the sink), then the publication (it must exist
 before the slot decodes the first change we want), REPLICA IDENTITY FULL (so updates and
 deletes carry the whole old row), and the slot last.
+
+Teardown drops the slot and the publication, never the activity store: the records are the
+audit trail, and the checkpoint row says where they stop.
 
 Identifiers are always composed with ``psycopg.sql``; table names come from the config.
 """
@@ -12,19 +20,70 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
 from cdc.dsn import describe_target
-from cdc.errors import ConfigError, ConnectError, PrerequisiteError
+from cdc.errors import (
+    CdcError,
+    ConfigError,
+    ConnectError,
+    PrerequisiteError,
+    SinkError,
+    SlotError,
+    SlotInUse,
+)
 from cdc.sqlfiles import sql_path, sql_template, sql_text
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = "migrations"
+
+# What the publication must publish; setup restores it if someone changed it.
+PUBLISH = "insert, update, delete, truncate"
+
+Target = Literal["source", "sink"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One change setup would make: where, what (``description``), and the exact SQL."""
+
+    kind: Literal["store", "publication", "replica_identity", "slot"]
+    target: Target
+    description: str  # imperative: "create publication ..."
+    done: str  # past tense, for the report: "created publication ..."
+    statements: tuple[str, ...]
+    transaction: bool = False  # run all statements in one transaction
+
+
+@dataclass
+class SetupPlan:
+    source: str  # host:port/dbname, no secrets
+    sink: str
+    steps: list[Step] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # what is already in place
+
+    def script(self) -> str:
+        """The plan as one SQL script with a comment per step (what ``--dry-run`` prints)."""
+        lines = [f"-- cdc setup: {len(self.steps)} step(s); source {self.source}, sink {self.sink}"]
+        for number, step in enumerate(self.steps, 1):
+            where = self.source if step.target == "source" else self.sink
+            lines.append(f"\n-- {number}. {step.description} (on {step.target} {where})")
+            if step.transaction:
+                lines.append("BEGIN;")
+            for statement in step.statements:
+                text = statement.strip()
+                lines.append(text if text.endswith(";") else text + ";")
+            if step.transaction:
+                lines.append("COMMIT;")
+        for text in self.unchanged:
+            lines.append(f"-- already in place: {text}")
+        return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -94,8 +153,13 @@ def table_oids(
     return found
 
 
-def _qualified(schema: str, table: str) -> sql.Composed:
+def qualified(schema: str, table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def _shown(names: list[str], limit: int = 4) -> str:
+    extra = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {extra} more" if extra > 0 else "")
 
 
 def migration_files() -> list[tuple[int, str]]:
@@ -103,106 +167,221 @@ def migration_files() -> list[tuple[int, str]]:
     return [(int(path.name[:4]), path.name) for path in files]
 
 
-def apply_migrations(
-    conn: psycopg.Connection[Any], settings: Settings, report: SetupReport
-) -> None:
-    """Create/upgrade the activity store; each migration runs once, in its own transaction."""
-    schema, table = settings.sink.schema_name, settings.sink.table_name
-    identifiers = {
-        "schema": schema,
+def migration_identifiers(settings: Settings) -> dict[str, str]:
+    """The identifiers the migration templates may use."""
+    table = settings.sink.table_name
+    return {
+        "schema": settings.sink.schema_name,
         "records": table,
         "checkpoints": "checkpoints",
         "records_pkey": f"{table}_pkey",
         "records_occurred_at_idx": f"{table}_occurred_at_idx",
         "records_entity_idx": f"{table}_entity_idx",
     }
-    with conn.transaction():
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.schema_migrations (version integer PRIMARY KEY, "
-                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-            ).format(sql.Identifier(schema))
+
+
+def relation_exists(conn: psycopg.Connection[Any], schema: str, name: str) -> bool:
+    """Catalog lookup that needs no privilege on the schema (unlike ``to_regclass``)."""
+    row = conn.execute(
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        (schema, name),
+    ).fetchone()
+    return row is not None
+
+
+def applied_migrations(conn: psycopg.Connection[Any], schema: str) -> set[int]:
+    """Versions recorded in ``<schema>.schema_migrations`` (empty when it does not exist)."""
+    if not relation_exists(conn, schema, "schema_migrations"):
+        return set()
+    query = sql.SQL("SELECT version FROM {}.schema_migrations").format(sql.Identifier(schema))
+    return {int(row[0]) for row in conn.execute(query)}
+
+
+# -- planning -------------------------------------------------------------------------------
+
+
+def _plan_store(sink: psycopg.Connection[Any], settings: Settings, plan: SetupPlan) -> None:
+    """The activity store: versioned migrations, each applied once and recorded."""
+    schema = settings.sink.schema_name
+    ident = sql.Identifier(schema)
+    if not relation_exists(sink, schema, "schema_migrations"):
+        plan.steps.append(
+            Step(
+                kind="store",
+                target="sink",
+                description=f"create the migration log {schema}.schema_migrations",
+                done=f"created the migration log {schema}.schema_migrations",
+                statements=(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident).as_string(sink),
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {}.schema_migrations (version integer "
+                        "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
+                        "DEFAULT now())"
+                    )
+                    .format(ident)
+                    .as_string(sink),
+                ),
+                transaction=True,
+            )
         )
-    applied = {
-        row[0]
-        for row in conn.execute(
-            sql.SQL("SELECT version FROM {}.schema_migrations").format(sql.Identifier(schema))
-        )
-    }
+    applied = applied_migrations(sink, schema)
+    identifiers = migration_identifiers(settings)
     for version, name in migration_files():
         if version in applied:
-            report.kept(f"migration {name} already applied")
+            plan.unchanged.append(f"migration {name} already applied")
             continue
-        with conn.transaction():
-            conn.execute(sql_template(f"{MIGRATIONS_DIR}/{name}", **identifiers))
-            conn.execute(
-                sql.SQL("INSERT INTO {}.schema_migrations (version, name) VALUES (%s, %s)").format(
-                    sql.Identifier(schema)
+        record = sql.SQL("INSERT INTO {}.schema_migrations (version, name) VALUES ({}, {})").format(
+            ident, sql.Literal(version), sql.Literal(name)
+        )
+        plan.steps.append(
+            Step(
+                kind="store",
+                target="sink",
+                description=f"apply migration {name} to {settings.sink.table}",
+                done=f"applied migration {name} to {settings.sink.table}",
+                statements=(
+                    sql_template(f"{MIGRATIONS_DIR}/{name}", **identifiers).as_string(sink),
+                    record.as_string(sink),
                 ),
-                (version, name),
+                transaction=True,
             )
-        report.did(f"applied migration {name} to {schema}.{table}")
+        )
 
 
-def ensure_publication(
-    conn: psycopg.Connection[Any], settings: Settings, report: SetupReport
-) -> None:
+def _plan_publication(source: psycopg.Connection[Any], settings: Settings, plan: SetupPlan) -> None:
+    """The publication covers exactly the configured tables (added and removed as the config
+    changes) and publishes every operation."""
     name = settings.source.publication
     wanted = {(r.schema_name, r.table_name) for r in settings.tables}
-    table_list = sql.SQL(", ").join(_qualified(s, t) for s, t in sorted(wanted))
-    exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,)).fetchone()
-    if not exists:
-        conn.execute(
-            sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), table_list)
+    table_list = sql.SQL(", ").join(qualified(s, t) for s, t in sorted(wanted))
+    row = source.execute(
+        "SELECT puballtables, pubinsert AND pubupdate AND pubdelete AND pubtruncate "
+        "AND pubviaroot FROM pg_publication WHERE pubname = %s",
+        (name,),
+    ).fetchone()
+    if row is None:
+        # publish_via_partition_root: changes of a partitioned table are reported under the
+        # table itself, so partitions added later are covered without changing anything.
+        statement = sql.SQL(
+            "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = {}, publish_via_partition_root)"
+        ).format(sql.Identifier(name), table_list, sql.Literal(PUBLISH))
+        plan.steps.append(
+            Step(
+                kind="publication",
+                target="source",
+                description=f"create publication {name} for {len(wanted)} table(s)",
+                done=f"created publication {name} for {len(wanted)} table(s)",
+                statements=(statement.as_string(source),),
+            )
         )
-        report.did(f"created publication {name} for {len(wanted)} tables")
         return
+    all_tables, publishes_all = row
+    if all_tables:
+        raise SlotError(
+            f'publication "{name}" is FOR ALL TABLES, not the configured tables; choose '
+            'another [source] publication name, or drop it ("cdc teardown") and run "cdc setup"'
+        )
     current = {
         (schema, table)
-        for schema, table in conn.execute(
+        for schema, table in source.execute(
             "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (name,)
         )
     }
     if current != wanted:
-        conn.execute(
-            sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(name), table_list)
+        added = sorted(f"{s}.{t}" for s, t in wanted - current)
+        removed = sorted(f"{s}.{t}" for s, t in current - wanted)
+        change = []
+        if added:
+            change.append(f"add {_shown(added)}")
+        if removed:
+            change.append(f"remove {_shown(removed)}")
+        statement = sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(
+            sql.Identifier(name), table_list
         )
-        added, removed = wanted - current, current - wanted
-        report.did(f"publication {name}: added {len(added)} table(s), removed {len(removed)}")
+        plan.steps.append(
+            Step(
+                kind="publication",
+                target="source",
+                description=f"publication {name}: " + "; ".join(change),
+                done=f"publication {name}: added {len(added)} table(s), removed {len(removed)}"
+                + (f" ({'; '.join(change)})" if change else ""),
+                statements=(statement.as_string(source),),
+            )
+        )
     else:
-        report.kept(f"publication {name} already covers the {len(wanted)} tables")
+        plan.unchanged.append(f"publication {name} covers exactly the {len(wanted)} table(s)")
+    if not publishes_all:
+        statement = sql.SQL(
+            "ALTER PUBLICATION {} SET (publish = {}, publish_via_partition_root)"
+        ).format(sql.Identifier(name), sql.Literal(PUBLISH))
+        plan.steps.append(
+            Step(
+                kind="publication",
+                target="source",
+                description=f"publication {name}: publish {PUBLISH}",
+                done=f"publication {name} now publishes {PUBLISH}",
+                statements=(statement.as_string(source),),
+            )
+        )
 
 
-def ensure_replica_identity(
-    conn: psycopg.Connection[Any], settings: Settings, report: SetupReport
+def _plan_replica_identity(
+    source: psycopg.Connection[Any], settings: Settings, plan: SetupPlan
 ) -> None:
     """REPLICA IDENTITY FULL, so updates and deletes carry the whole old row (the diff and the
     value of unchanged TOASTed columns come from it)."""
-    tables = table_oids(conn, settings)
-    changed = []
-    for (schema, table), (_oid, identity) in sorted(tables.items()):
-        if identity != "f":
-            conn.execute(
-                sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(_qualified(schema, table))
-            )
-            changed.append(f"{schema}.{table}")
-    if changed:
-        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
-        report.did(f"set REPLICA IDENTITY FULL on {len(changed)} table(s): {shown}")
-    else:
-        report.kept(f"all {len(tables)} tables already have REPLICA IDENTITY FULL")
+    tables = table_oids(source, settings)
+    # A partitioned table's changes happen in its partitions: each needs FULL as well.
+    partitions = source.execute(
+        "SELECT n.nspname, c.relname, c.relreplident::text FROM unnest(%s::oid[]) AS root(oid) "
+        "CROSS JOIN LATERAL pg_partition_tree(root.oid) p "
+        "JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE p.relid <> root.oid AND c.relkind = 'r'",
+        ([oid for oid, _identity in tables.values()],),
+    ).fetchall()
+    identities = {key: identity for key, (_oid, identity) in tables.items()}
+    identities.update({(schema, table): identity for schema, table, identity in partitions})
+    changed = sorted(key for key, identity in identities.items() if identity != "f")
+    if not changed:
+        plan.unchanged.append(f"all {len(tables)} table(s) have REPLICA IDENTITY FULL")
+        return
+    names = _shown([f"{schema}.{table}" for schema, table in changed])
+    plan.steps.append(
+        Step(
+            kind="replica_identity",
+            target="source",
+            description=f"set REPLICA IDENTITY FULL on {len(changed)} table(s): {names}",
+            done=f"set REPLICA IDENTITY FULL on {len(changed)} table(s): {names}",
+            statements=tuple(
+                sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL")
+                .format(qualified(schema, table))
+                .as_string(source)
+                for schema, table in changed
+            ),
+        )
+    )
 
 
-def ensure_slot(conn: psycopg.Connection[Any], settings: Settings, report: SetupReport) -> None:
+def _plan_slot(source: psycopg.Connection[Any], settings: Settings, plan: SetupPlan) -> None:
     slot = settings.source.slot
-    row = conn.execute(
+    row = source.execute(
         "SELECT plugin, slot_type, database FROM pg_replication_slots WHERE slot_name = %s",
         (slot,),
     ).fetchone()
     if row is None:
-        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
-        report.did(f"created logical replication slot {slot} (pgoutput)")
+        statement = sql.SQL(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot({}, 'pgoutput')"
+        ).format(sql.Literal(slot))
+        plan.steps.append(
+            Step(
+                kind="slot",
+                target="source",
+                description=f"create logical replication slot {slot} (pgoutput)",
+                done=f"created logical replication slot {slot} (pgoutput)",
+                statements=(statement.as_string(source),),
+            )
+        )
         return
     plugin, slot_type, database = row
     if slot_type != "logical" or plugin != "pgoutput":
@@ -210,24 +389,202 @@ def ensure_slot(conn: psycopg.Connection[Any], settings: Settings, report: Setup
             f'slot "{slot}" exists but is a {slot_type} slot with plugin {plugin!r}; choose '
             "another [source] slot name"
         )
-    current_db = conn.info.dbname
+    current_db = source.info.dbname
     if database != current_db:
         raise PrerequisiteError(
             f'slot "{slot}" belongs to database {database!r}, not {current_db!r}; '
             "choose another [source] slot name"
         )
-    report.kept(f"slot {slot} already exists")
+    plan.unchanged.append(f"slot {slot} exists")
+
+
+def _plan(
+    source: psycopg.Connection[Any], sink: psycopg.Connection[Any], settings: Settings
+) -> SetupPlan:
+    check_wal_level(source)
+    table_oids(source, settings)  # unknown tables fail before anything is planned
+    plan = SetupPlan(
+        source=describe_target(settings.source.dsn), sink=describe_target(settings.sink_dsn)
+    )
+    _plan_store(sink, settings, plan)
+    _plan_publication(source, settings, plan)
+    _plan_replica_identity(source, settings, plan)
+    _plan_slot(source, settings, plan)
+    return plan
+
+
+# -- applying -------------------------------------------------------------------------------
+
+
+def _apply(
+    source: psycopg.Connection[Any],
+    sink: psycopg.Connection[Any],
+    plan: SetupPlan,
+) -> SetupReport:
+    report = SetupReport(unchanged=list(plan.unchanged))
+    for number, step in enumerate(plan.steps, 1):
+        conn = source if step.target == "source" else sink
+        captured = None
+        try:
+            if step.transaction:
+                with conn.transaction():
+                    for statement in step.statements:
+                        conn.execute(statement)
+            else:
+                for statement in step.statements:
+                    cur = conn.execute(statement)
+                    if step.kind == "slot":
+                        captured = cur.fetchone()
+        except psycopg.Error as exc:
+            raise _step_failure(number, len(plan.steps), step, exc) from None
+        done = step.done
+        if captured:
+            # the slot's consistent point: changes committed after it are captured
+            done += f"; changes are captured from {captured[0]}"
+        report.did(done)
+    return report
+
+
+def _step_failure(number: int, total: int, step: Step, exc: psycopg.Error) -> CdcError:
+    message = (exc.diag.message_primary or str(exc)).strip()
+    before = f"steps 1-{number - 1} of {total} were applied; " if number > 1 else ""
+    text = (
+        f'setup step {number} of {total} ("{step.description}") failed: {message}; '
+        f'{before}fix it and run "cdc setup" again (it continues where it stopped)'
+    )
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return PrerequisiteError(
+            text + "; setup must run as the owner of the tables (or a superuser); only the "
+            'daemon runs with the least-privilege role ("cdc setup --print-role-sql")'
+        )
+    if step.target == "sink":
+        return SinkError(text)
+    return PrerequisiteError(text)
+
+
+def plan_setup(settings: Settings) -> SetupPlan:
+    """What setup would change, with the exact SQL; changes nothing."""
+    with (
+        connect(settings.source.dsn) as source,
+        connect(settings.sink_dsn, role="sink") as sink,
+    ):
+        return _plan(source, sink, settings)
+
+
+def apply_plan(settings: Settings, plan: SetupPlan) -> SetupReport:
+    """Run the statements of a plan from :func:`plan_setup`, step by step."""
+    with (
+        connect(settings.source.dsn) as source,
+        connect(settings.sink_dsn, role="sink") as sink,
+    ):
+        return _apply(source, sink, plan)
 
 
 def setup(settings: Settings) -> SetupReport:
-    """Everything the daemon needs; idempotent."""
-    report = SetupReport()
+    """Everything the daemon needs; idempotent (plan, then apply on the same connections)."""
+    with (
+        connect(settings.source.dsn) as source,
+        connect(settings.sink_dsn, role="sink") as sink,
+    ):
+        return _apply(source, sink, _plan(source, sink, settings))
+
+
+# -- teardown -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TeardownPlan:
+    source: str
+    slot: str | None  # the slot, if it exists
+    publication: str | None  # the publication, if it exists
+    last_commit_lsn: str | None  # the last recorded source commit (where the records stop)
+    last_commit_time: datetime | None
+
+    @property
+    def empty(self) -> bool:
+        return self.slot is None and self.publication is None
+
+    def describe(self) -> list[str]:
+        lines = []
+        if self.slot:
+            lines.append(f"drop replication slot {self.slot}")
+        if self.publication:
+            lines.append(f"drop publication {self.publication}")
+        return lines
+
+
+def plan_teardown(settings: Settings) -> TeardownPlan:
+    """What teardown would drop. Raises SlotInUse when a process streams from the slot."""
+    slot_name, publication = settings.source.slot, settings.source.publication
     with connect(settings.source.dsn) as source:
-        check_wal_level(source)
-        table_oids(source, settings)  # unknown tables fail before anything changes
+        slot = source.execute(
+            "SELECT active_pid, slot_type, plugin, database FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            (slot_name,),
+        ).fetchone()
+        has_publication = source.execute(
+            "SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)
+        ).fetchone()
+        current_db = source.info.dbname
+    if slot is not None:
+        pid, slot_type, plugin, database = slot
+        if slot_type != "logical" or plugin != "pgoutput" or database != current_db:
+            raise SlotError(
+                f'slot "{slot_name}" is a {slot_type} slot ({plugin or "no plugin"}) of database '
+                f"{database!r}, not activity-cdc's slot in {current_db!r}; not dropping it"
+            )
+        if pid is not None:
+            raise SlotInUse(
+                f'replication slot "{slot_name}" is in use by pid {pid}; stop the daemon '
+                f"(or SELECT pg_terminate_backend({pid})) and run teardown again"
+            )
+    commit_lsn, commit_time = _last_checkpoint(settings)
+    return TeardownPlan(
+        source=describe_target(settings.source.dsn),
+        slot=slot_name if slot is not None else None,
+        publication=publication if has_publication else None,
+        last_commit_lsn=commit_lsn,
+        last_commit_time=commit_time,
+    )
+
+
+def _last_checkpoint(settings: Settings) -> tuple[str | None, datetime | None]:
+    schema = settings.sink.schema_name
+    try:
         with connect(settings.sink_dsn, role="sink") as sink:
-            apply_migrations(sink, settings, report)
-        ensure_publication(source, settings, report)
-        ensure_replica_identity(source, settings, report)
-        ensure_slot(source, settings, report)
-    return report
+            if not relation_exists(sink, schema, "checkpoints"):
+                return None, None
+            row = sink.execute(
+                sql.SQL(
+                    "SELECT commit_lsn::text, commit_time FROM {}.checkpoints WHERE slot_name = %s"
+                ).format(sql.Identifier(schema)),
+                (settings.source.slot,),
+            ).fetchone()
+    except (ConnectError, psycopg.Error) as exc:
+        log.warning("teardown: cannot read the checkpoint: %s", exc)
+        return None, None
+    return (row[0], row[1]) if row else (None, None)
+
+
+def teardown(settings: Settings, plan: TeardownPlan) -> list[str]:
+    """Drop the slot and the publication of ``plan``; never the activity store."""
+    done = []
+    with connect(settings.source.dsn) as source:
+        if plan.slot:
+            try:
+                source.execute("SELECT pg_drop_replication_slot(%s)", (plan.slot,))
+            except psycopg.errors.ObjectInUse as exc:
+                raise SlotInUse(
+                    f"{exc.diag.message_primary}; stop the daemon and run teardown again"
+                ) from None
+            except psycopg.errors.UndefinedObject:
+                pass  # dropped meanwhile: the goal is reached
+            done.append(f"dropped replication slot {plan.slot}")
+        if plan.publication:
+            source.execute(
+                sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(plan.publication))
+            )
+            done.append(f"dropped publication {plan.publication}")
+    for line in done:
+        log.info("teardown: %s", line)
+    return done

@@ -40,6 +40,7 @@ from cdc.batching import Flush
 from cdc.dsn import describe_target
 from cdc.errors import CdcError, ConnectError, SinkError
 from cdc.lsn import Lsn, format_lsn
+from cdc.rollups import Rollups
 from cdc.sqlfiles import sql_template
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class Sink:
         self._checkpoint_sql = sql_template(
             "checkpoint_upsert.sql", schema=schema, checkpoints="checkpoints"
         )
+        self._rollups = Rollups(schema)
 
     def open(self) -> None:
         try:
@@ -160,6 +162,8 @@ class Sink:
             if flush.records:
                 with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
                     copy.write(encode_copy_rows(flush.records))
+                # the dashboard counts, in this transaction: they commit with the records
+                self._rollups.apply(conn, flush.records)
             if flush.checkpoint is not None:
                 checkpoint = flush.checkpoint
                 conn.execute(

@@ -126,12 +126,19 @@ def server_error(exc_or_result: Any, *, slot: str, publication: str) -> CdcError
 
 class ReplicationStream:
     def __init__(
-        self, dsn: str, *, slot: str, publication: str, application_name: str = "activity-cdc"
+        self,
+        dsn: str,
+        *,
+        slot: str,
+        publication: str,
+        application_name: str = "activity-cdc",
+        decoding_work_mem: str = "8MB",
     ) -> None:
         self._dsn = dsn
         self.slot = slot
         self.publication = publication
         self._application_name = application_name
+        self._decoding_work_mem = decoding_work_mem
         self._conn: psycopg.Connection[Any] | None = None
         self.received_lsn = 0
         self.flushed_lsn = 0
@@ -147,7 +154,9 @@ class ReplicationStream:
                 replication="database",
                 autocommit=True,
                 application_name=self._application_name,
-                options=SESSION_OPTIONS,
+                options=(
+                    f"{SESSION_OPTIONS} -c logical_decoding_work_mem={self._decoding_work_mem}"
+                ),
                 connect_timeout=10,
             )
         except psycopg.Error as exc:

@@ -4,7 +4,6 @@ function of ``cdc``, and turns the result or a ``CdcError`` into output and an e
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import signal
@@ -17,7 +16,7 @@ import click
 
 from cdc import __version__
 from cdc.config import Settings, load_settings
-from cdc.errors import CdcError, LagExceeded
+from cdc.errors import CdcError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,40 +89,31 @@ pass_state = click.make_pass_decorator(State)
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--log-format",
+    default="human",
+    show_default=True,
+    envvar="CDC_LOG_FORMAT",
+    type=click.Choice(["human", "json"]),
+    help="human: one text line per event; json: one JSON object per line.",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, log_level: str) -> None:
+def main(ctx: click.Context, config_path: str | None, log_level: str, log_format: str) -> None:
     """activity-cdc: record every row change of your audited tables as an activity record,
     from PostgreSQL logical replication instead of audit triggers.
 
     \b
     First time:   cdc setup      (schema, publication, replica identity, slot)
+    Verify:       cdc check      (every prerequisite, with the fix)
     Then:         cdc run        (the daemon; --drain to catch up and exit)
     Watch:        cdc lag        (how far behind, in bytes and seconds)
+    Remove:       cdc teardown   (slot and publication; never the records)
     Try it:       cdc demo       (everything on a throwaway local Postgres)
     """
-    logging.basicConfig(
-        level=log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from cdc.logs import configure_logging
+
+    configure_logging(log_level, "json" if log_format == "json" else "human")
     ctx.obj = State(config_path)
-
-
-@main.command()
-@pass_state
-@handles_errors
-def setup(state: State) -> None:
-    """Create what the daemon needs (idempotent): the activity store, the publication for the
-    configured tables, REPLICA IDENTITY FULL on them, and the replication slot."""
-    from cdc.provision import setup as run_setup
-
-    report = run_setup(state.settings)
-    for line in report.actions:
-        click.echo(f"done: {line}")
-    for line in report.unchanged:
-        click.echo(f"ok:   {line}")
-    if not report.actions:
-        click.echo("nothing to do: everything was already set up")
 
 
 @main.command()
@@ -170,52 +160,6 @@ def _lsn(value: int) -> str:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
-@click.option("--max-bytes", type=int, help="Exit 3 when unconfirmed WAL exceeds this.")
-@click.option(
-    "--max-seconds", type=float, help="Exit 3 when the last recorded commit is older than this."
-)
-@pass_state
-@handles_errors
-def lag(state: State, as_json: bool, max_bytes: int | None, max_seconds: float | None) -> None:
-    """How far behind the daemon is: WAL retained by the slot, WAL not yet confirmed, and the
-    time since the last recorded commit."""
-    from cdc.lag import slot_lag
-
-    result = slot_lag(state.settings)
-    if as_json:
-        click.echo(json.dumps(result.as_json()))
-    else:
-        age = result.seconds_since_last_recorded_commit
-        activity = f"active (pid {result.active_pid})" if result.active else "inactive"
-        click.echo(
-            f"slot {result.slot}: {activity}, "
-            f"wal_status {result.wal_status}\n"
-            f"  unconfirmed: {result.unconfirmed_bytes} bytes "
-            f"(confirmed {result.confirmed_flush_lsn}, server at {result.current_lsn})\n"
-            f"  retained:    {result.retained_bytes} bytes (restart {result.restart_lsn})\n"
-            f"  last recorded commit: "
-            + (
-                f"{result.last_recorded_commit_at.isoformat()} ({age:.1f}s ago)"
-                if result.last_recorded_commit_at and age is not None
-                else "none yet"
-            )
-        )
-    over = []
-    if max_bytes is not None and (result.unconfirmed_bytes or 0) > max_bytes:
-        over.append(f"unconfirmed {result.unconfirmed_bytes} bytes > {max_bytes}")
-    if max_seconds is not None:
-        age = result.seconds_since_last_recorded_commit
-        if age is None or age > max_seconds:
-            over.append(
-                f"last recorded commit {'never' if age is None else f'{age:.1f}s ago'}"
-                f" > {max_seconds}s"
-            )
-    if over:
-        raise LagExceeded("lag over threshold: " + "; ".join(over))
-
-
-@main.command()
 @click.option("--seconds", default=10.0, show_default=True, help="How long the workload runs.")
 @click.option("--clients", default=2, show_default=True, help="Concurrent workload clients.")
 @handles_errors
@@ -234,7 +178,7 @@ def demo(seconds: float, clients: int) -> None:
 def _register_commands() -> None:
     import importlib
 
-    for module in ("cli.ops", "cli.store"):
+    for module in ("cli.ops", "cli.store", "cli.triggers"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

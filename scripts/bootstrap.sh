@@ -28,5 +28,5 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,bench]" 2>&1 \
     | { grep -v "^WARNING: Location" || true; }

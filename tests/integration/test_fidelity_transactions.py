@@ -22,18 +22,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.every_server]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def small_decoding_memory(pg: PgDatabase) -> None:
-    """The walsender of this database decodes with the minimum memory: every transaction over
-    64 kB is streamed while it runs."""
-    pg.execute(f"ALTER DATABASE \"{pg.name}\" SET logical_decoding_work_mem = '64kB'")
+# The minimum logical_decoding_work_mem: every transaction over 64 kB is streamed while it runs.
+MIN_DECODING_MEMORY = {"decoding_work_mem": "64kB"}
 
 
 def test_streamed_transactions_with_subtransaction_aborts_record_only_committed_work(
     pg: PgDatabase,
 ) -> None:
-    small_decoding_memory(pg)
     settings = setup_and_settings(
-        pg, "CREATE TABLE t (id int PRIMARY KEY, note text)", [{"name": "public.t"}]
+        pg,
+        "CREATE TABLE t (id int PRIMARY KEY, note text)",
+        [{"name": "public.t"}],
+        source=MIN_DECODING_MEMORY,
     )
     big = pg.connect(autocommit=False)
     small = pg.connect()
@@ -251,17 +251,17 @@ def test_a_large_streamed_transaction_is_captured_with_bounded_memory(
 ) -> None:
     """200k changes in one transaction (the benchmark runs 1,000,000): peak RSS of the daemon
     process stays under 200 MB; the records are exact."""
-    small_decoding_memory(pg)
     pg.execute("CREATE TABLE big (id int PRIMARY KEY, payload text)")
     settings = make_settings(pg, [{"name": "public.big"}], batch={"max_rows": 5000})
     setup(settings)
     pg.execute(
-        "INSERT INTO big SELECT g, md5(g::text) || repeat('x', 100) FROM generate_series(1, 200000) g"
+        "INSERT INTO big SELECT g, md5(g::text) || repeat('x', 100) "
+        "FROM generate_series(1, 200000) g"
     )
     config = tmp_path / "cdc.toml"
     config.write_text(
         f"[source]\ndsn = '{pg.dsn}'\nslot = '{pg.slot}'\npublication = '{pg.publication}'\n"
-        "[batch]\nmax_rows = 5000\n[[tables]]\nname = 'public.big'\n"
+        "decoding_work_mem = '64kB'\n[batch]\nmax_rows = 5000\n[[tables]]\nname = 'public.big'\n"
     )
     script = (
         "import resource, sys\n"
@@ -287,3 +287,31 @@ def test_a_large_streamed_transaction_is_captured_with_bounded_memory(
 
 
 _ = psycopg
+
+
+def test_partitioned_table_is_reported_under_its_root_including_partitions_added_later(
+    pg: PgDatabase,
+) -> None:
+    settings = setup_and_settings(
+        pg,
+        "CREATE TABLE ledger (id int, region text, amount numeric, PRIMARY KEY (id, region)) "
+        "PARTITION BY LIST (region); "
+        "CREATE TABLE ledger_eu PARTITION OF ledger FOR VALUES IN ('eu');",
+        [{"name": "public.ledger", "entity_type": "entry"}],
+    )
+    identities = dict(pg.execute("SELECT relname, relreplident::text FROM pg_class "
+                                 "WHERE relname LIKE 'ledger%' AND relkind IN ('r', 'p')"))  # fmt: skip
+    assert identities == {"ledger": "f", "ledger_eu": "f"}
+    pg.execute("INSERT INTO ledger VALUES (1, 'eu', 10)")
+    pg.execute("CREATE TABLE ledger_us PARTITION OF ledger FOR VALUES IN ('us')")
+    pg.execute("ALTER TABLE ledger_us REPLICA IDENTITY FULL")  # what re-running setup does
+    pg.execute("INSERT INTO ledger VALUES (2, 'us', 20)")
+    pg.execute("UPDATE ledger SET amount = 11 WHERE id = 1")
+    drain(settings)
+    got = [(r["table_name"], r["operation"], r["entity_id"], r["entity_type"]) for r in records(pg)]
+    assert got == [
+        ("ledger", "insert", '[1,"eu"]', "entry"),
+        ("ledger", "insert", '[2,"us"]', "entry"),
+        ("ledger", "update", '[1,"eu"]', "entry"),
+    ]
+    assert records(pg)[2]["changes"] == {"amount": {"old": 10, "new": 11}}

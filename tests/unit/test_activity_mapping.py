@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cdc.activity import ActivityMapper, ActivityRecord
@@ -377,6 +377,8 @@ def test_redaction_patterns_and_marker_can_be_replaced() -> None:
 @settings(max_examples=50)
 @given(secret=st.text(string.ascii_letters + string.digits, min_size=10, max_size=30))
 def test_any_secret_in_a_redacted_column_stays_out_of_the_record(secret: str) -> None:
+    baseline = every_text(mapped(mapper(), update(row(), row(email="b@x"))))
+    assume(secret not in baseline)  # e.g. digits that happen to occur in another column
     change = update(row(), row(password_hash=secret, ssn=secret, email="b@x"))
     assert secret not in every_text(mapped(mapper(), change))
 

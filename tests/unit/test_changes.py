@@ -315,7 +315,8 @@ def test_transactional_message_takes_a_seq_and_counts_as_a_change() -> None:
             Insert(USERS.relation_id, ("1", "a", "b")),
         ),
     )
-    txn = TransactionInfo(700, 0x500, T0)
+    message = Message(True, 0x4F0, "app.context", b'{"user": 1}')
+    txn = TransactionInfo(700, 0x500, T0, messages=(message,))
     assert changes[0] == TransactionMessage(txn, 0, "app.context", b'{"user": 1}', 0x4F0)
     assert isinstance(changes[1], RowChange) and changes[1].seq == 1
     assert changes[2] == TransactionEnd(txn, 0x530, changes=2)
@@ -387,7 +388,18 @@ def test_key_lookup_is_asked_with_relation_id_schema_and_table_name() -> None:
 )
 def test_change_for_an_unknown_relation_id_raises_decode_error(message: PgOutputMessage) -> None:
     with pytest.raises(DecodeError, match="relation 99"):
-        run(USERS, begin(0x10), message)
+        run(USERS, begin(0x10), message, commit(0x10))
+
+
+def test_a_transaction_is_yielded_at_its_commit_with_all_its_messages_known() -> None:
+    """Context messages apply to the changes made before them in the same transaction."""
+    asm = assembler()
+    before = list(feed_all(asm, [USERS, begin(0x700), Insert(16401, ("1", "a", None))]))
+    context = Message(True, 0x6F0, "cdc.context", b'{"actor_id": "42"}')
+    after = list(feed_all(asm, [context, commit(0x700)]))
+    assert before == []
+    row = after[0]
+    assert isinstance(row, RowChange) and row.transaction.messages == (context,)
 
 
 @pytest.mark.parametrize(

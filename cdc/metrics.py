@@ -1,0 +1,315 @@
+"""Prometheus metrics, ``/healthz`` and ``/readyz`` over HTTP.
+
+The daemon owns one :class:`Metrics` and calls it once per event that is already rare: a
+written batch, a status update, a reconnect, an error. Nothing is counted per change; the
+per-table counts of a batch are tallied from the batch's records after it is written
+(:func:`tally`, best called in the sink's writer thread). Everything lives in the instance's
+own registry, never the process-global one, so tests and embedding applications stay apart.
+
+Exposed (units in the names)::
+
+    activity_cdc_records_total{table,operation}   records written
+    activity_cdc_batch_rows                       histogram: records per written batch
+    activity_cdc_batch_write_seconds              histogram: time to write (and commit) a batch
+    activity_cdc_received_lsn                     highest WAL position received (an integer)
+    activity_cdc_flushed_lsn                      position acknowledged as durable
+    activity_cdc_lag_bytes                        WAL not yet acknowledged
+    activity_cdc_lag_seconds                      age of the oldest unacknowledged commit
+    activity_cdc_streaming                        1 while streaming, else 0
+    activity_cdc_reconnects_total
+    activity_cdc_errors_total{kind}               kind: an error class name, e.g. SinkError
+    activity_cdc_toast_unavailable_total          unchanged TOAST values that were not available
+    activity_cdc_resident_memory_bytes            RSS of the process, read at each scrape
+
+Labels hold table names, operations and error class names only: never a DSN or a message.
+
+``/healthz`` answers 200 while the process runs. ``/readyz`` answers 200 only when the daemon
+said it streams (:meth:`Metrics.set_streaming`) and the last reported ``lag_seconds`` is at most
+``ready_max_lag_seconds``; otherwise 503 with the reason as the body.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import re
+import resource
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from operator import attrgetter
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from cdc.config import MetricsSettings
+from cdc.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000, 100_000)
+BATCH_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+_KIND = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
+
+
+class _Record(Protocol):
+    @property
+    def schema_name(self) -> str | None: ...
+    @property
+    def table_name(self) -> str | None: ...
+    @property
+    def operation(self) -> str: ...
+
+
+_RECORD_KEY = attrgetter("schema_name", "table_name", "operation")
+
+
+def tally(records: Iterable[_Record]) -> collections.Counter[tuple[str, str]]:
+    """Records per (``schema.table``, operation), for :meth:`Metrics.batch_written`."""
+    raw: collections.Counter[tuple[str | None, str | None, str]] = collections.Counter(
+        map(_RECORD_KEY, records)
+    )
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    for (schema, table, operation), n in raw.items():
+        name = f"{schema}.{table}" if schema and table else (table or "")
+        counts[(name, operation)] += n
+    return counts
+
+
+def resident_memory_bytes() -> int:
+    """Current RSS from /proc; elsewhere the peak RSS (all getrusage offers)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+class _MemoryCollector(Collector):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "activity_cdc_resident_memory_bytes",
+            "Resident memory of the daemon process, read at scrape time.",
+            value=resident_memory_bytes(),
+        )
+
+
+class Metrics:
+    """The daemon's metrics and readiness; thread-safe. Call from the daemon, never per
+    change."""
+
+    def __init__(self, *, ready_max_lag_seconds: float = 60.0) -> None:
+        self.ready_max_lag_seconds = ready_max_lag_seconds
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self._records = Counter(
+            "activity_cdc_records",
+            "Activity records written, by source table and operation.",
+            ["table", "operation"],
+            registry=registry,
+        )
+        self._batch_rows = Histogram(
+            "activity_cdc_batch_rows",
+            "Records per written batch.",
+            buckets=BATCH_ROWS_BUCKETS,
+            registry=registry,
+        )
+        self._batch_seconds = Histogram(
+            "activity_cdc_batch_write_seconds",
+            "Seconds to write and commit one batch.",
+            buckets=BATCH_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self._received_lsn = Gauge(
+            "activity_cdc_received_lsn", "Highest WAL position received.", registry=registry
+        )
+        self._flushed_lsn = Gauge(
+            "activity_cdc_flushed_lsn",
+            "WAL position acknowledged to the server as durably recorded.",
+            registry=registry,
+        )
+        self._lag_bytes = Gauge(
+            "activity_cdc_lag_bytes", "WAL bytes not yet acknowledged.", registry=registry
+        )
+        self._lag_seconds = Gauge(
+            "activity_cdc_lag_seconds",
+            "Age of the oldest committed change not yet recorded (0 when caught up).",
+            registry=registry,
+        )
+        self._streaming = Gauge(
+            "activity_cdc_streaming", "1 while the daemon streams, else 0.", registry=registry
+        )
+        self._reconnects = Counter(
+            "activity_cdc_reconnects", "Replication reconnects.", registry=registry
+        )
+        self._errors = Counter(
+            "activity_cdc_errors", "Errors by kind (error class name).", ["kind"], registry=registry
+        )
+        self._toast_unavailable = Counter(
+            "activity_cdc_toast_unavailable",
+            "Unchanged TOASTed values that could not be filled in.",
+            registry=registry,
+        )
+        registry.register(_MemoryCollector())
+        self._lock = threading.Lock()
+        self._is_streaming = False
+        self._not_streaming_reason = "not streaming yet"
+        self._last_lag_seconds: float | None = None
+
+    # -- the daemon's calls ------------------------------------------------------------------
+
+    def batch_written(
+        self, *, rows: int, seconds: float, by_table_op: Mapping[tuple[str, str], int]
+    ) -> None:
+        """One batch is durable: ``rows`` records in ``seconds``; ``by_table_op`` maps
+        (``schema.table``, operation) to its records (see :func:`tally`)."""
+        self._batch_rows.observe(rows)
+        self._batch_seconds.observe(seconds)
+        for (table, operation), n in by_table_op.items():
+            self._records.labels(table=table, operation=operation).inc(n)
+
+    def positions(
+        self,
+        *,
+        received_lsn: int,
+        flushed_lsn: int,
+        lag_bytes: int | None = None,
+        lag_seconds: float | None = None,
+    ) -> None:
+        """At each status update: LSNs as integers; lags when known."""
+        self._received_lsn.set(received_lsn)
+        self._flushed_lsn.set(flushed_lsn)
+        if lag_bytes is not None:
+            self._lag_bytes.set(lag_bytes)
+        if lag_seconds is not None:
+            self._lag_seconds.set(lag_seconds)
+            with self._lock:
+                self._last_lag_seconds = lag_seconds
+
+    def reconnect(self) -> None:
+        self._reconnects.inc()
+
+    def error(self, kind: str) -> None:
+        """``kind``: an error class name (``type(exc).__name__``). Anything else is counted as
+        ``other``, so no message or DSN can become a label."""
+        self._errors.labels(kind=kind if _KIND.match(kind) else "other").inc()
+
+    def toast_unavailable(self, n: int = 1) -> None:
+        if n:
+            self._toast_unavailable.inc(n)
+
+    def set_streaming(self, streaming: bool, reason: str = "") -> None:
+        """``reason``: why not (shown by /readyz), e.g. "reconnecting", "standby"."""
+        self._streaming.set(1 if streaming else 0)
+        with self._lock:
+            self._is_streaming = streaming
+            self._not_streaming_reason = reason or "not streaming"
+
+    # -- what the HTTP endpoints show -------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str]:
+        with self._lock:
+            streaming, reason, lag = (
+                self._is_streaming,
+                self._not_streaming_reason,
+                self._last_lag_seconds,
+            )
+        if not streaming:
+            return False, reason
+        if lag is None:
+            return True, "streaming (lag not measured yet)"
+        if lag > self.ready_max_lag_seconds:
+            return False, f"lag {lag:.1f}s > {self.ready_max_lag_seconds:g}s"
+        return True, f"streaming, lag {lag:.1f}s"
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz``, ``/readyz`` on ``bind:port`` in a background thread.
+    ``port=0`` picks a free port (see :attr:`port`)."""
+
+    def __init__(self, metrics: Metrics, *, bind: str = "127.0.0.1", port: int = 0) -> None:
+        self.metrics = metrics
+        handler = _handler_for(metrics)
+        try:
+            self._server = ThreadingHTTPServer((bind, port), handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {bind}:{port}: {exc.strerror}; choose another "
+                "[metrics] port or bind"
+            ) from None
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="activity-cdc-metrics", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        log.info("metrics on http://%s:%d/metrics", self._server.server_address[0], self.port)
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+
+    def __enter__(self) -> MetricsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "activity-cdc"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, metrics.exposition(), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                self._send(200, b"ok\n")
+            elif path == "/readyz":
+                ready, reason = metrics.readiness()
+                status = 200 if ready else 503
+                text = f"{'ready' if ready else 'not ready'}: {reason}\n"
+                self._send(status, text.encode())
+            else:
+                self._send(404, b"not found: try /metrics, /healthz, /readyz\n")
+
+        def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("metrics http: " + format, *args)
+
+    return Handler
+
+
+def start_metrics(settings: MetricsSettings) -> tuple[Metrics, MetricsServer | None]:
+    """The daemon's metrics, and their HTTP server when ``[metrics] port`` is set (else None).
+    Stop the server with :meth:`MetricsServer.stop`."""
+    metrics = Metrics(ready_max_lag_seconds=settings.ready_max_lag_seconds)
+    if settings.port == 0:
+        return metrics, None
+    return metrics, MetricsServer(metrics, bind=settings.bind, port=settings.port).start()

@@ -1,0 +1,81 @@
+"""The least-privilege role for the daemon (``cdc setup --print-role-sql``).
+
+What the daemon does, and what each part needs (verified on PostgreSQL 15 by
+``tests/integration/test_ops.py``):
+
+* the replication connection (``START_REPLICATION ... pgoutput``): ``LOGIN REPLICATION``.
+  Streaming through a publication checks no privilege on the published tables; SELECT is only
+  needed for a subscriber's initial table copy, which activity-cdc never does. So the role gets
+  no SELECT on the source tables, and no USAGE on their schemas.
+* the control queries (``pg_replication_slots``, ``pg_publication``, ``pg_index``,
+  ``pg_current_wal_insert_lsn()``): nothing; the catalogs and these functions are public.
+* the sink: ``USAGE`` on the activity schema, ``INSERT`` on the records table (COPY names its
+  columns; ``recorded_at`` is filled by its ``now()`` default, which needs nothing; the
+  records table is partitioned, and the grant on the parent covers the partitions), and
+  ``SELECT, INSERT, UPDATE`` on ``checkpoints`` and on the two rollup tables
+  ``activity_per_minute`` / ``activity_per_hour`` (upserts whose SET or WHERE reads the stored
+  row).
+
+``cdc setup`` itself is not run with this role: creating the publication and setting REPLICA
+IDENTITY need the owner of the tables.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from cdc.config import Settings
+from cdc.dsn import describe_target
+
+DEFAULT_ROLE = "activity_cdc"
+
+
+def sink_privileges(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(schema, table, privileges) the daemon's sink session needs, besides USAGE on the
+    schema. One list for the role's SQL and for ``cdc check``: a sink that starts writing
+    another table adds it here."""
+    schema = settings.sink.schema_name
+    upsert = ("SELECT", "INSERT", "UPDATE")  # ON CONFLICT DO UPDATE reading the stored row
+    return [
+        (schema, settings.sink.table_name, ("INSERT",)),
+        (schema, "checkpoints", upsert),
+        (schema, "activity_per_minute", upsert),  # rollups, in the records' transaction
+        (schema, "activity_per_hour", upsert),
+    ]
+
+
+def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
+    """A SQL script that creates ``role`` with exactly what the daemon needs."""
+    name = sql.Identifier(role).as_string()
+    schema = sql.Identifier(settings.sink.schema_name).as_string()
+    source = describe_target(settings.source.dsn)
+    sink = describe_target(settings.sink_dsn)
+    same = settings.sink_dsn == settings.source.dsn
+    lines = [
+        f"-- Least-privilege role for the activity-cdc daemon (cdc run) on {source}.",
+        "-- Run as a superuser (or a role with CREATEROLE), after cdc setup (which runs as the",
+        "-- owner of the tables and creates the activity store).",
+        f"CREATE ROLE {name} LOGIN REPLICATION;",
+        f"-- Then give it a password (psql: \\password {role}) and allow it in pg_hba.conf",
+        "-- (a logical replication connection matches the database name there, not the",
+        "-- 'replication' keyword, which is for physical replication).",
+        "-- Source: nothing to grant. Streaming through the publication needs only REPLICATION;",
+        "-- PostgreSQL checks no SELECT on published tables except for an initial table copy,",
+        "-- which activity-cdc never does.",
+        "",
+        "-- Sink ("
+        + (
+            "the same database):"
+            if same
+            else f"{sink}): connect to it first; create the role there too if it is another server:"
+        ),
+        f"GRANT USAGE ON SCHEMA {schema} TO {name};",
+    ]
+    for table_schema, table, privileges in sink_privileges(settings):
+        target = sql.SQL("{}.{}").format(sql.Identifier(table_schema), sql.Identifier(table))
+        lines.append(f"GRANT {', '.join(privileges)} ON TABLE {target.as_string()} TO {name};")
+    lines += [
+        "-- CONNECT on a database is granted to PUBLIC by default; if you revoked it:",
+        f"-- GRANT CONNECT ON DATABASE <name> TO {name};",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,158 @@
+"""The reading queries of the store, composed with ``psycopg.sql`` and parameters. Pure: they
+build statements, :mod:`cdc.store.reader` runs them.
+
+Each filter is a plain comparison on a bare column so that the planner can use the indexes of
+migration 0001 (and prune partitions by ``occurred_at``):
+
+===========================  ============================================================
+filter                       index
+===========================  ============================================================
+(none), --since/--until      ``(occurred_at)``, scanned backwards: newest first
+--entity-type [--entity-id]  ``(entity_type, entity_id, occurred_at)``
+--actor                      ``(actor_id, occurred_at) WHERE actor_id IS NOT NULL``
+--category [--severity]      ``(category, severity, occurred_at)``
+--search                     GIN on ``search_vector(summary, new, old, changes)``
+--follow                     the primary key ``(commit_lsn, seq, occurred_at)``
+===========================  ============================================================
+
+Pages are keyset pages: the next page is "before the last row's (occurred_at, commit_lsn,
+seq)", a row comparison the btree answers directly; no OFFSET, so page 1000 costs what page 1
+costs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+
+from cdc.store.model import STORED_COLUMNS, RecordCursor, RecordFilter
+
+# Newest first, and its reverse; the cursor compares the same three columns. Qualified with
+# the table's alias ``r``: a bare ``commit_lsn`` in ORDER BY would name the output column
+# ``commit_lsn::text`` and sort LSNs as text ('0/A' after '0/10').
+NEWEST_FIRST = sql.SQL("r.occurred_at DESC, r.commit_lsn DESC, r.seq DESC")
+OLDEST_FIRST = sql.SQL("r.occurred_at, r.commit_lsn, r.seq")
+COMMIT_ORDER = sql.SQL("r.commit_lsn, r.seq")
+
+
+def select_list() -> sql.Composable:
+    """The columns of :class:`~cdc.store.model.StoredRecord`, in its field order."""
+    return sql.SQL(", ").join(
+        sql.SQL("commit_lsn::text") if name == "commit_lsn" else sql.Identifier(name)
+        for name in STORED_COLUMNS
+    )
+
+
+def conditions(f: RecordFilter, schema: str) -> tuple[list[sql.Composable], list[Any]]:
+    """The WHERE conditions of a filter and their parameters (positional)."""
+    parts: list[sql.Composable] = []
+    params: list[Any] = []
+
+    def equals(column: str, value: object) -> None:
+        if value is not None:
+            parts.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+            params.append(value)
+
+    equals("entity_type", f.entity_type)
+    equals("entity_id", f.entity_id)
+    equals("actor_id", f.actor_id)
+    equals("category", f.category)
+    if f.severities is not None and len(f.severities) == 1:
+        # equality, not = ANY: with = ANY a btree scan of PostgreSQL 15 cannot return rows in
+        # index order, so (category, severity, occurred_at) would need a sort
+        equals("severity", f.severities[0])
+    elif f.severities is not None:
+        parts.append(sql.SQL("severity = ANY(%s)"))
+        params.append(list(f.severities))
+    equals("schema_name", f.schema_name)
+    equals("table_name", f.table_name)
+    equals("operation", f.operation)
+    if f.since is not None:
+        parts.append(sql.SQL("occurred_at >= %s"))
+        params.append(f.since)
+    if f.until is not None:
+        parts.append(sql.SQL("occurred_at < %s"))
+        params.append(f.until)
+    if f.search is not None:
+        # the same expression as the GIN index of 0001, or the index is not used
+        parts.append(
+            sql.SQL(
+                "{}.search_vector(summary, new, old, changes) @@ websearch_to_tsquery('simple', %s)"
+            ).format(sql.Identifier(schema))
+        )
+        params.append(f.search)
+    return parts, params
+
+
+def _where(parts: list[sql.Composable]) -> sql.Composable:
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
+
+
+def page_query(
+    table: sql.Composable,
+    schema: str,
+    f: RecordFilter,
+    *,
+    before: RecordCursor | None,
+    limit: int,
+) -> tuple[sql.Composed, list[Any]]:
+    """Up to ``limit`` records of the filter, newest first, strictly before the cursor."""
+    parts, params = conditions(f, schema)
+    if before is not None:
+        parts.append(sql.SQL("(occurred_at, commit_lsn, seq) < (%s, %s::pg_lsn, %s)"))
+        params += [before.occurred_at, before.commit_lsn, before.seq]
+    query = sql.SQL("SELECT {} FROM {} AS r{} ORDER BY {} LIMIT %s").format(
+        select_list(), table, _where(parts), NEWEST_FIRST
+    )
+    return query, [*params, limit]
+
+
+def history_query(
+    table: sql.Composable, *, entity_type: str, entity_id: str, schema_name: str, table_name: str
+) -> tuple[sql.Composed, list[Any]]:
+    """Every record of one row of one table, oldest first (the entity index, then a filter
+    on the table: an entity type may be shared by several tables)."""
+    query = sql.SQL(
+        "SELECT {} FROM {} AS r WHERE entity_type = %s AND entity_id = %s "
+        "AND schema_name = %s AND table_name = %s ORDER BY {}"
+    ).format(select_list(), table, OLDEST_FIRST)
+    return query, [entity_type, entity_id, schema_name, table_name]
+
+
+def head_query(table: sql.Composable) -> sql.Composed:
+    """The last written record at or after a time (parameter): where ``--follow`` stands.
+
+    The sink writes in commit order, one transaction at a time, so every record up to the
+    newest visible ``(commit_lsn, seq)`` is visible too. The time bound only lets the planner
+    skip old partitions."""
+    return sql.SQL(
+        "SELECT commit_lsn::text, seq, occurred_at FROM {} AS r WHERE occurred_at >= %s "
+        "ORDER BY r.commit_lsn DESC, r.seq DESC LIMIT 1"
+    ).format(table)
+
+
+def follow_query(
+    table: sql.Composable,
+    schema: str,
+    f: RecordFilter,
+    *,
+    floor: datetime,
+    after: tuple[str, int],
+    through: tuple[str, int],
+    limit: int,
+) -> tuple[sql.Composed, list[Any]]:
+    """Records of the filter after one (commit_lsn, seq) and up to another, in commit order;
+    ``floor`` (a time they cannot be older than) only prunes partitions."""
+    parts, params = conditions(f, schema)
+    parts += [
+        sql.SQL("occurred_at >= %s"),
+        sql.SQL("(commit_lsn, seq) > (%s::pg_lsn, %s)"),
+        sql.SQL("(commit_lsn, seq) <= (%s::pg_lsn, %s)"),
+    ]
+    params += [floor, *after, *through]
+    query = sql.SQL("SELECT {} FROM {} AS r{} ORDER BY {} LIMIT %s").format(
+        select_list(), table, _where(parts), COMMIT_ORDER
+    )
+    return query, [*params, limit]

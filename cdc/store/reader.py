@@ -1,0 +1,216 @@
+"""Reading the activity store: pages of records, one row's history, and following new records.
+
+:func:`open_store` connects to the sink database; the :class:`Store` it yields runs the
+queries of :mod:`cdc.store.queries` and returns :class:`~cdc.store.model.StoredRecord` s.
+Driver errors become :class:`~cdc.errors.SinkError` (or ``ConnectError``) here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import args_row
+
+from cdc.config import Settings
+from cdc.dsn import describe_target
+from cdc.errors import ConnectError, SinkError
+from cdc.lsn import Lsn
+from cdc.provision import connect
+from cdc.store import queries
+from cdc.store.model import RecordCursor, RecordFilter, StoredRecord, split_table
+
+# What reading a store that "cdc setup" has not (fully) made raises.
+_STORE_MISSING = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.InvalidSchemaName,
+)
+
+# How many rows one query of an export or a follow poll fetches.
+FETCH_ROWS = 1000
+
+
+class Store:
+    """The records table of the settings, read through one connection (autocommit)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], settings: Settings) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.schema = settings.sink.schema_name
+        self.table = sql.Identifier(settings.sink.schema_name, settings.sink.table_name)
+
+    # -- running queries ----------------------------------------------------------------------
+    def fetch_records(self, query: sql.Composed | sql.SQL, params: list[Any]) -> list[StoredRecord]:
+        with self.errors(), self.conn.cursor(row_factory=args_row(StoredRecord)) as cur:
+            return cur.execute(query, params).fetchall()
+
+    def fetch(self, query: sql.Composed | sql.SQL, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.errors():
+            return self.conn.execute(query, params).fetchall()
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """psycopg errors → CdcError that say what to do."""
+        try:
+            yield
+        except _STORE_MISSING as exc:
+            raise SinkError(
+                f"the activity store {self.settings.sink.table} is missing or older than this "
+                f"version in {describe_target(self.settings.sink_dsn)} "
+                f'({(exc.diag.message_primary or "").strip()}); run "cdc setup"'
+            ) from None
+        except psycopg.OperationalError as exc:
+            if exc.sqlstate is None:
+                raise ConnectError(f"connection to the sink database lost: {exc}") from None
+            raise SinkError(f"cannot read {self.settings.sink.table}: {exc}") from None
+        except psycopg.Error as exc:
+            message = (exc.diag.message_primary or str(exc)).strip()
+            raise SinkError(f"cannot read {self.settings.sink.table}: {message}") from None
+
+    def now(self) -> datetime:
+        """The database's clock: the one commit times come from."""
+        row = self.fetch(sql.SQL("SELECT now()"))
+        moment: datetime = row[0][0]
+        return moment
+
+    # -- what the commands ask --------------------------------------------------------------
+    def records(
+        self, f: RecordFilter, *, before: RecordCursor | None = None, limit: int = 50
+    ) -> list[StoredRecord]:
+        """One page: up to ``limit`` records newest first, before the cursor if given."""
+        query, params = queries.page_query(self.table, self.schema, f, before=before, limit=limit)
+        return self.fetch_records(query, params)
+
+    def iter_records(
+        self, f: RecordFilter, *, before: RecordCursor | None = None, limit: int | None = None
+    ) -> Iterator[StoredRecord]:
+        """Records newest first, ``limit`` of them or all; fetched a page at a time, so an
+        export of millions of rows holds one page in memory."""
+        left = limit
+        while left is None or left > 0:
+            size = FETCH_ROWS if left is None else min(left, FETCH_ROWS)
+            page = self.records(f, before=before, limit=size)
+            yield from page
+            if len(page) < size:
+                return
+            before = page[-1].cursor
+            if left is not None:
+                left -= len(page)
+
+    def history(
+        self, table: str, entity_id: str, *, entity_type: str | None = None
+    ) -> list[StoredRecord]:
+        """Every record of one row, oldest first. ``table`` is ``schema.table`` or a configured
+        table's bare name; the entity type is the table's (from its rules) unless given."""
+        schema_name, table_name, configured_type = resolve_table(self.settings, table)
+        query, params = queries.history_query(
+            self.table,
+            entity_type=entity_type or configured_type,
+            entity_id=entity_id,
+            schema_name=schema_name,
+            table_name=table_name,
+        )
+        return self.fetch_records(query, params)
+
+    def follow(self, f: RecordFilter) -> Follower:
+        return Follower(self, f)
+
+
+@contextlib.contextmanager
+def open_store(settings: Settings) -> Iterator[Store]:
+    with connect(settings.sink_dsn, role="sink") as conn:
+        yield Store(conn, settings)
+
+
+def resolve_table(settings: Settings, text: str) -> tuple[str, str, str]:
+    """(schema, table, entity type) of a table named on the command line. A bare name must be
+    one configured table's. Raises ValueError with a message for the user."""
+    schema, table = split_table(text)
+    if schema is None:
+        schemas = sorted(r.schema_name for r in settings.tables if r.table_name == table)
+        if len(schemas) != 1:
+            where = f"it is in {', '.join(schemas)}" if schemas else "it is not a configured table"
+            raise ValueError(f"give the table {table!r} as schema.table ({where})")
+        schema = schemas[0]
+    rules = settings.rules_for(schema, table)
+    # the same default as the mapping (cdc.activity): the table's name
+    return schema, table, rules.entity_type if rules and rules.entity_type else table
+
+
+class Follower:
+    """``cdc activity --follow``: the newest records of a filter, then at each :meth:`poll`
+    the ones written since, in commit order, each exactly once.
+
+    The position is the last written ``(commit_lsn, seq)`` of the whole table (not of the
+    filter), so a poll reads only what was written since the previous one, through the
+    primary key. Commit times follow commit order only roughly (they are taken just before
+    the commit record is written; a clock can step back), so the time bound that prunes
+    partitions stays ``SLACK`` behind the last record seen.
+    """
+
+    SLACK = timedelta(hours=1)
+
+    def __init__(self, store: Store, f: RecordFilter) -> None:
+        self._store = store
+        self._filter = f
+        self._position: tuple[str, int] = ("0/0", -1)
+        self._floor: datetime | None = None
+
+    def start(self, limit: int) -> list[StoredRecord]:
+        """The newest ``limit`` records of the filter, oldest first; the position is set in
+        the same snapshot, so nothing is shown twice or skipped between the two."""
+        store = self._store
+        with store.errors(), store.conn.transaction():
+            store.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            self._floor = store.now() - self.SLACK
+            self._advance_to(self._head())
+            page = store.records(self._filter, limit=limit) if limit > 0 else []
+        return page[::-1]
+
+    def poll(self) -> list[StoredRecord]:
+        """Records of the filter written since the last call, oldest first."""
+        if self._floor is None:
+            raise RuntimeError("Follower.start() first")
+        head = self._head()
+        if head is None or _lsn_key(head[:2]) <= _lsn_key(self._position):
+            return []
+        found: list[StoredRecord] = []
+        after = self._position
+        while True:
+            query, params = queries.follow_query(
+                self._store.table,
+                self._store.schema,
+                self._filter,
+                floor=self._floor,
+                after=after,
+                through=(head[0], head[1]),
+                limit=FETCH_ROWS,
+            )
+            rows = self._store.fetch_records(query, params)
+            found += rows
+            if len(rows) < FETCH_ROWS:
+                break
+            after = (rows[-1].commit_lsn, rows[-1].seq)
+        self._advance_to(head)
+        return found
+
+    def _head(self) -> tuple[str, int, datetime] | None:
+        assert self._floor is not None
+        rows = self._store.fetch(queries.head_query(self._store.table), [self._floor])
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    def _advance_to(self, head: tuple[str, int, datetime] | None) -> None:
+        if head is None:
+            return
+        self._position = (head[0], head[1])
+        assert self._floor is not None
+        self._floor = max(self._floor, head[2] - self.SLACK)
+
+
+def _lsn_key(position: tuple[str, int]) -> tuple[int, int]:
+    return int(Lsn.parse(position[0])), position[1]

@@ -1,0 +1,236 @@
+"""cdc.metrics: exact values after the daemon's calls, scraped over HTTP like Prometheus does,
+and /healthz and /readyz."""
+
+from __future__ import annotations
+
+import collections
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cdc.config import MetricsSettings, settings_from_mapping
+from cdc.errors import ConfigError
+from cdc.metrics import Metrics, MetricsServer, start_metrics, tally
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(ready_max_lag_seconds=30)
+
+
+@pytest.fixture
+def server(metrics: Metrics) -> Iterator[MetricsServer]:
+    with MetricsServer(metrics, bind="127.0.0.1", port=0) as running:
+        yield running
+
+
+def get(server: MetricsServer, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def scrape(server: MetricsServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, body = get(server, "/metrics")
+    assert status == 200
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_a_fresh_daemon_exposes_every_metric_at_zero(server: MetricsServer) -> None:
+    samples = scrape(server)
+    for name in (
+        "activity_cdc_batch_rows_count",
+        "activity_cdc_batch_write_seconds_count",
+        "activity_cdc_received_lsn",
+        "activity_cdc_flushed_lsn",
+        "activity_cdc_lag_bytes",
+        "activity_cdc_lag_seconds",
+        "activity_cdc_streaming",
+        "activity_cdc_reconnects_total",
+        "activity_cdc_toast_unavailable_total",
+    ):
+        assert samples[(name, ())] == 0, name
+    assert samples[("activity_cdc_resident_memory_bytes", ())] > 1_000_000
+
+
+def test_written_batches_count_records_by_table_and_operation(
+    metrics: Metrics, server: MetricsServer
+) -> None:
+    metrics.batch_written(
+        rows=3,
+        seconds=0.02,
+        by_table_op={("public.orders", "insert"): 2, ("public.orders", "update"): 1},
+    )
+    metrics.batch_written(rows=5, seconds=0.3, by_table_op={("public.orders", "insert"): 5})
+    samples = scrape(server)
+    orders = (("operation", "insert"), ("table", "public.orders"))
+    assert samples[("activity_cdc_records_total", orders)] == 7
+    assert (
+        samples[
+            ("activity_cdc_records_total", (("operation", "update"), ("table", "public.orders")))
+        ]
+        == 1
+    )
+    assert samples[("activity_cdc_batch_rows_count", ())] == 2
+    assert samples[("activity_cdc_batch_rows_sum", ())] == 8
+    assert samples[("activity_cdc_batch_rows_bucket", (("le", "1.0"),))] == 0
+    assert samples[("activity_cdc_batch_rows_bucket", (("le", "10.0"),))] == 2
+    assert samples[("activity_cdc_batch_write_seconds_count", ())] == 2
+    assert samples[("activity_cdc_batch_write_seconds_sum", ())] == pytest.approx(0.32)
+    assert samples[("activity_cdc_batch_write_seconds_bucket", (("le", "0.025"),))] == 1
+
+
+def test_positions_reconnects_errors_and_toast_are_exact(
+    metrics: Metrics, server: MetricsServer
+) -> None:
+    metrics.positions(
+        received_lsn=0x16_B374D848, flushed_lsn=0x16_B374D000, lag_bytes=2120, lag_seconds=1.5
+    )
+    metrics.reconnect()
+    metrics.reconnect()
+    metrics.error("SinkError")
+    metrics.error("SinkError")
+    metrics.error("ConnectError")
+    metrics.toast_unavailable(3)
+    metrics.toast_unavailable(0)
+    samples = scrape(server)
+    assert samples[("activity_cdc_received_lsn", ())] == 0x16_B374D848
+    assert samples[("activity_cdc_flushed_lsn", ())] == 0x16_B374D000
+    assert samples[("activity_cdc_lag_bytes", ())] == 2120
+    assert samples[("activity_cdc_lag_seconds", ())] == 1.5
+    assert samples[("activity_cdc_reconnects_total", ())] == 2
+    assert samples[("activity_cdc_errors_total", (("kind", "SinkError"),))] == 2
+    assert samples[("activity_cdc_errors_total", (("kind", "ConnectError"),))] == 1
+    assert samples[("activity_cdc_toast_unavailable_total", ())] == 3
+
+
+def test_positions_without_lags_keep_the_last_known_lags(
+    metrics: Metrics, server: MetricsServer
+) -> None:
+    metrics.positions(received_lsn=10, flushed_lsn=5, lag_bytes=5, lag_seconds=2.0)
+    metrics.positions(received_lsn=20, flushed_lsn=20)
+    samples = scrape(server)
+    assert samples[("activity_cdc_received_lsn", ())] == 20
+    assert samples[("activity_cdc_lag_bytes", ())] == 5
+    assert samples[("activity_cdc_lag_seconds", ())] == 2.0
+
+
+def test_an_error_kind_that_is_not_a_class_name_never_becomes_a_label(
+    metrics: Metrics, server: MetricsServer
+) -> None:
+    metrics.error("cannot connect to host=db password=hunter2")
+    metrics.error("postgresql://cdc:hunter2@db/x")
+    _, body = get(server, "/metrics")
+    assert "hunter2" not in body
+    assert scrape(server)[("activity_cdc_errors_total", (("kind", "other"),))] == 2
+
+
+def test_healthz_answers_while_the_process_runs(server: MetricsServer) -> None:
+    assert get(server, "/healthz") == (200, "ok\n")
+
+
+def test_readyz_is_503_until_the_daemon_streams(metrics: Metrics, server: MetricsServer) -> None:
+    assert get(server, "/readyz") == (503, "not ready: not streaming yet\n")
+    metrics.set_streaming(True)
+    assert get(server, "/readyz") == (200, "ready: streaming (lag not measured yet)\n")
+    metrics.positions(received_lsn=1, flushed_lsn=1, lag_seconds=29.5)
+    assert get(server, "/readyz") == (200, "ready: streaming, lag 29.5s\n")
+    assert scrape(server)[("activity_cdc_streaming", ())] == 1
+
+
+def test_readyz_is_503_with_the_reason_when_lag_is_over_the_threshold(
+    metrics: Metrics, server: MetricsServer
+) -> None:
+    metrics.set_streaming(True)
+    metrics.positions(received_lsn=1, flushed_lsn=1, lag_seconds=30.5)
+    assert get(server, "/readyz") == (503, "not ready: lag 30.5s > 30s\n")
+    metrics.positions(received_lsn=2, flushed_lsn=2, lag_seconds=0.0)
+    assert get(server, "/readyz")[0] == 200
+    metrics.set_streaming(False, "reconnecting")
+    assert get(server, "/readyz") == (503, "not ready: reconnecting\n")
+    assert scrape(server)[("activity_cdc_streaming", ())] == 0
+
+
+def test_unknown_paths_are_404(server: MetricsServer) -> None:
+    assert get(server, "/nope")[0] == 404
+
+
+def test_each_instance_has_its_own_registry() -> None:
+    first, second = Metrics(), Metrics()
+    first.reconnect()
+    assert b"activity_cdc_reconnects_total 1.0" in first.exposition()
+    assert b"activity_cdc_reconnects_total 0.0" in second.exposition()
+
+
+@dataclass
+class Rec:
+    schema_name: str | None
+    table_name: str | None
+    operation: str
+
+
+def test_tally_counts_records_per_qualified_table_and_operation() -> None:
+    records = [
+        Rec("public", "orders", "insert"),
+        Rec("public", "orders", "insert"),
+        Rec("public", "orders", "delete"),
+        Rec("billing", "orders", "insert"),
+        Rec(None, None, "message"),
+    ]
+    assert tally(records) == collections.Counter(
+        {
+            ("public.orders", "insert"): 2,
+            ("public.orders", "delete"): 1,
+            ("billing.orders", "insert"): 1,
+            ("", "message"): 1,
+        }
+    )
+
+
+def test_metrics_are_off_when_the_port_is_zero() -> None:
+    metrics, server = start_metrics(MetricsSettings())
+    assert server is None
+    assert metrics.ready_max_lag_seconds == 60
+
+
+def test_a_configured_port_serves_and_a_busy_port_is_a_config_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics, server = start_metrics(MetricsSettings(port=port, ready_max_lag_seconds=5))
+    assert server is not None
+    try:
+        assert server.port == port
+        assert get(server, "/healthz")[0] == 200
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}.*choose another"):
+            MetricsServer(metrics, bind="127.0.0.1", port=port)
+    finally:
+        server.stop()
+
+
+def test_the_metrics_section_is_validated_like_the_rest_of_the_config() -> None:
+    tables = [{"name": "public.t"}]
+    settings = settings_from_mapping(
+        {"source": {"dsn": "x"}, "metrics": {"port": 9187}, "tables": tables}, env={}
+    )
+    assert (settings.metrics.port, settings.metrics.bind) == (9187, "127.0.0.1")
+    with pytest.raises(ConfigError, match=r"metrics\.port"):
+        settings_from_mapping(
+            {"source": {"dsn": "x"}, "metrics": {"port": 70000}, "tables": tables}, env={}
+        )
+    with pytest.raises(ConfigError, match=r"metrics\.ready_max_lag_seconds"):
+        settings_from_mapping(
+            {"source": {"dsn": "x"}, "metrics": {"ready_max_lag_seconds": 0}, "tables": tables},
+            env={},
+        )
