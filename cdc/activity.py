@@ -9,9 +9,14 @@ the JSON documents and a few lookups.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import logging
+import os
 import re
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from cdc.changes import (
@@ -22,12 +27,29 @@ from cdc.changes import (
     TransactionInfo,
     TransactionMessage,
 )
-from cdc.config import OPERATIONS, RedactionSettings, Settings, SeverityByOperation, TableRules
+from cdc.config import (
+    OPERATIONS,
+    RedactionSettings,
+    Settings,
+    SeverityByOperation,
+    TableRules,
+    TransitionRule,
+    split_qualified_name,
+)
+from cdc.errors import ConfigError
 from cdc.lsn import format_lsn
 from cdc.pgoutput import UNCHANGED_TOAST, TupleData
 from cdc.values import JsonConverter, TypeRegistry, encode_json_string
 
+log = logging.getLogger(__name__)
+
 SOURCE_DATABASE = "database"
+SOURCE_SHADOW = "shadow"  # a table still audited by its legacy triggers (before its cutover)
+SOURCE_APPLICATION = "application"
+SOURCE_MIGRATION = "migration"
+CUTOVER_PREFIX = "cdc.cutover"
+HEARTBEAT_PREFIX = "cdc.heartbeat"
+SEVERITIES = ("debug", "info", "notice", "warning", "error", "critical")
 
 _PAST_TENSE = {
     "insert": "created",
@@ -67,6 +89,32 @@ class ActivityRecord(NamedTuple):
 RECORD_COLUMNS: tuple[str, ...] = ActivityRecord._fields
 
 
+Redactor = Callable[[str], str]  # a column's text value -> what is stored instead (plain text)
+
+
+def redactor(redaction: RedactionSettings) -> Redactor:
+    """The marker, or a keyed hash: HMAC-SHA256 keeps equal secrets comparable, unreadable."""
+    if redaction.mode == "marker":
+        marker = redaction.marker
+
+        def to_marker(_text: str) -> str:
+            return marker
+
+        return to_marker
+    key = os.environ.get(redaction.key_env, "")
+    if not key:
+        raise ConfigError(
+            f"redaction.mode is 'hmac' but the environment variable {redaction.key_env} holding "
+            "the key is not set; set it (a long random secret) or use mode = 'marker'"
+        )
+    secret = key.encode()
+
+    def to_hash(text: str) -> str:
+        return "hmac-sha256:" + hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
+
+    return to_hash
+
+
 def _redaction_matcher(redaction: RedactionSettings, rules: TableRules | None) -> re.Pattern[str]:
     explicit = [re.escape(name) for name in (rules.redact_columns if rules else ())]
     return re.compile(
@@ -88,10 +136,13 @@ class TableMapper:
         "json_keys",
         "key_converters",
         "key_positions",
+        "redact",
         "redacted_key",
         "relation",
         "rules",
         "severities",
+        "source",
+        "transitions",
     )
 
     def __init__(
@@ -100,8 +151,12 @@ class TableMapper:
         rules: TableRules | None,
         redaction: RedactionSettings,
         types: TypeRegistry,
+        redact: Redactor,
+        source: str = SOURCE_DATABASE,
     ) -> None:
         self.relation = relation
+        self.source = source
+        self.redact = redact
         self.rules = rules
         names = relation.column_names
         self.entity_type = rules.entity_type if rules and rules.entity_type else relation.table
@@ -120,14 +175,20 @@ class TableMapper:
         self.categories = rules.category if rules else "data_change"
         self.json_keys = tuple(encode_json_string(name) + ":" for name in names)
         matcher = _redaction_matcher(redaction, rules)
-        marker = encode_json_string(redaction.marker)
 
-        def redacted(_text: str) -> str:
-            return marker
+        def redacted(text: str) -> str:
+            return encode_json_string(redact(text))
 
+        plain = tuple(types.converter(oid) for oid in relation.type_oids)
         self.converters: tuple[JsonConverter, ...] = tuple(
-            redacted if matcher.fullmatch(name) else types.converter(oid)
-            for name, oid in zip(names, relation.type_oids, strict=True)
+            redacted if matcher.fullmatch(name) else converter
+            for name, converter in zip(names, plain, strict=True)
+        )
+        # (position, rule, JSON converter of the column) for the rules whose column exists
+        self.transitions = tuple(
+            (names.index(rule.column), rule, plain[names.index(rule.column)])
+            for rule in (rules.rules if rules else ())
+            if rule.column in names
         )
         # keys of the `changes` document: '"col":{"old":'
         self.changed_keys = tuple(encode_json_string(name) + ':{"old":' for name in names)
@@ -179,7 +240,9 @@ class TableMapper:
         if positions is None or values is None:
             return None
         if self.redacted_key is not None:
-            return self.redacted_key
+            return self.redact(
+                "|".join(v if type(v) is str else "" for v in (values[p] for p in positions))
+            )
         if len(positions) == 1:
             value = values[positions[0]]
             return value if type(value) is str else None
@@ -189,6 +252,26 @@ class TableMapper:
             value = values[position]
             parts.append(converter(value) if type(value) is str else "null")
         return "[" + ",".join(parts) + "]"
+
+    def transition(
+        self, operation: str, old: TupleData | None, new: TupleData
+    ) -> TransitionRule | None:
+        """The first rule the change matches (compared on the columns' JSON values)."""
+        for position, rule, converter in self.transitions:
+            if operation not in rule.operations:
+                continue
+            after = new[position]
+            if operation == "update":
+                if old is None or old[position] == after:
+                    continue
+                if rule.from_value is not None and _json_value(converter, old[position]) != (
+                    rule.from_value
+                ):
+                    continue
+            if rule.to_value is not None and _json_value(converter, after) != rule.to_value:
+                continue
+            return rule
+        return None
 
     def actor_id(self, new: TupleData | None, old: TupleData | None) -> str | None:
         for row in (new, old):
@@ -215,28 +298,91 @@ class ActivityMapper:
         self.types = types if types is not None else TypeRegistry()
         # Rules are found by relation OID first, so a table renamed under a running daemon
         # keeps its rules; by name for tables the daemon did not resolve at start.
-        self._rules_by_relation_id = dict(rules_by_relation_id or {})
+        self.rules_by_relation_id = dict(rules_by_relation_id or {})
         self._mappers: dict[int, TableMapper] = {}
+        self._redact = redactor(settings.redaction)
+        # (schema, table) -> 'shadow' | 'cdc'; set at start, changed by cutover markers
+        self.modes: dict[tuple[str, str], str] = {}
+        # columns whose unchanged TOAST value could not be recorded (a metric reads it)
+        self.toast_unavailable = 0
+        # end-to-end latencies of heartbeat messages seen since the daemon last read them
+        self.heartbeat_latencies: list[float] = []
         self._txn: TransactionInfo | None = None
         self._txn_occurred_at = ""
         self._txn_lsn = ""
+        self._txn_context: dict[str, object] | None = None
+        self._txn_context_json: str | None = None
+        self._txn_actor: str | None = None
 
     def table_mapper(self, relation: RelationInfo) -> TableMapper:
         mapper = self._mappers.get(relation.relation_id)
         if mapper is None or mapper.relation is not relation:
-            rules = self._rules_by_relation_id.get(relation.relation_id)
+            rules = self.rules_by_relation_id.get(relation.relation_id)
             if rules is None:
                 rules = self._settings.rules_for(relation.schema, relation.table)
-            mapper = TableMapper(relation, rules, self._settings.redaction, self.types)
+            mode = self.modes.get((relation.schema, relation.table))
+            mapper = TableMapper(
+                relation,
+                rules,
+                self._settings.redaction,
+                self.types,
+                self._redact,
+                SOURCE_SHADOW if mode == "shadow" else SOURCE_DATABASE,
+            )
             self._mappers[relation.relation_id] = mapper
         return mapper
+
+    def set_mode(self, schema: str, table: str, mode: str) -> None:
+        self.modes[(schema, table)] = mode
+        self._mappers.clear()  # rebuilt with the table's new source
 
     def _transaction_fields(self, txn: TransactionInfo) -> tuple[str, str]:
         if txn is not self._txn:
             self._txn = txn
             self._txn_occurred_at = _iso(txn.commit_time)
             self._txn_lsn = format_lsn(txn.commit_lsn)
+            self._txn_context, self._txn_actor = self._context_of(txn)
+            self._txn_context_json = None if self._txn_context is None else _dump(self._txn_context)
         return self._txn_occurred_at, self._txn_lsn
+
+    def _context_of(self, txn: TransactionInfo) -> tuple[dict[str, object] | None, str | None]:
+        """The transaction's context (its context messages merged in order) and its actor."""
+        prefix = self._settings.context.prefix
+        context: dict[str, object] | None = None
+        for message in txn.messages:
+            if message.prefix != prefix:
+                continue
+            context = {} if context is None else context
+            try:
+                body = json.loads(message.content.decode("utf-8"))
+                if not isinstance(body, dict):
+                    raise ValueError("not a JSON object")
+                context.update(body)
+            except (UnicodeDecodeError, ValueError) as exc:
+                # Kept visible rather than dropped: bad input never loses data silently.
+                log.warning("invalid %s message in transaction %d: %s", prefix, txn.xid, exc)
+                context["context_error"] = f"invalid context message: {exc}"
+        if context is None:
+            return None, None
+        for key in self._settings.context.actor_keys:
+            value = context.get(key)
+            if value is not None and value != "":
+                return context, str(value)
+        return context, None
+
+    def _record_context(
+        self, origin: str | None, unavailable: tuple[str, ...], actor_from_context: bool
+    ) -> str | None:
+        if not (origin or unavailable or actor_from_context):
+            return self._txn_context_json
+        merged: dict[str, object] = dict(self._txn_context or {})
+        if origin:
+            merged["origin"] = origin
+        if unavailable:
+            merged["unavailable_columns"] = list(unavailable)
+        if actor_from_context:
+            merged["actor_source"] = "context"
+        return _dump(merged)
 
     def map(self, change: Change) -> ActivityRecord | None:
         """The record for a change, or None when the change makes no record."""
@@ -245,8 +391,117 @@ class ActivityMapper:
         if type(change) is TableTruncate:
             return self._truncate(change)
         if type(change) is TransactionMessage:
-            return None  # application events and context: see the activity model
+            return self._message(change)
         return None
+
+    def _message(self, change: TransactionMessage) -> ActivityRecord | None:
+        prefix = change.prefix
+        if prefix == self._settings.context.application_prefix:
+            return self._application_event(change)
+        if prefix == CUTOVER_PREFIX and change.transaction is not None:
+            return self._cutover(change)
+        if prefix == HEARTBEAT_PREFIX and change.transaction is None:
+            try:
+                sent_at = datetime.fromisoformat(json.loads(change.content)["sent_at"])
+                self.heartbeat_latencies.append((datetime.now(UTC) - sent_at).total_seconds())
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("invalid heartbeat message: %s", exc)
+        return None  # the context prefix and anything else: no record of its own
+
+    def _application_event(self, change: TransactionMessage) -> ActivityRecord:
+        """activity.log(...): an application activity that is not a row change."""
+        txn = change.transaction
+        try:
+            body = json.loads(change.content.decode("utf-8"))
+            if not isinstance(body, dict) or not body.get("action"):
+                raise ValueError("needs a JSON object with an `action`")
+        except (UnicodeDecodeError, ValueError) as exc:
+            body = {
+                "action": "activity.invalid_event",
+                "severity": "warning",
+                "category": "system",
+                "details": {"error": str(exc), "raw": change.content.decode("utf-8", "replace")},
+            }
+        severity = body.get("severity") if body.get("severity") in SEVERITIES else "info"
+        raw_details = body.get("details")
+        details: dict[str, object] = raw_details if isinstance(raw_details, dict) else {}
+        if txn is not None:
+            occurred_at, commit_lsn = self._transaction_fields(txn)
+            context = dict(self._txn_context or {})
+            actor = body.get("actor_id") or self._txn_actor
+            xid: int | None = txn.xid
+        else:  # non-transactional (activity.log_now): logged even if the caller rolls back
+            occurred_at = str(body.get("emitted_at") or _iso(datetime.now(UTC)))
+            commit_lsn = format_lsn(change.lsn)
+            context = {}
+            actor = body.get("actor_id")
+            xid = None
+        context.update(details)
+        entity_type = body.get("entity_type")
+        entity_id = body.get("entity_id")
+        summary = body.get("summary") or " ".join(
+            str(part) for part in (body["action"], entity_type, entity_id) if part is not None
+        )
+        return ActivityRecord(
+            occurred_at,
+            SOURCE_APPLICATION,
+            "message",
+            str(body["action"]),
+            str(body.get("category") or "application"),
+            str(severity),
+            None,
+            None,
+            None if entity_type is None else str(entity_type),
+            None if entity_id is None else str(entity_id),
+            None if actor is None else str(actor),
+            _dump(context) if context else None,
+            None,
+            None,
+            None,
+            str(summary),
+            xid,
+            commit_lsn,
+            change.seq,
+        )
+
+    def _cutover(self, change: TransactionMessage) -> ActivityRecord | None:
+        """A table switches between legacy triggers and CDC at this point of the stream."""
+        txn = change.transaction
+        assert txn is not None
+        try:
+            marker = json.loads(change.content.decode("utf-8"))
+            schema, table = split_qualified_name(str(marker["table"]))
+            target = str(marker["to"])
+            if target not in ("cdc", "triggers"):
+                raise ValueError(f"`to` must be 'cdc' or 'triggers', not {target!r}")
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            log.error("invalid cutover marker in transaction %d ignored: %s", txn.xid, exc)
+            return None
+        self.set_mode(schema, table, "cdc" if target == "cdc" else "shadow")
+        occurred_at, commit_lsn = self._transaction_fields(txn)
+        action = "migration.cutover" if target == "cdc" else "migration.rollback"
+        return ActivityRecord(
+            occurred_at,
+            SOURCE_MIGRATION,
+            "message",
+            action,
+            "migration",
+            "notice",
+            schema,
+            table,
+            None,
+            None,
+            None if marker.get("by") is None else str(marker["by"]),
+            _dump(marker),
+            None,
+            None,
+            None,
+            f"{schema}.{table}: recorded by "
+            + ("CDC from here on" if target == "cdc" else "the legacy triggers again"),
+            txn.xid,
+            commit_lsn,
+            change.seq,
+        )
 
     def _row_change(self, change: RowChange) -> ActivityRecord | None:
         mapper = self.table_mapper(change.relation)
@@ -291,9 +546,23 @@ class ActivityMapper:
             )
         entity_id = mapper.entity_id(new if new is not None else old)
         occurred_at, commit_lsn = self._transaction_fields(change.transaction)
-        context = None
-        if change.unavailable or change.transaction.origin:
-            context = _context_json(change.transaction.origin, change.unavailable)
+        if change.unavailable:
+            self.toast_unavailable += len(change.unavailable)
+        actor = self._txn_actor
+        if actor is None:
+            actor = mapper.actor_id(new, old)
+        context = self._record_context(
+            change.transaction.origin, change.unavailable, self._txn_actor is not None
+        )
+        action = mapper.actions[operation]
+        severity = mapper.severities[operation]
+        category = mapper.categories
+        if mapper.transitions and new is not None:
+            rule = mapper.transition(operation, old if change.old_kind == "O" else None, new)
+            if rule is not None:
+                action = rule.action
+                severity = rule.severity or severity
+                category = rule.category or category
         summary = (
             f"{mapper.entity_type} {entity_id if entity_id is not None else '(no key)'} "
             f"{_PAST_TENSE[operation]}"
@@ -302,16 +571,16 @@ class ActivityMapper:
             summary += ": " + ", ".join(changed_names)
         return ActivityRecord(
             occurred_at,
-            SOURCE_DATABASE,
+            mapper.source,
             operation,
-            mapper.actions[operation],
-            mapper.categories,
-            mapper.severities[operation],
+            action,
+            category,
+            severity,
             change.relation.schema,
             change.relation.table,
             mapper.entity_type,
             entity_id,
-            mapper.actor_id(new, old),
+            actor,
             context,
             old_json,
             new_json,
@@ -333,10 +602,11 @@ class ActivityMapper:
             )
             if on
         ]
-        context = "{" + ",".join(f'"{name}":true' for name in options) + "}" if options else None
+        extra: dict[str, object] = dict(self._txn_context or {})
+        extra.update({name: True for name in options})
         return ActivityRecord(
             occurred_at,
-            SOURCE_DATABASE,
+            mapper.source,
             "truncate",
             mapper.actions["truncate"],
             mapper.categories,
@@ -345,8 +615,8 @@ class ActivityMapper:
             change.relation.table,
             mapper.entity_type,
             None,
-            None,
-            context,
+            self._txn_actor,
+            _dump(extra) if extra else None,
             None,
             None,
             None,
@@ -357,15 +627,14 @@ class ActivityMapper:
         )
 
 
-def _context_json(origin: str | None, unavailable: tuple[str, ...]) -> str:
-    parts = []
-    if origin:
-        parts.append('"origin":' + encode_json_string(origin))
-    if unavailable:
-        parts.append(
-            '"unavailable_columns":[' + ",".join(map(encode_json_string, unavailable)) + "]"
-        )
-    return "{" + ",".join(parts) + "}"
+def _dump(document: Mapping[str, object]) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _json_value(converter: JsonConverter, value: object) -> object:
+    if type(value) is not str:
+        return None
+    return json.loads(converter(value))
 
 
 def _iso(moment: datetime) -> str:

@@ -46,7 +46,7 @@ from cdc.pgoutput import (
     Update,
     decode_message,
 )
-from cdc.spill import SpillStore
+from cdc.spill import SpilledTransaction, SpillStore
 
 # (relation id, schema, table) -> primary key column names, from the catalog (None: no primary
 # key). By relation id first, so that a renamed table keeps its key.
@@ -170,12 +170,39 @@ def resolve_unchanged_toast(
     return tuple(values), tuple(unavailable)
 
 
+# Decoded messages of an open ordinary transaction kept in memory; the rest go to disk. The
+# server streams large transactions itself (decoding_work_mem), but may not (a transaction it
+# cannot stream yet, an older server): memory must not depend on it.
+IN_MEMORY_MESSAGES = 10_000
+
+
 @dataclass(slots=True)
 class _OpenTransaction:
     xid: int
     commit_lsn: int
     commit_time: datetime
     messages: list[PgOutputMessage] = field(default_factory=list)
+    overflow: SpilledTransaction | None = None  # raw payloads after IN_MEMORY_MESSAGES
+
+    def add(self, message: PgOutputMessage, payload: bytes, spill_dir: str | None) -> None:
+        if len(self.messages) < IN_MEMORY_MESSAGES or not payload:
+            self.messages.append(message)
+            return
+        if self.overflow is None:
+            self.overflow = SpilledTransaction(spill_dir)
+        self.overflow.append(self.xid, payload)
+
+    def all_messages(self, only: frozenset[int] | None = None) -> Iterator[PgOutputMessage]:
+        """In arrival order; ``only``: type bytes to decode from the overflow (a pre-scan)."""
+        yield from self.messages
+        if self.overflow is not None:
+            for payload in self.overflow.replay():
+                if only is None or payload[0] in only:
+                    yield decode_message(payload)
+
+    def close(self) -> None:
+        if self.overflow is not None:
+            self.overflow.close()
 
 
 # The messages that make changes, and those that only describe a transaction.
@@ -247,7 +274,7 @@ class ChangeAssembler:
                 assert isinstance(message, Commit)
                 yield from self._commit(open_txn, message)
             elif kind in _DATA:
-                open_txn.messages.append(message)
+                open_txn.add(message, payload, self.spill.spill_dir)
             else:
                 raise DecodeError(kind.__name__, "(message)", 0, "inside an open transaction")
             return
@@ -316,12 +343,17 @@ class ChangeAssembler:
                 2,
                 f"commit LSN {message.commit_lsn:X} does not match Begin's {open_txn.commit_lsn:X}",
             )
-        messages = open_txn.messages
-        txn = _transaction_info(
-            open_txn.xid, message.commit_lsn, message.commit_time, iter(messages)
-        )
-        yield from self._replay(txn, messages)
-        yield TransactionEnd(txn, message.end_lsn, self._seq)
+        try:
+            txn = _transaction_info(
+                open_txn.xid,
+                message.commit_lsn,
+                message.commit_time,
+                open_txn.all_messages(_DESCRIBING),
+            )
+            yield from self._replay(txn, open_txn.all_messages())
+            yield TransactionEnd(txn, message.end_lsn, self._seq)
+        finally:
+            open_txn.close()
 
     def _spill(self, message: PgOutputMessage, payload: bytes) -> None:
         stream_xid = self._stream_xid

@@ -102,6 +102,32 @@ class SeverityByOperation(_Strict):
     truncate: Severity = "critical"
 
 
+Scalar = str | int | float | bool
+
+
+class TransitionRule(_Strict):
+    """A business action named by a column's transition, e.g. ``status: pending → approved``
+    on approvals gives ``approval.approved``. ``from``/``to`` compare with the column's JSON
+    value (so ``to = true`` matches a boolean, ``to = 5`` a number); leave one out for "any".
+    On an insert only ``to`` is compared (there is no old value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    column: str
+    from_value: Scalar | None = Field(default=None, alias="from")
+    to_value: Scalar | None = Field(default=None, alias="to")
+    operations: tuple[Literal["insert", "update"], ...] = ("update",)
+    action: str
+    severity: Severity | None = None
+    category: str | None = None
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> TransitionRule:
+        if self.from_value is None and self.to_value is None:
+            raise ValueError(f"rule for column {self.column!r} needs `from`, `to` or both")
+        return self
+
+
 class TableRules(_Strict):
     """How the row changes of one table become activity records."""
 
@@ -114,6 +140,8 @@ class TableRules(_Strict):
     actor_columns: tuple[str, ...] = ()
     ignore_columns: tuple[str, ...] = ()
     redact_columns: tuple[str, ...] = ()
+    # First matching rule wins; a change that matches none keeps `action` above.
+    rules: tuple[TransitionRule, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -157,6 +185,10 @@ class TableRules(_Strict):
 class RedactionSettings(_Strict):
     patterns: tuple[str, ...] = DEFAULT_REDACT_PATTERNS
     marker: str = "[redacted]"
+    # "marker": the value becomes `marker`; "hmac": a keyed hash (HMAC-SHA256 with the key in
+    # the environment variable `key_env`), so equal secrets stay comparable without being seen.
+    mode: Literal["marker", "hmac"] = "marker"
+    key_env: str = "CDC_REDACTION_KEY"
 
     @field_validator("patterns")
     @classmethod
@@ -169,12 +201,56 @@ class RedactionSettings(_Strict):
         return value
 
 
+class ContextSettings(_Strict):
+    """Transaction context: a transactional logical message with this prefix and a JSON object
+    body applies to every change of its transaction (sql/migrations: activity.set_context)."""
+
+    prefix: str = "cdc.context"
+    # The first of these keys present in the context names the actor (a JWT's `sub`, ...).
+    actor_keys: tuple[str, ...] = ("actor_id", "sub", "user_id")
+    # Roles that may call activity.set_context / activity.log (granted by `cdc setup`).
+    allowed_roles: tuple[str, ...] = ()
+    # Application activities (activity.log / activity.log_now): messages with this prefix.
+    application_prefix: str = "cdc.activity"
+
+
 class MetricsSettings(_Strict):
     """Prometheus metrics, /healthz and /readyz over HTTP (cdc.metrics); port 0: off."""
 
     port: Annotated[int, Field(ge=0, le=65535)] = 0
     bind: Annotated[str, Field(min_length=1)] = "127.0.0.1"
     ready_max_lag_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+
+class DaemonSettings(_Strict):
+    """How ``cdc run`` keeps running for years (cdc.supervisor, cdc.heartbeat, cdc.slot_watch):
+    reconnects after a lost connection, waits as a standby while another daemon holds the
+    slot, emits heartbeats, and warns before the slot's WAL reaches max_slot_wal_keep_size.
+    Read at start; a SIGHUP does not change them."""
+
+    # A lost connection: wait a random time in [0, min(max, initial * 2**attempt)] (full
+    # jitter), then reconnect; after a run that lasted reconnect_reset_after_s, start over.
+    reconnect_initial_s: Annotated[float, Field(gt=0, le=3600)] = 0.5
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    reconnect_reset_after_s: Annotated[float, Field(ge=0)] = 60.0
+    # The slot is active for another process: try again this often (hot standby).
+    standby_retry_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    # pg_logical_emit_message('cdc.heartbeat') this often, on its own connection; 0: off.
+    heartbeat_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 0.0
+    # Check the slot's retained WAL this often; 0: off.
+    slot_watch_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+    # Warn when the slot retains this fraction of max_slot_wal_keep_size (or wal_status is
+    # extended/unreserved).
+    slot_warn_retained_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.8
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> DaemonSettings:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError(
+                f"reconnect_max_s ({self.reconnect_max_s:g}) is below reconnect_initial_s "
+                f"({self.reconnect_initial_s:g})"
+            )
+        return self
 
 
 class StoreSettings(_Strict):
@@ -254,7 +330,9 @@ class Settings(_Strict):
     sink: SinkSettings = SinkSettings()
     batch: BatchSettings = BatchSettings()
     redaction: RedactionSettings = RedactionSettings()
+    context: ContextSettings = ContextSettings()
     metrics: MetricsSettings = MetricsSettings()
+    daemon: DaemonSettings = DaemonSettings()
     store: StoreSettings = StoreSettings()
     migration: MigrationSettings = MigrationSettings()
     tables: Annotated[tuple[TableRules, ...], Field(min_length=1)]

@@ -18,24 +18,39 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from cdc.activity import ActivityMapper
 from cdc.batching import Batcher, Checkpoint, Flush
 from cdc.catalog import Catalog
-from cdc.changes import ChangeAssembler, TransactionEnd
+from cdc.changes import ChangeAssembler, TransactionEnd, TransactionMessage
 from cdc.config import Settings, TableRules
 from cdc.errors import PrerequisiteError, PublicationNotFound, SlotNotFound
 from cdc.lsn import Lsn, format_lsn
+from cdc.metrics import Metrics
 from cdc.pgoutput import Decoder, Relation
 from cdc.provision import check_wal_level, connect, table_oids
 from cdc.sink import Sink, SinkWriter
 from cdc.spill import SpillStore
 from cdc.stream import Keepalive, ReplicationStream, XLogData
+from cdc.triggers import audited_tables
 from cdc.values import TypeRegistry
 
 log = logging.getLogger(__name__)
+
+
+def _rules_by_id(settings: Settings, previous: ActivityMapper) -> dict[int, TableRules]:
+    """The new rules for the relations the previous mapper knew by OID (renames included)."""
+    by_name = {(r.schema_name, r.table_name): r for r in settings.tables}
+    result = {}
+    for relation_id, rules in previous.rules_by_relation_id.items():
+        new = by_name.get((rules.schema_name, rules.table_name))
+        if new is not None:
+            result[relation_id] = new
+    return result
 
 
 def protocol_version_for(server_version_num: int) -> int:
@@ -59,6 +74,8 @@ class Source:
     proto_version: int
     rules_by_relation_id: dict[int, TableRules]
     drain_target: int | None
+    # (schema, table) -> 'shadow' for tables their legacy audit triggers still record
+    modes: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,15 +96,31 @@ class Daemon:
     """``run()`` streams until :meth:`request_stop` (or, with ``drain``, until everything
     committed before it started is durable and acknowledged)."""
 
-    def __init__(self, settings: Settings, *, drain: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, drain: bool = False, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.drain = drain
+        self.metrics = metrics
+        self._reloaded: Settings | None = None
         self.stats = RunStats()
         self._stop_r, self._stop_w = os.pipe()
         os.set_blocking(self._stop_r, False)
         os.set_blocking(self._stop_w, False)
         self._stopping = threading.Event()
         self._spill = SpillStore()  # streamed transactions still open; files removed on close
+
+    def reload(self, settings: Settings) -> list[str]:
+        """Take new mapping, redaction and batch settings at the next transaction boundary
+        (SIGHUP). Source and sink settings need a restart: they are kept, and said so."""
+        ignored = [
+            name
+            for name in ("source", "sink")
+            if getattr(settings, name) != getattr(self.settings, name)
+        ]
+        keep = {name: getattr(self.settings, name) for name in ignored}
+        self._reloaded = settings.model_copy(update=keep)
+        return ignored
 
     def request_stop(self) -> None:
         """Finish the batch in hand, acknowledge it, and return from run(). Signal-safe."""
@@ -118,12 +151,14 @@ class Daemon:
                 for r in self.settings.tables
                 if (r.schema_name, r.table_name) in oids
             }
+            # Tables setup has not seen (added to the config since): the triggers as they are.
+            modes = {table: "shadow" for table in audited_tables(conn, self.settings)}
             target = None
             if self.drain:
                 row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
                 assert row is not None
                 target = Lsn.parse(row[0])
-        return Source(proto, rules, target)
+        return Source(proto, rules, target, modes)
 
     def run(self) -> RunStats:
         started = time.monotonic()
@@ -147,6 +182,7 @@ class Daemon:
         )
         try:
             checkpoint = sink.read_checkpoint()
+            source.modes.update(sink.read_modes())  # what cutover markers decided wins
             start_lsn = checkpoint.end_lsn if checkpoint else 0
             skip_through = checkpoint.commit_lsn if checkpoint else 0
             self.stats.start_lsn = start_lsn
@@ -156,11 +192,15 @@ class Daemon:
                 format_lsn(skip_through),
                 format_lsn(start_lsn),
             )
-            writer = SinkWriter(sink)
+            writer = SinkWriter(sink, metrics=self.metrics)
             writer.start()
             stream.open(start_lsn, proto_version=source.proto_version)
+            if self.metrics is not None:
+                self.metrics.set_streaming(True)
             self._loop(stream, writer, catalog, source, start_lsn, skip_through)
         finally:
+            if self.metrics is not None:
+                self.metrics.set_streaming(False, "stopped")
             if writer is not None:
                 writer.stop()
             stream.close()
@@ -192,6 +232,7 @@ class Daemon:
         mapper = ActivityMapper(
             settings, types=types, rules_by_relation_id=source.rules_by_relation_id
         )
+        mapper.modes = dict(source.modes)
         batcher = Batcher(
             max_rows=settings.batch.max_rows,
             max_delay_ms=settings.batch.max_delay_ms,
@@ -199,6 +240,8 @@ class Daemon:
         )
         status_interval_s = settings.source.status_interval_ms / 1000
         wake_fds = [writer.wake_fd, self._stop_r]
+        metrics = self.metrics
+        unacked: deque[tuple[int, datetime]] = deque()  # (end LSN, commit time) not yet acked
         last_frame_at = time.monotonic()
         last_probe_at = 0.0
         submit = writer.submit
@@ -233,6 +276,7 @@ class Daemon:
                         if type(change) is TransactionEnd:
                             txn = change.transaction
                             stats.transactions += 1
+                            unacked.append((change.end_lsn, txn.commit_time))
                             send(
                                 batcher.commit(
                                     Checkpoint(txn.commit_lsn, change.end_lsn, txn.commit_time),
@@ -244,6 +288,18 @@ class Daemon:
                             record = mapper.map(change)
                             if record is not None:
                                 send(batcher.add(record, now_ms))
+                                if type(change) is TransactionMessage and not change.transaction:
+                                    # Non-transactional (activity.log_now): its own unit,
+                                    # acknowledged just past its LSN (a restart resends
+                                    # messages at or after the confirmed position).
+                                    send(
+                                        batcher.commit(
+                                            Checkpoint(
+                                                change.lsn, change.lsn + 1, datetime.now(UTC)
+                                            ),
+                                            now_ms,
+                                        )
+                                    )
                         if processed & 0xFFF == 0:
                             # A streamed transaction replays here in one go; keep the
                             # walsender from timing us out while it does.
@@ -274,6 +330,37 @@ class Daemon:
                 reply = True
             if reply or now - stream.last_status_at >= status_interval_s:
                 stream.send_status()
+                if metrics is not None:
+                    flushed = batcher.flushed_lsn
+                    while unacked and unacked[0][0] <= flushed:
+                        unacked.popleft()
+                    oldest = unacked[0][1] if unacked else None
+                    metrics.positions(
+                        received_lsn=stream.received_lsn,
+                        flushed_lsn=flushed,
+                        lag_bytes=max(stream.received_lsn - flushed, 0),
+                        lag_seconds=(datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0,
+                    )
+                    metrics.toast_unavailable(mapper.toast_unavailable)
+                    mapper.toast_unavailable = 0
+                    heartbeat = getattr(metrics, "heartbeat", None)
+                    for latency in mapper.heartbeat_latencies:
+                        if heartbeat is not None:
+                            heartbeat(latency)
+                mapper.heartbeat_latencies.clear()
+                if metrics is None and len(unacked) > 10_000:
+                    unacked.clear()  # only the metric needs it
+            if self._reloaded is not None and not assembler.in_transaction:
+                settings, self._reloaded = self._reloaded, None
+                self.settings = settings
+                modes = mapper.modes
+                mapper = ActivityMapper(
+                    settings, types=types, rules_by_relation_id=_rules_by_id(settings, mapper)
+                )
+                mapper.modes = modes
+                batcher.max_rows = settings.batch.max_rows
+                batcher.max_delay_ms = settings.batch.max_delay_ms
+                log.info("configuration reloaded at %s", format_lsn(batcher.flushed_lsn))
 
             if drain_target is not None:
                 if batcher.flushed_lsn >= drain_target:

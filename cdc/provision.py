@@ -53,7 +53,7 @@ Target = Literal["source", "sink"]
 class Step:
     """One change setup would make: where, what (``description``), and the exact SQL."""
 
-    kind: Literal["store", "publication", "replica_identity", "slot"]
+    kind: Literal["store", "publication", "replica_identity", "slot", "context"]
     target: Target
     description: str  # imperative: "create publication ..."
     done: str  # past tense, for the report: "created publication ..."
@@ -409,8 +409,136 @@ def _plan(
     _plan_store(sink, settings, plan)
     _plan_publication(source, settings, plan)
     _plan_replica_identity(source, settings, plan)
+    _plan_context(source, settings, plan)
+    _plan_capture_modes(source, sink, settings, plan)
     _plan_slot(source, settings, plan)
     return plan
+
+
+def _plan_capture_modes(
+    source: psycopg.Connection[Any],
+    sink: psycopg.Connection[Any],
+    settings: Settings,
+    plan: SetupPlan,
+) -> None:
+    """Each table's mode from where the stream starts: a table its legacy audit triggers
+    still record is 'shadow' until a cutover marker moves it. Fixed here, next to the slot,
+    because the daemon resumes from the stream, not from the catalog as it is when it starts."""
+    from cdc.triggers import audited_tables  # the trigger catalog of cdc triggers
+
+    schema = settings.sink.schema_name
+    known: set[tuple[str, str]] = set()
+    if relation_exists(sink, schema, "capture_modes"):
+        known = {
+            (row[0], row[1])
+            for row in sink.execute(
+                sql.SQL("SELECT schema_name, table_name FROM {}.capture_modes").format(
+                    sql.Identifier(schema)
+                )
+            )
+        }
+    missing = sorted(
+        (r.schema_name, r.table_name)
+        for r in settings.tables
+        if (r.schema_name, r.table_name) not in known
+    )
+    if not missing:
+        return
+    audited = audited_tables(source, settings)
+    insert = sql.SQL(
+        "INSERT INTO {}.capture_modes (schema_name, table_name, mode, since_commit_lsn) "
+        "VALUES ({}, {}, {}, '0/0') ON CONFLICT DO NOTHING"
+    )
+    shadow = [f"{s}.{t}" for s, t in missing if (s, t) in audited]
+    plan.steps.append(
+        Step(
+            kind="store",
+            target="sink",
+            description=f"record the capture mode of {len(missing)} table(s) "
+            f"({len(shadow)} still audited by triggers: shadow)",
+            done=f"recorded the capture mode of {len(missing)} table(s): "
+            + (f"shadow for {_shown(shadow)}, " if shadow else "")
+            + "cdc for the others",
+            statements=tuple(
+                insert.format(
+                    sql.Identifier(schema),
+                    sql.Literal(s),
+                    sql.Literal(t),
+                    sql.Literal("shadow" if (s, t) in audited else "cdc"),
+                ).as_string(sink)
+                for s, t in missing
+            ),
+            transaction=True,
+        )
+    )
+
+
+CONTEXT_FUNCTIONS = (
+    "set_context(jsonb)",
+    "log(text, text, text, jsonb, text, text, text, text)",
+    "log_now(text, text, text, jsonb, text, text, text, text)",
+    "pre_request()",
+)
+
+
+def _plan_context(source: psycopg.Connection[Any], settings: Settings, plan: SetupPlan) -> None:
+    """The functions the application side calls (transaction context, application events),
+    in the source database, executable only by the roles in [context] allowed_roles."""
+    schema = settings.sink.schema_name
+    present = source.execute(
+        "SELECT to_regprocedure(%s) IS NOT NULL",
+        (f"{sql.Identifier(schema).as_string(source)}.set_context(jsonb)",),
+    ).fetchone()
+    if not (present and present[0]):
+        plan.steps.append(
+            Step(
+                kind="context",
+                target="source",
+                description=f"create {schema}.set_context/log/log_now/pre_request in the source",
+                done=f"created {schema}.set_context, log, log_now, pre_request in the source",
+                statements=(
+                    sql_template("context_functions.sql", schema=schema).as_string(source),
+                ),
+                transaction=True,
+            )
+        )
+    for role in settings.context.allowed_roles:
+        exists = source.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if not exists:
+            raise ConfigError(
+                f"[context] allowed_roles: role {role!r} does not exist in the source"
+            )
+        granted = (
+            present
+            and present[0]
+            and source.execute(
+                "SELECT has_function_privilege(%s, %s, 'EXECUTE')",
+                (role, f"{sql.Identifier(schema).as_string(source)}.set_context(jsonb)"),
+            ).fetchone()
+            == (True,)
+        )
+        if granted:
+            continue
+        grants = tuple(
+            sql.SQL("GRANT EXECUTE ON FUNCTION {}.{} TO {}")
+            .format(sql.Identifier(schema), sql.SQL(signature), sql.Identifier(role))
+            .as_string(source)
+            for signature in CONTEXT_FUNCTIONS
+        )
+        plan.steps.append(
+            Step(
+                kind="context",
+                target="source",
+                description=f"let {role} set transaction context and log application activity",
+                done=f"granted {role} EXECUTE on {schema}.set_context, log, log_now, pre_request",
+                statements=(
+                    sql.SQL("GRANT USAGE ON SCHEMA {} TO {}")
+                    .format(sql.Identifier(schema), sql.Identifier(role))
+                    .as_string(source),
+                    *grants,
+                ),
+            )
+        )
 
 
 # -- applying -------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ def sink_privileges(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]
         (schema, "checkpoints", upsert),
         (schema, "activity_per_minute", upsert),  # rollups, in the records' transaction
         (schema, "activity_per_hour", upsert),
+        (schema, "capture_modes", upsert),  # cutover markers move a table's mode
     ]
 
 

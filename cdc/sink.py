@@ -27,6 +27,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,7 @@ from cdc.batching import Flush
 from cdc.dsn import describe_target
 from cdc.errors import CdcError, ConnectError, SinkError
 from cdc.lsn import Lsn, format_lsn
+from cdc.metrics import Metrics, tally
 from cdc.rollups import Rollups
 from cdc.sqlfiles import sql_template
 
@@ -154,6 +156,46 @@ class Sink:
             return None
         return StoredCheckpoint(Lsn.parse(row[0]), Lsn.parse(row[1]), row[2])
 
+    def read_modes(self) -> dict[tuple[str, str], str]:
+        """Each table's capture mode as the cutover markers recorded so far left it."""
+        assert self._conn is not None
+        query = sql.SQL("SELECT schema_name, table_name, mode FROM {}.capture_modes").format(
+            sql.Identifier(self.schema)
+        )
+        try:
+            rows = self._conn.execute(query).fetchall()
+        except psycopg.errors.UndefinedTable:
+            self._conn.rollback()
+            raise SinkError(
+                f'the activity store {self.schema} is not current; run "cdc setup"'
+            ) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            self._conn.rollback()
+            raise SinkError(
+                f"{exc.diag.message_primary}; grant the daemon's role what "
+                '"cdc setup --print-role-sql" lists'
+            ) from None
+        self._conn.commit()
+        return {(schema, table): mode for schema, table, mode in rows}
+
+    def _record_modes(self, conn: psycopg.Connection[Any], records: list[ActivityRecord]) -> None:
+        # A cutover marker's record moves its table's mode, in the same transaction.
+        for record in records:
+            if record.source != "migration":
+                continue
+            mode = _MODE_OF_ACTION.get(record.action)
+            if mode is None:
+                continue
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.capture_modes AS m (schema_name, table_name, mode, "
+                    "since_commit_lsn) VALUES (%s, %s, %s, %s) ON CONFLICT (schema_name, "
+                    "table_name) DO UPDATE SET mode = EXCLUDED.mode, since_commit_lsn = "
+                    "EXCLUDED.since_commit_lsn, changed_at = now()"
+                ).format(sql.Identifier(self.schema)),
+                (record.schema_name, record.table_name, mode, record.commit_lsn),
+            )
+
     def write(self, flush: Flush) -> None:
         """COPY the records; with a checkpoint, store it and commit. Raises SinkError."""
         conn = self._conn
@@ -164,6 +206,7 @@ class Sink:
                     copy.write(encode_copy_rows(flush.records))
                 # the dashboard counts, in this transaction: they commit with the records
                 self._rollups.apply(conn, flush.records)
+                self._record_modes(conn, flush.records)
             if flush.checkpoint is not None:
                 checkpoint = flush.checkpoint
                 conn.execute(
@@ -181,6 +224,9 @@ class Sink:
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
             raise _sink_failure(flush, exc) from None
+
+
+_MODE_OF_ACTION = {"migration.cutover": "cdc", "migration.rollback": "shadow"}
 
 
 def _sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
@@ -211,8 +257,9 @@ class SinkWriter:
     sink is slower than the stream, ``submit`` blocks, which is the back-pressure.
     """
 
-    def __init__(self, sink: Sink, *, max_queued: int = 2) -> None:
+    def __init__(self, sink: Sink, *, max_queued: int = 2, metrics: Metrics | None = None) -> None:
         self._sink = sink
+        self._metrics = metrics
         self._queue: queue.Queue[Flush | None] = queue.Queue(maxsize=max_queued)
         self._done: queue.Queue[int | CdcError] = queue.Queue()
         self._wake_r, self._wake_w = os.pipe()
@@ -273,6 +320,7 @@ class SinkWriter:
             flush = self._queue.get()
             if flush is None:
                 return
+            started = time.monotonic()
             try:
                 self._sink.write(flush)
             except CdcError as exc:
@@ -285,6 +333,12 @@ class SinkWriter:
                 self._failed.set()
                 os.write(self._wake_w, b"!")
                 return
+            if self._metrics is not None:  # here, so the read loop never pays for it
+                self._metrics.batch_written(
+                    rows=len(flush.records),
+                    seconds=time.monotonic() - started,
+                    by_table_op=tally(flush.records),
+                )
             if flush.checkpoint is not None:
                 self._done.put(flush.checkpoint.end_lsn)
                 os.write(self._wake_w, b".")

@@ -59,7 +59,7 @@ class SpillStore:
     """Open streamed transactions by top-level xid."""
 
     def __init__(self, spill_dir: str | None = None) -> None:
-        self._spill_dir = spill_dir
+        self.spill_dir = spill_dir
         self._open: dict[int, SpilledTransaction] = {}
 
     def __len__(self) -> int:
@@ -70,7 +70,7 @@ class SpillStore:
             # The server streams it again from the start (a new session): forget the old copy.
             self._open.pop(xid).close()
         if xid not in self._open:
-            self._open[xid] = SpilledTransaction(self._spill_dir)
+            self._open[xid] = SpilledTransaction(self.spill_dir)
 
     def append(self, xid: int, subxid: int, payload: bytes) -> None:
         self._open[xid].append(subxid, payload)

@@ -112,7 +112,8 @@ def test_setup_shows_its_plan_before_applying_it_and_then_has_nothing_to_do(
 ) -> None:
     code, out = cdc(config, "setup")
     assert code == 0, out
-    steps = 1 + len(migration_files()) + 3  # migration log, migrations, publication, RI, slot
+    # migration log, migrations, publication, RI, context functions, capture modes, slot
+    steps = 1 + len(migration_files()) + 5
     assert f"plan: {steps} step(s)" in out
     lines = out.splitlines()
     first_done = next(i for i, line in enumerate(lines) if line.startswith("done:"))
@@ -211,6 +212,7 @@ def test_role_sql_creates_a_replication_role_with_only_the_sink_grants(tmp_path:
         'GRANT SELECT, INSERT, UPDATE ON TABLE "activity"."checkpoints" TO "cdc_daemon";',
         'GRANT SELECT, INSERT, UPDATE ON TABLE "activity"."activity_per_minute" TO "cdc_daemon";',
         'GRANT SELECT, INSERT, UPDATE ON TABLE "activity"."activity_per_hour" TO "cdc_daemon";',
+        'GRANT SELECT, INSERT, UPDATE ON TABLE "activity"."capture_modes" TO "cdc_daemon";',
     ]
 
 
@@ -273,6 +275,9 @@ def test_the_least_privilege_role_runs_the_daemon_end_to_end_and_can_do_nothing_
         ("activity_per_hour", "SELECT"),
         ("activity_per_hour", "INSERT"),
         ("activity_per_hour", "UPDATE"),
+        ("capture_modes", "SELECT"),
+        ("capture_modes", "INSERT"),
+        ("capture_modes", "UPDATE"),
     }
     with psycopg.connect(pg.server.dsn_for(pg.name, user=role), autocommit=True) as conn:
         for statement in (
@@ -449,7 +454,9 @@ def test_check_names_a_role_without_replication_and_sink_grants_with_exit_5(
         "UPDATE on activity.checkpoints, SELECT on activity.activity_per_minute, INSERT on "
         "activity.activity_per_minute, UPDATE on activity.activity_per_minute, SELECT on "
         "activity.activity_per_hour, INSERT on activity.activity_per_hour, UPDATE on "
-        "activity.activity_per_hour; grant them (cdc setup --print-role-sql)"
+        "activity.activity_per_hour, SELECT on activity.capture_modes, INSERT on "
+        "activity.capture_modes, UPDATE on activity.capture_modes; grant them "
+        "(cdc setup --print-role-sql)"
     )
 
 

@@ -588,3 +588,25 @@ def test_streamed_changes_survive_exactly_unless_their_subtransaction_aborted(
     )
     expected = [str(i) for i, (sub, _abort) in enumerate(plan) if sub not in aborted]
     assert [c.new[0] for c in out if isinstance(c, RowChange)] == expected
+
+
+def test_a_large_ordinary_transaction_overflows_to_disk_and_replays_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cdc.changes
+
+    monkeypatch.setattr(cdc.changes, "IN_MEMORY_MESSAGES", 3)
+    asm = assembler()
+    context = Message(True, 0x6F0, "cdc.context", b'{"actor_id": "7"}')
+    messages: list[PgOutputMessage] = [
+        USERS,
+        begin(0x800),
+        *[Insert(16401, (str(i), "x", None)) for i in range(10)],
+        context,  # lands in the overflow: still known before the first change is mapped
+        commit(0x800),
+    ]
+    out = [c for m in messages for c in asm.feed(m, encode(m))]
+    rows = [c for c in out if isinstance(c, RowChange)]
+    assert [r.new[0] for r in rows] == [str(i) for i in range(10)]
+    assert rows[0].transaction.messages == (context,)
+    assert isinstance(out[-1], TransactionEnd) and out[-1].changes == 11
