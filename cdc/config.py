@@ -208,8 +208,12 @@ class ContextSettings(_Strict):
     prefix: str = "cdc.context"
     # The first of these keys present in the context names the actor (a JWT's `sub`, ...).
     actor_keys: tuple[str, ...] = ("actor_id", "sub", "user_id")
-    # Roles that may call activity.set_context / activity.log (granted by `cdc setup`).
+    # Trusted roles that may call activity.set_context / log / log_now (granted by `cdc setup`).
     allowed_roles: tuple[str, ...] = ()
+    # PostgREST/Supabase request roles (e.g. "authenticated"): may call only
+    # activity.pre_request(), which takes the actor from the verified JWT claims, so an API
+    # user cannot name another actor.
+    request_roles: tuple[str, ...] = ()
     # Application activities (activity.log / activity.log_now): messages with this prefix.
     application_prefix: str = "cdc.activity"
 

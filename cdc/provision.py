@@ -502,35 +502,40 @@ def _plan_context(source: psycopg.Connection[Any], settings: Settings, plan: Set
                 transaction=True,
             )
         )
-    for role in settings.context.allowed_roles:
-        exists = source.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-        if not exists:
-            raise ConfigError(
-                f"[context] allowed_roles: role {role!r} does not exist in the source"
-            )
-        granted = (
-            present
-            and present[0]
-            and source.execute(
-                "SELECT has_function_privilege(%s, %s, 'EXECUTE')",
-                (role, f"{sql.Identifier(schema).as_string(source)}.set_context(jsonb)"),
-            ).fetchone()
-            == (True,)
-        )
-        if granted:
+    wanted: list[tuple[str, tuple[str, ...]]] = [
+        (role, CONTEXT_FUNCTIONS) for role in settings.context.allowed_roles
+    ]
+    wanted += [(role, ("pre_request()",)) for role in settings.context.request_roles]
+    for role, signatures in wanted:
+        if not source.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            raise ConfigError(f"[context]: role {role!r} does not exist in the source database")
+        if present and present[0]:
+            missing = [
+                signature
+                for signature in signatures
+                if source.execute(
+                    "SELECT has_function_privilege(%s, %s, 'EXECUTE')",
+                    (role, f"{sql.Identifier(schema).as_string(source)}.{signature}"),
+                ).fetchone()
+                != (True,)
+            ]
+        else:
+            missing = list(signatures)
+        if not missing:
             continue
         grants = tuple(
             sql.SQL("GRANT EXECUTE ON FUNCTION {}.{} TO {}")
             .format(sql.Identifier(schema), sql.SQL(signature), sql.Identifier(role))
             .as_string(source)
-            for signature in CONTEXT_FUNCTIONS
+            for signature in missing
         )
+        names = ", ".join(signature.split("(")[0] for signature in missing)
         plan.steps.append(
             Step(
                 kind="context",
                 target="source",
-                description=f"let {role} set transaction context and log application activity",
-                done=f"granted {role} EXECUTE on {schema}.set_context, log, log_now, pre_request",
+                description=f"let {role} call {schema}.{{{names}}}",
+                done=f"granted {role} EXECUTE on {schema}: {names}",
                 statements=(
                     sql.SQL("GRANT USAGE ON SCHEMA {} TO {}")
                     .format(sql.Identifier(schema), sql.Identifier(role))

@@ -16,9 +16,10 @@ pytestmark = pytest.mark.integration
 SCHEMA = """
 CREATE TABLE approvals (id int PRIMARY KEY, status text NOT NULL, amount numeric,
                         updated_by int, api_key text, flagged boolean DEFAULT false);
-CREATE ROLE app_writer LOGIN;
-CREATE ROLE app_other LOGIN;
-GRANT SELECT, INSERT, UPDATE, DELETE ON approvals TO app_writer, app_other;
+CREATE ROLE {app_writer} LOGIN;
+CREATE ROLE {app_other} LOGIN;
+CREATE ROLE {api_user} LOGIN;
+GRANT SELECT, INSERT, UPDATE, DELETE ON approvals TO {app_writer}, {app_other}, {api_user};
 """
 APPROVALS = {
     "name": "public.approvals",
@@ -37,14 +38,32 @@ APPROVALS = {
 }  # fmt: skip
 
 
+ROLES = ("app_writer", "app_other", "api_user")
+
+
+def role(pg: PgDatabase, name: str) -> str:
+    """Roles are per cluster: one set per test database."""
+    return f"{name}_{pg.slot}"
+
+
 @pytest.fixture
 def settings(pg: PgDatabase):  # type: ignore[no-untyped-def]
-    yield setup_and_settings(pg, SCHEMA, [APPROVALS], context={"allowed_roles": ["app_writer"]})
-    pg.execute("DROP OWNED BY app_writer, app_other; DROP ROLE app_writer, app_other")
+    names = {name: role(pg, name) for name in ROLES}
+    try:
+        yield setup_and_settings(
+            pg,
+            SCHEMA.format(**names),
+            [APPROVALS],
+            context={"allowed_roles": [names["app_writer"]], "request_roles": [names["api_user"]]},
+        )
+    finally:
+        for name in names.values():
+            pg.execute(f"DROP OWNED BY {name}")
+            pg.execute(f"DROP ROLE IF EXISTS {name}")
 
 
-def as_role(pg: PgDatabase, role: str) -> psycopg.Connection:  # type: ignore[type-arg]
-    return psycopg.connect(pg.server.dsn_for(pg.name, user=role), autocommit=True)
+def as_role(pg: PgDatabase, name: str) -> psycopg.Connection:  # type: ignore[type-arg]
+    return psycopg.connect(pg.server.dsn_for(pg.name, user=role(pg, name)), autocommit=True)
 
 
 def test_transition_rules_name_the_business_action(pg: PgDatabase, settings) -> None:  # type: ignore[no-untyped-def]
@@ -85,7 +104,7 @@ def test_context_applies_to_every_change_of_its_transaction_even_earlier_ones(
 
 
 def test_postgrest_pre_request_turns_jwt_claims_into_context(pg: PgDatabase, settings) -> None:  # type: ignore[no-untyped-def]
-    with as_role(pg, "app_writer") as conn, conn.transaction():
+    with as_role(pg, "api_user") as conn, conn.transaction():
         conn.execute(
             "SELECT set_config('request.jwt.claims', %s, true)",
             (json.dumps({"sub": "b7a1", "role": "authenticated"}),),
@@ -124,6 +143,12 @@ def test_application_activities_are_recorded_with_their_transaction_or_at_once(
 
 
 def test_roles_not_allowed_cannot_set_context_or_emit_messages(pg: PgDatabase, settings) -> None:  # type: ignore[no-untyped-def]
+    # A request role may only derive context from its verified claims, never name an actor.
+    with as_role(pg, "api_user") as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute('SELECT activity.set_context(\'{"actor_id": "admin"}\')')
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT activity.log('x')")
     with as_role(pg, "app_other") as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute('SELECT activity.set_context(\'{"actor_id": "admin"}\')')
