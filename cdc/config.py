@@ -142,6 +142,9 @@ class TableRules(_Strict):
     redact_columns: tuple[str, ...] = ()
     # First matching rule wins; a change that matches none keeps `action` above.
     rules: tuple[TransitionRule, ...] = ()
+    # Publish only these columns (a publication column list, PostgreSQL 15+): the others never
+    # leave the server. None: every column.
+    columns: tuple[str, ...] | None = None
 
     @model_validator(mode="before")
     @classmethod

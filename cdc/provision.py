@@ -254,7 +254,34 @@ def _plan_publication(source: psycopg.Connection[Any], settings: Settings, plan:
     changes) and publishes every operation."""
     name = settings.source.publication
     wanted = {(r.schema_name, r.table_name) for r in settings.tables}
-    table_list = sql.SQL(", ").join(qualified(s, t) for s, t in sorted(wanted))
+    column_lists = {(r.schema_name, r.table_name): r.columns for r in settings.tables}
+    if any(column_lists.values()) and source.info.server_version < 150000:
+        raise ConfigError(
+            "[[tables]] columns needs PostgreSQL 15 or later (publication column lists)"
+        )
+    keys = primary_keys(source)
+    for (schema, table), columns in column_lists.items():
+        if not columns:
+            continue
+        # The server refuses UPDATE/DELETE on the table when the list does not cover the
+        # replica identity: the list must hold the key, and the identity stays the key.
+        key = keys.get((schema, table))
+        if not key or not set(key) <= set(columns):
+            raise ConfigError(
+                f"[[tables]] {schema}.{table}: a column list must include the primary key "
+                f"({', '.join(key) if key else 'the table has none'}), or the application's "
+                "updates and deletes would fail"
+            )
+
+    def published(schema: str, table: str) -> sql.Composable:
+        columns = column_lists[(schema, table)]
+        if not columns:
+            return qualified(schema, table)
+        return sql.SQL("{} ({})").format(
+            qualified(schema, table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+
+    table_list = sql.SQL(", ").join(published(s, t) for s, t in sorted(wanted))
     row = source.execute(
         "SELECT puballtables, pubinsert AND pubupdate AND pubdelete AND pubtruncate "
         "AND pubviaroot FROM pg_publication WHERE pubname = %s",
@@ -288,7 +315,13 @@ def _plan_publication(source: psycopg.Connection[Any], settings: Settings, plan:
             "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (name,)
         )
     }
-    if current != wanted:
+    # A column list that differs (or appeared, or went) needs SET TABLE as well.
+    columns_differ = source.info.server_version >= 150000 and any(
+        _published_columns(source, name, schema, table)
+        != (frozenset(column_lists[(schema, table)] or ()) or None)
+        for schema, table in current & wanted
+    )
+    if current != wanted or columns_differ:
         added = sorted(f"{s}.{t}" for s, t in wanted - current)
         removed = sorted(f"{s}.{t}" for s, t in current - wanted)
         change = []
@@ -326,6 +359,21 @@ def _plan_publication(source: psycopg.Connection[Any], settings: Settings, plan:
         )
 
 
+def _published_columns(
+    source: psycopg.Connection[Any], publication: str, schema: str, table: str
+) -> frozenset[str] | None:
+    """The publication's column list for a table (None: all columns). PostgreSQL 15+."""
+    row = source.execute(
+        "SELECT (SELECT array_agg(a.attname::text) FROM pg_attribute a "
+        "        WHERE a.attrelid = pr.prrelid AND a.attnum = ANY(pr.prattrs)) "
+        "FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid "
+        "WHERE p.pubname = %s AND pr.prrelid = (SELECT c.oid FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s)",
+        (publication, schema, table),
+    ).fetchone()
+    return frozenset(row[0]) if row and row[0] else None
+
+
 def _plan_replica_identity(
     source: psycopg.Connection[Any], settings: Settings, plan: SetupPlan
 ) -> None:
@@ -340,7 +388,9 @@ def _plan_replica_identity(
         "WHERE p.relid <> root.oid AND c.relkind = 'r'",
         ([oid for oid, _identity in tables.values()],),
     ).fetchall()
-    identities = {key: identity for key, (_oid, identity) in tables.items()}
+    # Tables with a column list keep their primary-key identity (see _plan_publication).
+    listed = {(r.schema_name, r.table_name) for r in settings.tables if r.columns}
+    identities = {key: identity for key, (_oid, identity) in tables.items() if key not in listed}
     identities.update({(schema, table): identity for schema, table, identity in partitions})
     changed = sorted(key for key, identity in identities.items() if identity != "f")
     if not changed:

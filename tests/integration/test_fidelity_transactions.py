@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from cdc.daemon import Daemon
+from cdc.errors import ConfigError
 from cdc.provision import setup
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, make_settings, records, setup_and_settings
@@ -304,8 +305,12 @@ def test_partitioned_table_is_reported_under_its_root_including_partitions_added
         "CREATE TABLE ledger_eu PARTITION OF ledger FOR VALUES IN ('eu');",
         [{"name": "public.ledger", "entity_type": "entry"}],
     )
-    identities = dict(pg.execute("SELECT relname, relreplident::text FROM pg_class "
-                                 "WHERE relname LIKE 'ledger%' AND relkind IN ('r', 'p')"))  # fmt: skip
+    identities = dict(
+        pg.execute(
+            "SELECT relname, relreplident::text FROM pg_class "
+            "WHERE relname LIKE 'ledger%' AND relkind IN ('r', 'p')"
+        )
+    )
     assert identities == {"ledger": "f", "ledger_eu": "f"}
     pg.execute("INSERT INTO ledger VALUES (1, 'eu', 10)")
     pg.execute("CREATE TABLE ledger_us PARTITION OF ledger FOR VALUES IN ('us')")
@@ -320,3 +325,28 @@ def test_partitioned_table_is_reported_under_its_root_including_partitions_added
         ("ledger", "update", '[1,"eu"]', "entry"),
     ]
     assert records(pg)[2]["changes"] == {"amount": {"old": 10, "new": 11}}
+
+
+def test_a_publication_column_list_keeps_other_columns_on_the_server(pg: PgDatabase) -> None:
+    ddl = "CREATE TABLE people (id int PRIMARY KEY, name text, ssn text, notes text)"
+    if int(pg.execute("SHOW server_version_num")[0][0]) < 150000:
+        pytest.skip("publication column lists need PostgreSQL 15")  # not counted as passing
+    settings = setup_and_settings(pg, ddl, [{"name": "public.people", "columns": ["id", "name"]}])
+    pg.execute("INSERT INTO people VALUES (1, 'Ada', '123-45-6789', 'private')")
+    pg.execute("UPDATE people SET name = 'Ada L.', notes = 'x' WHERE id = 1")
+    drain(settings)
+    insert, update = records(pg)
+    assert insert["new"] == {"id": 1, "name": "Ada"}
+    # The identity stays the key (FULL would break the application's updates): no old row.
+    assert update["new"] == {"id": 1, "name": "Ada L."} and update["changes"] is None
+    assert pg.execute("SELECT relreplident::text FROM pg_class WHERE relname = 'people'") == [
+        ("d",)
+    ]
+    dump = pg.execute("SELECT string_agg(r::text, ' ') FROM activity.records r")[0][0]
+    assert "123-45-6789" not in dump and "private" not in dump
+    # the list can change: setup follows the config
+    settings2 = make_settings(pg, [{"name": "public.people", "columns": ["id", "name", "notes"]}])
+    assert any("publication" in line for line in setup(settings2).actions)
+    assert setup(settings2).actions == []
+    with pytest.raises(ConfigError, match="must include the primary key"):
+        setup(make_settings(pg, [{"name": "public.people", "columns": ["name"]}]))
