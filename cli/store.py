@@ -19,6 +19,7 @@ from cdc.store import (
     DEFAULT_DIMENSIONS,
     DIMENSIONS,
     SEVERITIES,
+    STORED_COLUMNS,
     ActivityStats,
     RecordCursor,
     RecordFilter,
@@ -31,7 +32,6 @@ from cdc.store import (
     severities_for,
     split_table,
 )
-from cdc.store.model import STORED_COLUMNS
 from cli.main import State, handles_errors, main, pass_state
 
 FORMATS = ("table", "json", "csv")
@@ -198,6 +198,7 @@ def _follow(
 ) -> None:
     follower = store.follow(record_filter)
     shown = len(out.write(follower.start(limit)))
+    out.flush()
     polls = 0
     try:
         while (max_polls is None or polls < max_polls) and (
@@ -205,6 +206,7 @@ def _follow(
         ):
             time.sleep(interval)
             shown += len(out.write(follower.poll()))
+            out.flush()  # live: each poll's records as soon as they are read
             polls += 1
     except KeyboardInterrupt:
         pass  # ^C ends a follow: that is how it is meant to stop
@@ -227,8 +229,10 @@ class _Output:
         else:
             for r in records:
                 click.echo(_json_line(r) if self.fmt == "json" else _table_line(r))
-        sys.stdout.flush()
         return records
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def _json_line(r: StoredRecord) -> str:

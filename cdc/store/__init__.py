@@ -15,6 +15,7 @@ the rollups. Writing is the sink's (cdc/sink.py); partitions are cdc/partitions.
 
 from cdc.store.model import (
     SEVERITIES,
+    STORED_COLUMNS,
     RecordCursor,
     RecordFilter,
     StoredRecord,
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_DIMENSIONS",
     "DIMENSIONS",
     "SEVERITIES",
+    "STORED_COLUMNS",
     "ActivityStats",
     "Count",
     "Follower",

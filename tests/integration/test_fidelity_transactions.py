@@ -269,11 +269,14 @@ def test_a_large_transaction_is_captured_with_bounded_memory(
         f"decoding_work_mem = '{decoding_work_mem}'\n[batch]\nmax_rows = 5000\n"
         "[[tables]]\nname = 'public.big'\n"
     )
+    # VmHWM belongs to the process's own address space; ru_maxrss would also count the
+    # forked test runner's pages (it survives exec).
     script = (
-        "import resource, sys\n"
+        "import re, sys\n"
         "from cli.main import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
-        "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print('maxrss_kb', re.search(r'VmHWM:\\s+(\\d+)', status).group(1), file=sys.stderr)\n"
         "sys.exit(code)\n"
     )
     result = subprocess.run(

@@ -1,0 +1,184 @@
+"""Rollups (cdc.rollups) and the windows of ``cdc stats`` (cdc.store.stats): pure functions,
+no database. The counts must equal counting the records one by one, in whatever order and
+batching they arrive."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cdc.activity import ActivityRecord
+from cdc.rollups import as_columns, buckets, count_records
+from cdc.store.stats import HOUR, MINUTE, Window, trend_of, window_for
+
+
+def record(
+    occurred_at: str,
+    *,
+    operation: str = "insert",
+    category: str = "accounts",
+    severity: str = "info",
+    table: str | None = "accounts",
+    source: str = "database",
+) -> ActivityRecord:
+    return ActivityRecord(
+        occurred_at=occurred_at,
+        source=source,
+        operation=operation,
+        action=f"account.{operation}",
+        category=category,
+        severity=severity,
+        schema_name="public" if table else None,
+        table_name=table,
+        entity_type="account",
+        entity_id="1",
+        actor_id=None,
+        context=None,
+        old=None,
+        new="{}",
+        changes=None,
+        summary=None,
+        xid=1,
+        commit_lsn="0/1",
+        seq=0,
+    )
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def test_records_are_counted_in_their_utc_minute_and_hour_by_every_dimension() -> None:
+    counts = count_records(
+        [
+            record("2026-11-26T10:15:59.999999+00:00"),
+            record("2026-11-26T10:15:00+00:00"),
+            record("2026-11-26T10:16:00+00:00"),
+            record("2026-11-26T10:16:00+00:00", operation="delete", severity="warning"),
+        ]
+    )
+    rest = ("database", "accounts", "info", "public", "accounts", "insert")
+    assert counts.per_minute == {
+        (at("2026-11-26T10:15:00+00:00"), *rest): 2,
+        (at("2026-11-26T10:16:00+00:00"), *rest): 1,
+        (
+            at("2026-11-26T10:16:00+00:00"),
+            "database",
+            "accounts",
+            "warning",
+            "public",
+            "accounts",
+            "delete",
+        ): 1,
+    }
+    assert counts.per_hour == {
+        (at("2026-11-26T10:00:00+00:00"), *rest): 3,
+        (
+            at("2026-11-26T10:00:00+00:00"),
+            "database",
+            "accounts",
+            "warning",
+            "public",
+            "accounts",
+            "delete",
+        ): 1,
+    }
+
+
+def test_a_commit_time_with_an_offset_is_bucketed_by_its_utc_hour() -> None:
+    # 10:45 at +05:30 is 05:15 UTC: the hour is 05:00 UTC, not 10:00 or 05:30
+    minute, hour = buckets("2026-11-26T10:45:30+05:30")
+    assert minute == at("2026-11-26T05:15:00+00:00")
+    assert hour == at("2026-11-26T05:00:00+00:00")
+    assert hour.tzinfo is not None and hour.utcoffset() == timedelta(0)
+
+
+def test_a_record_without_a_table_is_counted_under_empty_schema_and_table_names() -> None:
+    counts = count_records([record("2026-11-26T10:00:00+00:00", table=None, source="app")])
+    ((key, n),) = counts.per_hour.items()
+    assert key[1:] == ("app", "accounts", "info", "", "", "insert") and n == 1
+
+
+def test_no_records_make_no_counts() -> None:
+    counts = count_records([])
+    assert counts.per_minute == {} and counts.per_hour == {}
+
+
+def test_counts_become_one_array_per_column_in_the_same_order() -> None:
+    counts = count_records(
+        [record("2026-11-26T10:00:00+00:00"), record("2026-11-26T11:00:00+00:00", severity="error")]
+    )
+    columns = as_columns(counts.per_hour, "h_")
+    assert set(columns) == {
+        "h_bucket",
+        "h_source",
+        "h_category",
+        "h_severity",
+        "h_schema_name",
+        "h_table_name",
+        "h_operation",
+        "h_n",
+    }
+    rows = list(zip(*columns.values(), strict=True))
+    assert sorted(rows) == [
+        (at("2026-11-26T10:00:00+00:00"), "database", "accounts", "info", "public", "accounts",
+         "insert", 1),
+        (at("2026-11-26T11:00:00+00:00"), "database", "accounts", "error", "public", "accounts",
+         "insert", 1),
+    ]  # fmt: skip
+
+
+_records = st.lists(
+    st.builds(
+        record,
+        st.datetimes(
+            min_value=datetime(2026, 1, 1), max_value=datetime(2026, 1, 3), timezones=st.just(UTC)
+        ).map(datetime.isoformat),
+        operation=st.sampled_from(["insert", "update", "delete"]),
+        severity=st.sampled_from(["info", "warning"]),
+        table=st.sampled_from(["a", "b", None]),
+    ),
+    max_size=60,
+)
+
+
+@given(_records, st.integers(min_value=1, max_value=10))
+def test_counting_in_chunks_and_adding_up_equals_counting_all_at_once(
+    records: list[ActivityRecord], chunk: int
+) -> None:
+    # what the sink does with the chunks of a large transaction, one upsert each
+    added: Counter[tuple[object, ...]] = Counter()
+    for start in range(0, len(records), chunk):
+        added.update(count_records(records[start : start + chunk]).per_hour)
+    assert dict(added) == count_records(records).per_hour
+    assert sum(count_records(records).per_minute.values()) == len(records)
+
+
+def test_a_short_window_is_whole_minutes_ending_with_the_current_minute() -> None:
+    window = window_for(at("2026-11-26T10:30:45+00:00"), timedelta(minutes=15))
+    assert window == Window(
+        MINUTE,
+        start=at("2026-11-26T10:16:00+00:00"),
+        end=at("2026-11-26T10:31:00+00:00"),
+        previous_start=at("2026-11-26T10:01:00+00:00"),
+    )
+    assert window.rollup_table == "activity_per_minute"
+
+
+def test_a_day_window_is_whole_hours_and_the_previous_window_has_the_same_length() -> None:
+    window = window_for(at("2026-11-26T10:30:00+02:00"), timedelta(hours=24))  # 08:30 UTC
+    assert window.grain == HOUR and window.rollup_table == "activity_per_hour"
+    assert window.end == at("2026-11-26T09:00:00+00:00")
+    assert window.end - window.start == window.start - window.previous_start == timedelta(days=1)
+
+
+def test_the_trend_is_zero_filled_and_merges_buckets_beyond_48_points() -> None:
+    window = window_for(at("2026-11-26T10:30:00+00:00"), timedelta(days=7))  # 168 hours
+    per_bucket = {window.start: 5, window.start + HOUR: 7, window.end - HOUR: 1}
+    step, trend = trend_of(window, per_bucket)
+    assert step == 4 * HOUR and len(trend) == 42
+    assert trend[0] == (window.start, 12) and trend[-1] == (window.end - 4 * HOUR, 1)
+    assert sum(n for _, n in trend) == 13 and sum(1 for _, n in trend if n == 0) == 40
