@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -229,22 +230,31 @@ class Sink:
 _MODE_OF_ACTION = {"migration.cutover": "cdc", "migration.rollback": "shadow"}
 
 
+_COPY_LINE = re.compile(r"\bCOPY \S+, line (\d+)")
+
+
 def _sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
+    """One line naming the change the sink refused (COPY's error context gives its line), or
+    the batch when the failure is not a row's."""
     message = (exc.diag.message_primary or str(exc)).strip()
     if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
         return ConnectError(f"sink connection lost: {message}; nothing was acknowledged")
-    first = flush.records[0] if flush.records else None
     where = ""
-    if first is not None:
-        last = flush.records[-1]
+    line = _COPY_LINE.search(exc.diag.context or "")
+    if line and 0 < int(line.group(1)) <= len(flush.records):
+        bad = flush.records[int(line.group(1)) - 1]
         where = (
-            f" (records from {first.schema_name}.{first.table_name} key {first.entity_id} "
-            f"at commit {first.commit_lsn} through commit {last.commit_lsn})"
+            f" at the change to {bad.schema_name}.{bad.table_name} key {bad.entity_id} "
+            f"({bad.operation}, commit {bad.commit_lsn}, seq {bad.seq})"
         )
+    elif flush.records:
+        first, last = flush.records[0], flush.records[-1]
+        where = f" (commits {first.commit_lsn} through {last.commit_lsn})"
     sqlstate = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
     return SinkError(
-        f"could not write {len(flush.records)} records{where}: "
-        f"{message}{sqlstate}; nothing was acknowledged"
+        f"the sink refused a batch of {len(flush.records)} records{where}: {message}{sqlstate}; "
+        "nothing of it was written or acknowledged: fix the cause and restart (the changes are "
+        "still in the slot)"
     )
 
 

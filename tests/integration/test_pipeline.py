@@ -242,3 +242,34 @@ def test_large_transaction_is_written_in_chunks_inside_one_sink_transaction(pg):
         "SELECT count(*), count(DISTINCT commit_lsn) FROM activity.records"
     )[0]
     assert (count, distinct_txn) == (2501, 2)
+
+
+def test_a_change_the_sink_refuses_stops_the_daemon_naming_it_and_loses_nothing(pg, settings):
+    """A statement failure in the sink (here a constraint): the batch is not half-written, the
+    error names the offending change, nothing is acknowledged, and after the fix every change
+    is recorded exactly once."""
+    from cdc.errors import SinkError
+
+    pg.execute("ALTER TABLE activity.records ADD CONSTRAINT no_poison CHECK (entity_id <> '666')")
+    with pg.connect() as conn:
+        conn.execute("INSERT INTO notes (id, body) VALUES (1, 'fine'), (2, 'fine')")
+        conn.execute("INSERT INTO notes (id, body) VALUES (666, 'poison')")
+        conn.execute("INSERT INTO notes (id, body) VALUES (3, 'after')")
+    (confirmed_before,) = pg.execute(
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s", (pg.slot,)
+    )[0]
+    with pytest.raises(SinkError) as failure:
+        drain(settings)
+    assert "public.notes key 666 (insert" in str(failure.value)
+    assert "no_poison" in str(failure.value)
+    (count,) = pg.execute("SELECT count(*) FROM activity.records")[0]
+    (confirmed_after,) = pg.execute(
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s", (pg.slot,)
+    )[0]
+    # Whatever was written before the bad batch is acknowledged; the bad batch is not.
+    assert count < 4
+    pg.execute("ALTER TABLE activity.records DROP CONSTRAINT no_poison")
+    drain(settings)
+    ids = [r["entity_id"] for r in records(pg)]
+    assert ids == ["1", "2", "666", "3"]
+    assert confirmed_after >= confirmed_before
