@@ -124,6 +124,8 @@ def _demo(server: EmbeddedPostgres, options: DemoOptions) -> Iterator[str]:
             daemon_thread.join(timeout=30)
             if failure:
                 raise failure[0]
+            if workload_truth:
+                workload_truth[0].merge(truth)  # the seed's changes were captured too
             yield from _summary(conn, workload_truth[0] if workload_truth else None, settings)
     finally:
         daemon.request_stop()
@@ -156,13 +158,15 @@ def _summary(
     (records,) = conn.execute("SELECT count(*) FROM activity.records").fetchone() or (0,)
     if truth is not None:
         yield (
-            f"\ncommitted by the workload: {truth.committed} transactions, {truth.total()} row "
-            f"changes ({truth.rolled_back} transactions rolled back on purpose)"
+            f"\ncommitted (seed + workload): {truth.committed} transactions, {truth.total()} row "
+            f"changes; {truth.rolled_back} transactions rolled back on purpose, not recorded"
         )
-    yield (
-        f"activity records: {records} (updates that only touch ignored columns such as "
-        "updated_at or last_seen_at make none)"
-    )
+        yield (
+            f"activity records: {records}; the other {truth.total() - records} changes were "
+            "updates that only touched ignored columns (updated_at, last_seen_at)"
+        )
+    else:
+        yield f"activity records: {records}"
     yield "\n$ cdc lag"
     lag = slot_lag(settings)
     yield (
