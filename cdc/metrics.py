@@ -20,6 +20,13 @@ Exposed (units in the names)::
     activity_cdc_errors_total{kind}               kind: an error class name, e.g. SinkError
     activity_cdc_toast_unavailable_total          unchanged TOAST values that were not available
     activity_cdc_resident_memory_bytes            RSS of the process, read at each scrape
+    activity_cdc_standby                          1 while waiting for a slot another process holds
+    activity_cdc_heartbeat_latency_seconds        sent_at of the last cdc.heartbeat → received
+    activity_cdc_heartbeats_received_total        heartbeat messages seen in the stream
+    activity_cdc_heartbeats_sent_total            heartbeat messages emitted by this process
+    activity_cdc_slot_retained_bytes              WAL the slot keeps (from restart_lsn)
+    activity_cdc_slot_safe_wal_size_bytes         WAL left before invalidation; -1: unlimited
+    activity_cdc_slot_retention_warning           0 ok, 1 warning, 2 critical, 3 lost
 
 Labels hold table names, operations and error class names only: never a DSN or a message.
 
@@ -158,6 +165,41 @@ class Metrics:
             "Unchanged TOASTed values that could not be filled in.",
             registry=registry,
         )
+        self._standby = Gauge(
+            "activity_cdc_standby",
+            "1 while waiting for the slot another process streams from (hot standby), else 0.",
+            registry=registry,
+        )
+        self._heartbeat_latency = Gauge(
+            "activity_cdc_heartbeat_latency_seconds",
+            "From a cdc.heartbeat message's sent_at to the daemon receiving it (end to end).",
+            registry=registry,
+        )
+        self._heartbeats_received = Counter(
+            "activity_cdc_heartbeats_received",
+            "cdc.heartbeat messages received in the replication stream.",
+            registry=registry,
+        )
+        self._heartbeats_sent = Counter(
+            "activity_cdc_heartbeats_sent",
+            "cdc.heartbeat messages emitted by this process.",
+            registry=registry,
+        )
+        self._slot_retained_bytes = Gauge(
+            "activity_cdc_slot_retained_bytes",
+            "WAL the replication slot keeps on the server (from its restart_lsn).",
+            registry=registry,
+        )
+        self._slot_safe_wal_size = Gauge(
+            "activity_cdc_slot_safe_wal_size_bytes",
+            "WAL that can still be written before the slot is invalidated; -1: unlimited.",
+            registry=registry,
+        )
+        self._slot_retention_warning = Gauge(
+            "activity_cdc_slot_retention_warning",
+            "Slot WAL retention: 0 ok, 1 warning, 2 critical (unreserved), 3 lost.",
+            registry=registry,
+        )
         registry.register(_MemoryCollector())
         self._lock = threading.Lock()
         self._is_streaming = False
@@ -209,9 +251,39 @@ class Metrics:
     def set_streaming(self, streaming: bool, reason: str = "") -> None:
         """``reason``: why not (shown by /readyz), e.g. "reconnecting", "standby"."""
         self._streaming.set(1 if streaming else 0)
+        if streaming:
+            self._standby.set(0)
         with self._lock:
             self._is_streaming = streaming
             self._not_streaming_reason = reason or "not streaming"
+
+    @property
+    def streaming(self) -> bool:
+        """What :meth:`set_streaming` said last."""
+        with self._lock:
+            return self._is_streaming
+
+    def set_standby(self, standby: bool) -> None:
+        """Waiting for a slot that another process streams from (cdc.supervisor)."""
+        self._standby.set(1 if standby else 0)
+
+    def heartbeat(self, latency_seconds: float) -> None:
+        """A ``cdc.heartbeat`` message arrived ``latency_seconds`` after it was sent."""
+        self._heartbeat_latency.set(latency_seconds)
+        self._heartbeats_received.inc()
+
+    def heartbeat_sent(self) -> None:
+        self._heartbeats_sent.inc()
+
+    def slot_retention(
+        self, *, level: int, retained_bytes: int | None, safe_wal_size: int | None
+    ) -> None:
+        """The slot watcher's last sample (cdc.slot_watch): ``level`` 0 ok, 1 warning,
+        2 critical, 3 lost; ``safe_wal_size`` None: unlimited (shown as -1)."""
+        self._slot_retention_warning.set(level)
+        if retained_bytes is not None:
+            self._slot_retained_bytes.set(retained_bytes)
+        self._slot_safe_wal_size.set(-1 if safe_wal_size is None else safe_wal_size)
 
     # -- what the HTTP endpoints show -------------------------------------------------------
 

@@ -63,6 +63,9 @@ def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
         "-- Source: nothing to grant. Streaming through the publication needs only REPLICATION;",
         "-- PostgreSQL checks no SELECT on published tables except for an initial table copy,",
         "-- which activity-cdc never does.",
+        "-- Heartbeats ([daemon] heartbeat_interval_s) call pg_logical_emit_message(), which",
+        "-- PUBLIC may execute by default; only if an administrator revoked that:",
+        f"-- GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO {name};",
         "",
         "-- Sink ("
         + (

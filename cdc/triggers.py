@@ -174,7 +174,9 @@ def qualified_name(schema: str, table: str) -> str:
     """``schema.table`` as the config writes it (parts quoted only when they need it)."""
 
     def part(name: str) -> str:
-        return f'"{name.replace(chr(34), chr(34) * 2)}"' if "." in name or '"' in name else name
+        if "." in name or '"' in name:
+            return '"' + name.replace('"', '""') + '"'
+        return name
 
     return f"{part(schema)}.{part(table)}"
 
@@ -220,16 +222,20 @@ def list_triggers(
     conn: psycopg.Connection[Any], settings: Settings, tables: Sequence[TableName] | None = None
 ) -> list[TriggerInfo]:
     """Every user trigger on ``tables`` (default: the configured tables), in table and name
-    order, each marked audit or not. Runs in a transaction of its own unless ``conn`` is in
-    one (its ``search_path`` is then pg_catalog until that transaction ends)."""
+    order, each marked audit or not. Leaves the connection's settings as they were."""
     wanted = list(tables) if tables is not None else configured_tables(settings)
     patterns = settings.migration.audit_functions
     with conn.transaction():
-        conn.execute("SET LOCAL search_path = pg_catalog")
+        # qualified names in every definition; the caller's search_path is restored after
+        row = conn.execute(
+            "SELECT current_setting('search_path'), set_config('search_path', 'pg_catalog', true)"
+        ).fetchone()
+        assert row is not None
         rows = conn.execute(
             sql_text("triggers/inventory.sql"),
             {"schemas": [s for s, _ in wanted], "tables": [t for _, t in wanted]},
         ).fetchall()
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (row[0],))
     found = []
     for row in rows:
         (

@@ -120,35 +120,91 @@ def main(ctx: click.Context, config_path: str | None, log_level: str, log_format
 @click.option(
     "--drain",
     is_flag=True,
-    help="Record everything committed before the start, acknowledge it, and exit 0.",
+    help="Record everything committed before the start, acknowledge it, and exit 0 "
+    "(no reconnects: a lost connection exits with its error).",
 )
 @pass_state
 @handles_errors
 def run(state: State, drain: bool) -> None:
-    """Run the daemon. SIGTERM/SIGINT: finish the batch in hand, acknowledge it, exit 0;
-    a second signal exits at once (nothing unwritten is ever acknowledged)."""
+    """Run the daemon. A lost connection (server restart, failover) is retried with backoff;
+    while another daemon streams from the slot this one waits as a hot standby. SIGTERM/SIGINT:
+    finish the batch in hand, acknowledge it, exit 0; a second signal exits at once (nothing
+    unwritten is ever acknowledged). SIGHUP: reload the mapping, redaction and batch settings
+    from the config file."""
     from cdc.daemon import Daemon
+    from cdc.heartbeat import HeartbeatEmitter
+    from cdc.metrics import start_metrics
+    from cdc.slot_watch import SlotWatcher
+    from cdc.supervisor import Supervisor
 
-    daemon = Daemon(state.settings, drain=drain)
+    settings = state.settings
+    metrics, server = start_metrics(settings.metrics)
+    runner: Daemon | Supervisor = (
+        Daemon(settings, drain=True, metrics=metrics)
+        if drain
+        else Supervisor(settings, metrics=metrics)
+    )
+    helpers: list[HeartbeatEmitter | SlotWatcher] = []
     signals_seen = 0
+
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        try:
+            ignored = runner.reload(load_settings(state.config_path))
+        except CdcError as exc:
+            logging.getLogger("cdc.cli").error(
+                "reload refused, keeping the running config: %s", exc
+            )
+            return
+        if ignored:
+            logging.getLogger("cdc.cli").warning(
+                "reload: changes to [%s] need a restart; kept the running ones", ", ".join(ignored)
+            )
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen > 1:
             os._exit(128 + signum)
-        daemon.request_stop()
+        runner.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     try:
-        stats = daemon.run()
+        if not drain:
+            options = settings.daemon
+            if options.slot_watch_interval_s > 0:
+                helpers.append(
+                    SlotWatcher(
+                        settings.source.dsn,
+                        settings.source.slot,
+                        options.slot_watch_interval_s,
+                        metrics=metrics,
+                        warn_fraction=options.slot_warn_retained_fraction,
+                    ).start()
+                )
+            if options.heartbeat_interval_s > 0:
+                helpers.append(
+                    HeartbeatEmitter(
+                        settings.source.dsn,
+                        options.heartbeat_interval_s,
+                        metrics=metrics,
+                        should_emit=lambda: metrics.streaming,  # a standby stays quiet
+                    ).start()
+                )
+        stats = runner.run()
     finally:
-        daemon.close()
+        for helper in reversed(helpers):
+            helper.stop()
+        runner.close()
+        if server is not None:
+            server.stop()
+    reconnects = getattr(runner, "reconnects", 0)
     click.echo(
         f"{stats.records} records from {stats.transactions} transactions "
         f"({stats.changes} changes, {stats.skipped_transactions} transactions already recorded) "
-        f"in {stats.elapsed_s:.1f}s; acknowledged through {_lsn(stats.flushed_lsn)}",
+        f"in {stats.elapsed_s:.1f}s; acknowledged through {_lsn(stats.flushed_lsn)}"
+        + (f"; {reconnects} reconnects" if reconnects else ""),
         err=True,
     )
 
