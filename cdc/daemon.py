@@ -120,6 +120,8 @@ class Daemon:
         ]
         keep = {name: getattr(self.settings, name) for name in ignored}
         self._reloaded = settings.model_copy(update=keep)
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._stop_w, b"r")  # wake the loop: the reload applies at once
         return ignored
 
     def request_stop(self) -> None:
@@ -244,7 +246,14 @@ class Daemon:
         unacked: deque[tuple[int, datetime]] = deque()  # (end LSN, commit time) not yet acked
         last_frame_at = time.monotonic()
         last_probe_at = 0.0
-        submit = writer.submit
+
+        def keep_alive() -> None:
+            # The sink is behind and submit() waits: the walsender must still hear from us.
+            if time.monotonic() - stream.last_status_at >= status_interval_s / 2:
+                stream.send_status()
+
+        def submit(flush: Flush) -> None:
+            writer.submit(flush, keep_alive)
 
         def send(flush: Flush | None) -> None:
             if flush is not None:
@@ -261,6 +270,9 @@ class Daemon:
             if drain_target is not None:
                 timeout = min(timeout, 0.1)
             frames = stream.poll(max(timeout, 0.0), wake_fds)
+            if not self._stopping.is_set():
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.read(self._stop_r, 64)  # a reload's wake-up byte
             now = time.monotonic()
             now_ms = now * 1000
             reply = False

@@ -29,6 +29,7 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -123,6 +124,9 @@ class Sink:
                 self._dsn, application_name="activity-cdc sink", connect_timeout=10
             )
             self._conn.execute("SET synchronous_commit = on")
+            # A daemon that vanished mid-batch must not hold the rows (and their locks) of the
+            # records the next daemon writes again.
+            self._conn.execute("SET idle_in_transaction_session_timeout = '10min'")
             self._conn.commit()
         except psycopg.Error as exc:
             raise ConnectError(
@@ -237,7 +241,11 @@ def _sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
     """One line naming the change the sink refused (COPY's error context gives its line), or
     the batch when the failure is not a row's."""
     message = (exc.diag.message_primary or str(exc)).strip()
-    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+    if isinstance(exc, psycopg.OperationalError) and (
+        exc.sqlstate is None
+        or exc.sqlstate.startswith("08")
+        or exc.sqlstate in ("57P01", "57P02", "57P03")
+    ):
         return ConnectError(f"sink connection lost: {message}; nothing was acknowledged")
     where = ""
     line = _COPY_LINE.search(exc.diag.context or "")
@@ -284,7 +292,9 @@ class SinkWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, flush: Flush) -> None:
+    def submit(self, flush: Flush, on_wait: Callable[[], None] | None = None) -> None:
+        """Queue a flush; while the sink is behind this blocks (back-pressure), calling
+        ``on_wait`` every half second so the caller can keep its replication link alive."""
         while True:
             if self._failed.is_set():
                 return  # the error is waiting in completed()
@@ -292,7 +302,8 @@ class SinkWriter:
                 self._queue.put(flush, timeout=0.5)
                 return
             except queue.Full:
-                continue
+                if on_wait is not None:
+                    on_wait()
 
     def completed(self) -> list[int]:
         """End LSNs made durable since the last call; raises the writer's error if it failed."""

@@ -14,6 +14,7 @@ moves the slot's ``confirmed_flush_lsn`` only to the flushed one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import struct
@@ -24,6 +25,7 @@ from typing import Any
 
 import psycopg
 from psycopg import pq, sql
+from psycopg.conninfo import conninfo_to_dict
 
 from cdc.dsn import describe_target
 from cdc.errors import (
@@ -148,9 +150,20 @@ class ReplicationStream:
         """Connect and start streaming from ``start_lsn`` (the server starts from the slot's
         confirmed position if that is later). From protocol version 2 on, large transactions
         are streamed while they run (``streaming 'on'``) instead of spilled on the server."""
+        # TCP keepalives, unless the DSN sets its own: a vanished server is noticed in about a
+        # minute instead of the kernel's two hours.
+        params: dict[str, Any] = {
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+        with contextlib.suppress(psycopg.ProgrammingError):  # connect() reports a bad DSN
+            params.update(conninfo_to_dict(self._dsn))
         try:
             self._conn = psycopg.connect(
                 self._dsn,
+                **{k: v for k, v in params.items() if k.startswith("keepalives")},
                 replication="database",
                 autocommit=True,
                 application_name=self._application_name,
