@@ -29,6 +29,7 @@ from cdc.changes import (
 )
 from cdc.config import (
     OPERATIONS,
+    SEVERITY_LEVELS,
     RedactionSettings,
     Settings,
     SeverityByOperation,
@@ -49,7 +50,7 @@ SOURCE_APPLICATION = "application"
 SOURCE_MIGRATION = "migration"
 CUTOVER_PREFIX = "cdc.cutover"
 HEARTBEAT_PREFIX = "cdc.heartbeat"
-SEVERITIES = ("debug", "info", "notice", "warning", "error", "critical")
+SEVERITIES = SEVERITY_LEVELS
 
 _PAST_TENSE = {
     "insert": "created",

@@ -24,6 +24,7 @@ DEFAULT_CONFIG_PATH = Path("cdc.toml")
 Operation = Literal["insert", "update", "delete", "truncate"]
 OPERATIONS: tuple[Operation, ...] = ("insert", "update", "delete", "truncate")
 Severity = Literal["debug", "info", "notice", "warning", "error", "critical"]
+SEVERITY_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical")
 
 # Column names that are redacted on every table unless the table says otherwise. Matched
 # case-insensitively against the whole column name.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import glob
 import hashlib
+import importlib.util
 import logging
 import os
 import pwd
@@ -62,12 +63,17 @@ def find_bindir() -> Path:
         return int(match.group(1)) if match else 0
 
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version_key, reverse=True)
+    # Last: a pip-installable server build (the `pgserver` wheel) when none is installed.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.origin is not None:
+        candidates.append(str(Path(spec.origin).parent / "pginstall" / "bin"))
     for candidate in candidates:
         if (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
             return Path(candidate)
     raise PrerequisiteError(
         "no PostgreSQL server binaries found (initdb, pg_ctl); install the server "
-        "(e.g. apt-get install postgresql) or set CDC_PG_BINDIR to its bin directory"
+        "(apt-get install postgresql, or pip install pgserver) or set CDC_PG_BINDIR to its "
+        "bin directory"
     )
 
 

@@ -210,3 +210,32 @@ def records_with_source(pg: PgDatabase) -> list[dict[str, object]]:
         "SELECT source, action, entity_id FROM activity.records ORDER BY commit_lsn, seq"
     )
     return [{"source": s, "action": a, "entity_id": e} for s, a, e in rows]
+
+
+def test_the_python_helpers_set_context_and_log_activities(pg: PgDatabase, settings) -> None:  # type: ignore[no-untyped-def]
+    from cdc.app import log_activity, set_context
+
+    with as_role(pg, "app_writer") as conn:
+        with conn.transaction():
+            conn.execute("INSERT INTO approvals (id, status) VALUES (5, 'pending')")
+            set_context(conn, actor_id="u-9", request_id="r-1")
+            log_activity(conn, "report.exported", entity_type="report", entity_id=77,
+                         details={"rows": 120}, category="reporting")  # fmt: skip
+        with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
+            log_activity(conn, "approval.denied_attempt", entity_type="approval", entity_id=5,
+                         severity="warning", actor_id="u-9", transactional=False)  # fmt: skip
+            conn.execute("SELECT 1 / 0")
+        with pytest.raises(ValueError, match="severity"):
+            log_activity(conn, "x", severity="loud")
+    drain(settings)
+    got = {r["action"]: r for r in records(pg)}
+    assert got["approval.requested"]["actor_id"] == "u-9"
+    assert got["report.exported"]["context"] == {
+        "actor_id": "u-9",
+        "request_id": "r-1",
+        "rows": 120,
+    }
+    assert (
+        got["report.exported"]["entity_id"] == "77" and got["report.exported"]["actor_id"] == "u-9"
+    )
+    assert got["approval.denied_attempt"]["severity"] == "warning"
