@@ -1,0 +1,186 @@
+"""``python -m bench``: every benchmark (or the named ones) on a throwaway PostgreSQL, then the
+JSON results, a markdown table and a PNG chart generated from that JSON.
+
+    python -m bench                      # everything, full sizes (the published numbers)
+    python -m bench --quick              # everything, small sizes (CI smoke run, < 3 min)
+    python -m bench drain latency        # only these parts
+    python -m bench --drain-changes 200000 --rounds 1 drain
+    python -m bench report [--out DIR]   # regenerate results.md and results.png from JSON
+
+Parts: write, drain, latency, memory, queries, profile. Results go to --out (default
+bench/results): results.json, results.md, results.png and logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.context import BenchContext, log
+from bench.machine import machine_facts
+from bench.platform_db import SeedCounts, build_template
+from bench.results import RESULTS_JSON, write_reports, write_results
+from bench.server import BenchServer
+from bench.sizes import PRESETS, Sizes, parse_size, size_fields
+
+DEFAULT_OUT = Path(__file__).parent / "results"
+
+
+def _sections() -> dict[str, Callable[[BenchContext], dict[str, Any]]]:
+    from bench.sections import drain, latency, memory, profile, queries, write_path
+
+    return {
+        "write": write_path.run,
+        "drain": drain.run,
+        "latency": latency.run,
+        "memory": memory.run,
+        "queries": queries.run,
+        "profile": profile.run,
+    }
+
+
+PARTS = ("write", "drain", "latency", "memory", "queries", "profile")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="activity-cdc benchmarks, side by side with their baselines, in one run.",
+    )
+    parser.add_argument(
+        "parts",
+        nargs="*",
+        metavar="PART",
+        help=f"which parts to run: {', '.join(PARTS)} (default: all); or 'report'",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})"
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    sizes = parser.add_argument_group("sizes (override the preset)")
+    for field_ in size_fields():
+        sizes.add_argument(
+            "--" + field_.name.replace("_", "-"),
+            dest=f"size_{field_.name}",
+            metavar="N",
+            help=f"{field_.metadata['help']} (full: {_shown(field_.default)})",
+        )
+    return parser
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    out: Path = args.out
+    if args.parts == ["report"]:
+        write_reports(out)
+        print(f"wrote {out / 'results.md'} and {out / 'results.png'} from {out / RESULTS_JSON}")
+        return 0
+    unknown = [part for part in args.parts if part not in PARTS]
+    if unknown:
+        print(f"unknown part(s): {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+        return 2
+    parts = [part for part in PARTS if part in args.parts] if args.parts else list(PARTS)
+    sizes = _sizes(args)
+    return run(parts, sizes, out, preset="quick" if args.quick else "full")
+
+
+def _sizes(args: argparse.Namespace) -> Sizes:
+    sizes = PRESETS["quick" if args.quick else "full"]
+    changes = {}
+    for field_ in size_fields():
+        text = getattr(args, f"size_{field_.name}")
+        if text is not None:
+            changes[field_.name] = parse_size(field_, text)
+    return sizes.replace(**changes)
+
+
+def run(parts: list[str], sizes: Sizes, out: Path, *, preset: str) -> int:
+    """Run the parts on one throwaway server; write JSON after each, reports at the end."""
+    out.mkdir(parents=True, exist_ok=True)
+    logdir = out / "logs"
+    logdir.mkdir(exist_ok=True)
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "schema": 1,
+        "preset": preset if sizes == PRESETS.get(preset) else f"{preset} (modified)",
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sizes": {name: value for name, value in vars(sizes).items()},
+        "parts": parts,
+    }
+    failures = 0
+    server = BenchServer()
+    try:
+        server.start()
+        results["machine"] = machine_facts(server)
+        results["postgresql_settings"] = server.settings()
+        seed = SeedCounts.for_users(sizes.seed_users)
+        results["seed"] = seed.as_params()
+        log.info("seeding the platform template (%d users)", seed.users)
+        build_template(server, seed)
+        ctx = BenchContext(server=server, sizes=sizes, seed=seed, logdir=logdir)
+        sections = _sections()
+        for part in parts:
+            log.info("=== %s ===", part)
+            part_started = time.monotonic()
+            try:
+                results[part] = sections[part](ctx)
+            except Exception as exc:  # one failed part must not lose the others
+                failures += 1
+                log.error("%s failed: %s", part, exc)
+                results[part] = {
+                    "status": "failed",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc(limit=8),
+                }
+            results[part]["seconds"] = round(time.monotonic() - part_started, 1)
+            write_results(out, results)
+    finally:
+        server.stop()
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    results.setdefault("machine", {})["load_average_at_end"] = [
+        round(value, 2) for value in os.getloadavg()
+    ]
+    write_results(out, results)
+    write_reports(out)
+    print(json.dumps(_summary_lines(results), indent=1))
+    print(f"results: {out / RESULTS_JSON}, {out / 'results.md'}, {out / 'results.png'}")
+    return 1 if failures else 0
+
+
+def _summary_lines(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for part in PARTS:
+        section = results.get(part)
+        if not section:
+            continue
+        if section.get("status") != "ok":
+            lines.append(f"{part}: FAILED ({section.get('error')})")
+            continue
+        for item in section.get("targets", []):
+            verdict = "met" if item["met"] else "MISSED"
+            lines.append(
+                f"{item['name']}: {item['value']} {item['unit']} "
+                f"(target {item['op']} {item['threshold']}) {verdict}"
+            )
+    return lines

@@ -1,0 +1,39 @@
+"""The speed limit of any consumer of the stream: ``pg_recvlogical`` writing pgoutput to
+/dev/null. It receives, acknowledges and discards; everything a real consumer does on top of
+that (decode, map, write durably) is what the ratio to it measures."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RecvlogicalRun:
+    wall_s: float
+
+
+def run_pg_recvlogical(
+    bindir: Path, dsn: str, *, slot: str, publication: str, end_lsn: str
+) -> RecvlogicalRun:
+    """Drain ``slot`` up to ``end_lsn`` (pgoutput, protocol 1) into /dev/null."""
+    cmd = [
+        str(bindir / "pg_recvlogical"),
+        f"--dbname={dsn}",
+        f"--slot={slot}",
+        "--start",
+        f"--endpos={end_lsn}",
+        "--file=/dev/null",
+        "--no-loop",
+        "--option=proto_version=1",
+        f"--option=publication_names={publication}",
+        "--status-interval=10",
+    ]
+    started = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
+    wall_s = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_recvlogical failed (exit {done.returncode}): {done.stderr.strip()}")
+    return RecvlogicalRun(wall_s)

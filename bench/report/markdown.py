@@ -1,0 +1,285 @@
+"""results.json → results.md: the targets first, then one table per part."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Section = dict[str, Any]
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def render_markdown(results: dict[str, Any], *, chart_name: str) -> str:
+    lines = ["# activity-cdc benchmark results", ""]
+    lines += _header(results)
+    lines += [f"![benchmark chart]({chart_name})", ""]
+    lines += _targets(results)
+    renderers: dict[str, tuple[str, Callable[[Section], list[str]]]] = {
+        "write": ("1. Write path: TPS and latency per mode", _write),
+        "drain": ("2. Drain throughput", _drain),
+        "latency": ("3. Commit-to-record latency", _latency),
+        "memory": ("4. Daemon memory", _memory),
+        "queries": ("5. Monitor queries", _queries),
+        "profile": ("Profile: where `cdc run --drain` spends its time", _profile),
+    }
+    for part, (title, render) in renderers.items():
+        section = results.get(part)
+        if section is None:
+            continue
+        lines += [f"## {title}", ""]
+        if section.get("status") != "ok":
+            lines += [f"**Failed**: `{section.get('error')}`", ""]
+            continue
+        lines += render(section)
+    return "\n".join(lines)
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    machine = results.get("machine", {})
+    dirty = machine.get("git_uncommitted_files") or 0
+    return [
+        f"Run {results.get('started_at', '?')} → {results.get('finished_at', 'unfinished')} "
+        f"({_num(results.get('duration_s'))} s), preset **{results.get('preset')}**.",
+        "",
+        f"Machine: {machine.get('cores')} cores ({machine.get('cpu_model')}), "
+        f"{machine.get('memory_gib')} GiB, kernel {machine.get('kernel')}; "
+        f"PostgreSQL {machine.get('postgresql')} (fsync on, one throwaway cluster), "
+        f"Python {machine.get('python')}, psycopg {machine.get('psycopg')}; "
+        f"code at {machine.get('git_commit')}"
+        + (f" with {dirty} uncommitted file(s)" if dirty else "")
+        + f". Load average at start {machine.get('load_average_at_start')}, "
+        f"at end {machine.get('load_average_at_end')}.",
+        "",
+    ]
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for part in ("write", "drain", "latency", "memory", "queries"):
+        section = results.get(part) or {}
+        for item in section.get("targets", []):
+            unit = "" if item["unit"] == "ratio" else f" {item['unit']}"
+            shown = _num(item["value"], 2 if item["unit"] == "ratio" else 1)
+            rows.append(
+                [
+                    item["name"],
+                    f"{shown}{unit}",
+                    f"{item['op']} {item['threshold']:g}{unit}",
+                    "met" if item["met"] else "**missed**",
+                ]
+            )
+    if not rows:
+        return []
+    return ["## Targets", "", *_table(["promise", "measured", "target", "verdict"], rows)]
+
+
+def _write(section: Section) -> list[str]:
+    modes = section["modes"]
+    ratios = section["ratios_to_none"]
+    rows = []
+    for mode in ("none", "triggers", "cdc"):
+        data = modes[mode]
+        rows.append(
+            [
+                mode,
+                _num(data["tps"], 1),
+                _num(ratios.get(mode, 1.0), 3),
+                _num(data["p50_ms"], 2),
+                _num(data["p99_ms"], 2),
+                _num(data["changes_per_txn"], 2),
+                _num(data["wal_bytes_per_txn"]),
+            ]
+        )
+    workload = section["workload"]
+    cdc = modes["cdc"]
+    return [
+        f"{len(workload['scripts'])} platform transactions (bench/pgbench/), "
+        f"{workload['clients']} clients, {workload['seconds_per_run']:g} s per run, "
+        f"{workload['rounds']} interleaved round(s); medians, ratios per round to no auditing.",
+        "",
+        *_table(["mode", "TPS", "x none", "p50 ms", "p99 ms", "changes/txn", "WAL B/txn"], rows),
+        f"CDC daemon during its runs: {_num(cdc.get('daemon_cpu_share'), 2)} of a core; "
+        f"{_num(cdc.get('daemon_lag_bytes_at_end'))} bytes behind when the workload stopped, "
+        f"caught up {_num(cdc.get('daemon_catch_up_s'), 2)} s later.",
+        "",
+    ]
+
+
+def _drain(section: Section) -> list[str]:
+    backlog = section["backlog"]
+    rates = section["changes_per_s"]
+    ratios = section["ratios_to_pg_recvlogical"]
+    names = {
+        "cdc": "`cdc run --drain` (decode, map, COPY, durable commit)",
+        "pg_recvlogical": "`pg_recvlogical` → /dev/null",
+        "python_peer": "psycopg2 + pypgoutput (receive + decode only)",
+    }
+    rows = [[names[name], _num(rates[name]), _num(ratios[name], 3)] for name in names]
+    decoders = section["decoders"]
+    decoder_rows = [
+        [
+            name,
+            _num(decoders["changes_per_s"][name]),
+            _num(decoders["us_per_change"][name], 2),
+        ]
+        for name in ("cdc", "pypgoutput")
+    ]
+    return [
+        f"Backlog: {_num(backlog['row_changes'])} row changes in "
+        f"{_num(backlog['transactions'])} transactions, {backlog['wal_mb']} MB of WAL "
+        f"(median of {len(section['rounds'])} round(s)); each consumer drains a copy of the slot.",
+        "",
+        *_table(["consumer", "changes/s", "x pg_recvlogical"], rows),
+        f"Decoders in-process on the same {_num(decoders['payloads'])} captured messages "
+        f"({_num(decoders['row_changes'])} row changes; "
+        f"{_num(decoders['inserts_compared_equal'])} inserts checked equal): "
+        f"cdc.pgoutput is **{decoders['ratio_cdc_to_pypgoutput']:.2f}x** pypgoutput.",
+        "",
+        *_table(["decoder", "changes/s", "µs/change"], decoder_rows),
+    ]
+
+
+def _latency(section: Section) -> list[str]:
+    method = section["method"]
+    rows = [
+        [
+            _num(int(load)),
+            _num(data["achieved_changes_per_s"]),
+            _num(data["p50"], 0),
+            _num(data["p95"], 0),
+            _num(data["p99"], 0),
+            _num(data["recorded_at_p99_ms"], 0),
+        ]
+        for load, data in section["loads"].items()
+    ]
+    return [
+        f"Visible = a poller ({method['poll_interval_ms']:g} ms) sees the record; "
+        "latency = its `statement_timestamp()` - the record's `occurred_at` (source commit "
+        "time), same server clock. `recorded_at` - `occurred_at` (sink transaction start) for "
+        f"comparison. {method['changes_per_txn']} changes per transaction, "
+        f"{method['clients']} clients, {method['seconds_per_run']:g} s per load.",
+        "",
+        *_table(
+            [
+                "offered changes/s",
+                "achieved",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "p99 recorded_at ms",
+            ],
+            rows,
+        ),
+    ]
+
+
+def _memory(section: Section) -> list[str]:
+    labels = {
+        "idle": "nothing to drain (the floor)",
+        "one_big_transaction": "one big transaction",
+        "backlog": "backlog of the platform workload",
+    }
+    rows = [
+        [
+            labels.get(name, name),
+            _num(case["row_changes"]),
+            _num(case["wal_mb"], 1),
+            _num(case["peak_rss_mb"], 1),
+            _num(case["cpu_s"], 1),
+            _num(case["wall_s"], 1),
+        ]
+        for name, case in section["cases"].items()
+    ]
+    return _table(
+        ["`cdc run --drain` on", "row changes", "WAL MB", "peak RSS MB", "CPU s", "wall s"],
+        rows,
+    )
+
+
+def _queries(section: Section) -> list[str]:
+    store = section["store"]
+    fill = section["fill"]
+    rows = [
+        [
+            name,
+            _num(data["latency_ms"]["p50"], 2),
+            _num(data["latency_ms"]["p99"], 2),
+            "yes" if data["plan"].get("full_sort") else "no",
+            _index_kinds(data["plan"]["indexes"]),
+        ]
+        for name, data in section["queries"].items()
+    ]
+    indexes = "; ".join(f"`{index['definition']}`" for index in store["indexes"])
+    layout = (
+        f"partitioned ({len(store.get('partitions', []))} partitions)"
+        if store["partitioned"]
+        else "not partitioned"
+    )
+    return [
+        f"{_num(fill['records'])} records over {fill['window_days']} days "
+        f"({_num(fill['total_mb'])} MB with indexes), {layout}. "
+        f"Indexes at the time: {indexes}.",
+        "",
+        *_table(["query", "p50 ms", "p99 ms", "full Sort in plan", "indexes used"], rows),
+    ]
+
+
+def _index_kinds(names: list[str]) -> str:
+    """Partition indexes by the parent index they belong to: "records_2026_11_occurred_at_idx"
+    and its siblings → "occurred_at_idx (6 partitions)"."""
+    kinds: dict[str, int] = {}
+    for name in names:
+        parts = name.split("_")
+        # records_YYYY_MM_<rest> or records_default_<rest>
+        if len(parts) > 3 and parts[1].isdigit() and parts[2].isdigit():
+            rest = "_".join(parts[3:])
+        elif len(parts) > 2 and parts[1] == "default":
+            rest = "_".join(parts[2:])
+        else:
+            rest = name
+        kinds[rest] = kinds.get(rest, 0) + 1
+    return ", ".join(f"{kind} ({count})" for kind, count in kinds.items()) or "-"
+
+
+def _profile(section: Section) -> list[str]:
+    rows = [
+        [
+            stage["stage"],
+            stage["thread"],
+            _num(stage["us_per_change"], 2),
+            _num(stage["share"] * 100, 1) + " %",
+        ]
+        for stage in section["stages"]
+    ]
+    server = section.get("server_cpu_us_per_change", {})
+    cost = section.get("store_write_cost", {})
+    cost_rows = [[name, _num(value, 1)] for name, value in cost.get("us_per_record", {}).items()]
+    return [
+        f"{section['sampler']} at {section['rate_hz']} Hz on `cdc run --drain` of "
+        f"{_num(section['row_changes'])} changes ({_num(section['changes_per_s'])} changes/s "
+        f"under the profiler); wall {_num(section['wall_s'], 1)} s, CPU "
+        f"{_num(section['cpu_s'], 1)} s.",
+        "",
+        *_table(["stage", "thread", "µs per change", "share of thread"], rows),
+        "Server CPU per change while it drained: "
+        + ", ".join(f"{role} {_num(value, 1)} µs" for role, value in server.items())
+        + ".",
+        "",
+        f"Writing the same {_num(cost.get('rows'))} records again, "
+        f"{_num(cost.get('batch_rows'))} per committed transaction, into copies of the store:",
+        "",
+        *_table(["store variant", "µs per record"], cost_rows),
+    ]

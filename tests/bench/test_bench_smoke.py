@@ -1,0 +1,57 @@
+"""The benchmark suite runs end to end (python -m bench, tiny sizes): every part completes and
+its results, the markdown table and the chart are written. Timings are never asserted: CI
+machines are too noisy for that, and the numbers of a tiny run mean nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.bench, pytest.mark.integration]
+
+REPO = Path(__file__).resolve().parents[2]
+PARTS = ("write", "drain", "latency", "memory", "queries", "profile")
+
+# Smaller than --quick: the whole suite in about a minute.
+TINY = [
+    "--rounds=1",
+    "--write-rounds=1",
+    "--seed-users=500",
+    "--clients=2",
+    "--write-seconds=2",
+    "--drain-changes=4000",
+    "--decoder-payloads=4000",
+    "--latency-seconds=3",
+    "--latency-loads=500",
+    "--latency-clients=2",
+    "--memory-txn-changes=4000",
+    "--memory-backlog-mb=2",
+    "--query-records=20000",
+    "--query-runs=5",
+    "--profile-changes=3000",
+]
+
+
+def test_quick_benchmark_writes_every_section_and_both_reports(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", f"--out={out}", *TINY],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    results = json.loads((out / "results.json").read_text())
+    for part in PARTS:
+        assert results[part]["status"] == "ok", (part, results[part].get("error"))
+    for fact in ("cores", "memory_gib", "postgresql", "python"):
+        assert results["machine"][fact]
+    assert (out / "results.md").read_text().startswith("# activity-cdc benchmark results")
+    assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
