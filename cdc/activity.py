@@ -137,8 +137,8 @@ class TableMapper:
         "json_keys",
         "key_converters",
         "key_positions",
+        "key_redacted",
         "redact",
-        "redacted_key",
         "relation",
         "rules",
         "severities",
@@ -200,11 +200,8 @@ class TableMapper:
         )
         self.key_positions = relation.key_positions
         # A key column that is redacted must not leak through entity_id or the summary.
-        self.redacted_key = (
-            redaction.marker
-            if relation.key_positions is not None
-            and any(matcher.fullmatch(names[i]) for i in relation.key_positions)
-            else None
+        self.key_redacted = relation.key_positions is not None and any(
+            matcher.fullmatch(names[i]) for i in relation.key_positions
         )
         self.key_converters = (
             tuple(types.converter(relation.type_oids[i]) for i in relation.key_positions)
@@ -240,7 +237,7 @@ class TableMapper:
         positions = self.key_positions
         if positions is None or values is None:
             return None
-        if self.redacted_key is not None:
+        if self.key_redacted:
             return self.redact(
                 "|".join(v if type(v) is str else "" for v in (values[p] for p in positions))
             )
