@@ -97,7 +97,7 @@ def read_stages(raw: Path) -> tuple[list[StageTime], Counter[str], list[tuple[st
     per_stage: dict[tuple[str, str], int] = defaultdict(int)
     per_thread: Counter[str] = Counter()
     hot: Counter[str] = Counter()
-    for tid, frames, count in lines:
+    for tid, frames, samples in lines:
         thread = names.get(tid, tid)
         if thread == "MainThread":
             stage = _stage(frames, MAIN_RULES)
@@ -105,11 +105,11 @@ def read_stages(raw: Path) -> tuple[list[StageTime], Counter[str], list[tuple[st
             stage = _stage(frames, SINK_RULES)
         else:
             stage = "other thread"
-        per_stage[(thread, stage)] += count
-        per_thread[thread] += count
+        per_stage[(thread, stage)] += samples
+        per_thread[thread] += samples
         if thread == "MainThread" and not stage.startswith("wait") and frames:
             function, path = _frame(frames[-1])
-            hot[f"{function} ({path})"] += count
-    stages = [StageTime(thread, stage, samples) for (thread, stage), samples in per_stage.items()]
+            hot[f"{function} ({path})"] += samples
+    stages = [StageTime(thread, stage, total) for (thread, stage), total in per_stage.items()]
     stages.sort(key=lambda item: (item.thread != "MainThread", -item.samples))
     return stages, per_thread, hot.most_common(12)

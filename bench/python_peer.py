@@ -28,7 +28,7 @@ ROW_CHANGE_KINDS = ("I", "U", "D", "T")
 
 def pypgoutput_decoders() -> dict[int, Callable[[bytes], Any]]:
     """First byte of a pgoutput message → pypgoutput's decoder class for it."""
-    from pypgoutput import decoders
+    from pypgoutput import decoders  # type: ignore[import-untyped]
 
     return {
         ord("B"): decoders.Begin,
@@ -48,8 +48,8 @@ def parse_lsn(text: str) -> int:
 
 def consume(dsn: str, slot: str, publication: str, end_lsn: int) -> dict[str, Any]:
     """Receive and decode until the server says everything up to ``end_lsn`` was sent."""
-    import psycopg2
-    import psycopg2.extras
+    import psycopg2  # type: ignore[import-untyped]
+    import psycopg2.extras  # type: ignore[import-untyped]
 
     decode = pypgoutput_decoders()
     kinds: Counter[str] = Counter()

@@ -24,6 +24,16 @@ if ! have_server; then
     fi
 fi
 
+# The benchmark's Python peer (pypgoutput) needs psycopg2, which builds from source against libpq:
+# it needs pg_config and a C compiler.
+if ! command -v pg_config >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing libpq-dev and gcc (to build psycopg2 for the benchmarks)" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpq-dev gcc >/dev/null
+    fi
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv

@@ -84,11 +84,15 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             queries = load_queries(search=_search_expression(conn))
             params = _parameter_pool(conn)
             plans = {name: _plan(conn, query, params[0]) for name, query in queries.items()}
-            latencies = _measure(conn, queries, params, ctx.sizes.query_runs)
+            latencies, slowest = _measure(conn, queries, params, ctx.sizes.query_runs)
     finally:
         ctx.server.drop_database(DBNAME)
-    results = {
-        name: {"latency_ms": percentiles(values).as_json(), "plan": plans[name]}
+    results: dict[str, dict[str, Any]] = {
+        name: {
+            "latency_ms": percentiles(values).as_json(),
+            "plan": plans[name],
+            "slowest": slowest[name],
+        }
         for name, values in latencies.items()
     }
     for name, result in results.items():
@@ -356,8 +360,11 @@ def _measure(
     queries: dict[str, str],
     pool: list[dict[str, Any]],
     runs: int,
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[dict[str, Any]]]]:
+    """Latencies per query, and each query's three slowest executions with their parameters
+    (a p99 is usually a few parameter values the plan does not suit: say which)."""
     latencies: dict[str, list[float]] = {name: [] for name in queries}
+    executions: dict[str, list[tuple[float, dict[str, Any]]]] = {name: [] for name in queries}
     statements = {name: query.encode() for name, query in queries.items()}
     takes_params = {name: "%(" in query for name, query in queries.items()}
     for run_index in range(runs):
@@ -365,5 +372,15 @@ def _measure(
         for name, statement in statements.items():
             started = time.perf_counter()
             conn.execute(statement, params if takes_params[name] else None).fetchall()
-            latencies[name].append((time.perf_counter() - started) * 1000)
-    return latencies
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            latencies[name].append(elapsed_ms)
+            executions[name].append((elapsed_ms, params))
+    used = {name: re.findall(r"%\((\w+)\)s", query) for name, query in queries.items()}
+    slowest = {
+        name: [
+            {"ms": round(ms, 2), "params": {key: params[key] for key in used[name]}}
+            for ms, params in sorted(runs_, key=lambda item: -item[0])[:3]
+        ]
+        for name, runs_ in executions.items()
+    }
+    return latencies, slowest
