@@ -439,7 +439,7 @@ class ActivityMapper:
         entity_id = body.get("entity_id")
         summary = body.get("summary") or " ".join(
             str(part) for part in (body["action"], entity_type, entity_id) if part is not None
-        )
+        ) + ("" if actor is None else f" by {actor}")
         return ActivityRecord(
             occurred_at,
             SOURCE_APPLICATION,
@@ -561,12 +561,17 @@ class ActivityMapper:
                 action = rule.action
                 severity = rule.severity or severity
                 category = rule.category or category
+        # What full-text search finds by default (docs/store.md): the entity, the actor, the
+        # changed columns and the action.
         summary = (
             f"{mapper.entity_type} {entity_id if entity_id is not None else '(no key)'} "
             f"{_PAST_TENSE[operation]}"
         )
+        if actor is not None:
+            summary += f" by {actor}"
         if changed_names:
             summary += ": " + ", ".join(changed_names)
+        summary += f" ({action})"
         return ActivityRecord(
             occurred_at,
             mapper.source,
@@ -618,7 +623,9 @@ class ActivityMapper:
             None,
             None,
             None,
-            f"{change.relation.schema}.{change.relation.table} truncated",
+            f"{change.relation.schema}.{change.relation.table} truncated"
+            + (f" by {self._txn_actor}" if self._txn_actor is not None else "")
+            + f" ({mapper.actions['truncate']})",
             change.transaction.xid,
             commit_lsn,
             change.seq,

@@ -267,6 +267,9 @@ class StoreSettings(_Strict):
     partitions_ahead: Annotated[int, Field(ge=0, le=120)] = 3  # months after the current one
     retention_months: Annotated[int, Field(ge=1)] | None = None  # None: records are kept
     minute_rollups_days: Annotated[int, Field(ge=1)] = 14  # per-hour rollups follow retention
+    # Full-text search over the row values too (old, new, changes), not only the summary:
+    # `cdc setup` creates that GIN index, which costs ~4x the server CPU of writing a record.
+    search_values: bool = False
 
 
 class MigrationSettings(_Strict):

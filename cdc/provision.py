@@ -190,6 +190,20 @@ def relation_exists(conn: psycopg.Connection[Any], schema: str, name: str) -> bo
     return row is not None
 
 
+def values_search_indexes(conn: psycopg.Connection[Any], schema: str, table: str) -> list[str]:
+    """The GIN indexes of the records table over ``search_vector(summary, new, old, changes)``
+    (full-text search over the row values, ``[store] search_values``), qualified names."""
+    rows = conn.execute(
+        "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+        "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE n.nspname = %s AND t.relname = %s AND a.amname = 'gin' "
+        "AND pg_get_indexdef(i.indexrelid) LIKE '%%search_vector(%%' ORDER BY 1",
+        (schema, table),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def applied_migrations(conn: psycopg.Connection[Any], schema: str) -> set[int]:
     """Versions recorded in ``<schema>.schema_migrations`` (empty when it does not exist)."""
     if not relation_exists(conn, schema, "schema_migrations"):
@@ -247,6 +261,51 @@ def _plan_store(sink: psycopg.Connection[Any], settings: Settings, plan: SetupPl
                 transaction=True,
             )
         )
+    _plan_values_search(sink, settings, plan, applied)
+
+
+# The migration that drops the index over the values (0012_search_summary.sql).
+SEARCH_SUMMARY_MIGRATION = 12
+
+
+def _plan_values_search(
+    sink: psycopg.Connection[Any], settings: Settings, plan: SetupPlan, applied: set[int]
+) -> None:
+    """``[store] search_values``: full-text search over the row values needs its GIN index
+    (created after the migrations, which drop it); without the setting it is dropped, since it
+    costs most of the server's work of writing a record (docs/store.md)."""
+    schema, table = settings.sink.schema_name, settings.sink.table_name
+    existing = values_search_indexes(sink, schema, table)
+    if SEARCH_SUMMARY_MIGRATION not in applied:
+        existing = []  # the pending migration drops them
+    if settings.store.search_values and not existing:
+        statement = sql.SQL(
+            "CREATE INDEX ON {}.{} USING gin ({}.search_vector(summary, new, old, changes))"
+        ).format(sql.Identifier(schema), sql.Identifier(table), sql.Identifier(schema))
+        plan.steps.append(
+            Step(
+                kind="store",
+                target="sink",
+                description=f"create the full-text index over the values of {settings.sink.table}"
+                " ([store] search_values)",
+                done=f"created the full-text index over the values of {settings.sink.table}",
+                statements=(statement.as_string(sink),),
+            )
+        )
+    elif not settings.store.search_values and existing:
+        plan.steps.append(
+            Step(
+                kind="store",
+                target="sink",
+                description=f"drop the full-text index over the values {', '.join(existing)} "
+                "([store] search_values is off; the summary stays searchable)",
+                done=f"dropped the full-text index over the values {', '.join(existing)}",
+                statements=tuple(f"DROP INDEX {name}" for name in existing),
+                transaction=True,
+            )
+        )
+    elif existing:
+        plan.unchanged.append(f"full-text index over the values {', '.join(existing)}")
 
 
 def _plan_publication(source: psycopg.Connection[Any], settings: Settings, plan: SetupPlan) -> None:

@@ -88,7 +88,8 @@ def _usage(param: click.Parameter, parse: Callable[..., T], *args: Any) -> T:
 @click.option("--until", metavar="TIME", callback=_moment, help="Before this time: same forms.")
 @click.option(
     "--search",
-    help='Full text over the summary and the values: words, "a phrase", -not, or.',
+    help="Full text over the summary (entity, actor, changed columns, action), and over the "
+    'values with [store] search_values: words, "a phrase", -not, or.',
 )
 @click.option(
     "--limit",
@@ -287,8 +288,10 @@ def history(state: State, table: str, entity_id: str, entity_type: str | None, f
 def history_lines(r: StoredRecord) -> list[str]:
     """One record of a history: a headline, then ``col: old → new`` per changed column (or
     the values of an inserted row)."""
-    actor = f"  by {r.actor_id}" if r.actor_id else ""
-    lines = [f"{_when(r.occurred_at)}  {r.operation:<8}  {r.summary or r.action}{actor}"]
+    headline = r.summary or r.action
+    if r.actor_id and f" by {r.actor_id}" not in headline:  # summaries name it since 0012
+        headline += f"  by {r.actor_id}"
+    lines = [f"{_when(r.occurred_at)}  {r.operation:<8}  {headline}"]
     if r.operation == "update" and isinstance(r.changes, dict):
         for column, change in r.changes.items():
             lines.append(f"    {column}: {_value(change.get('old'))} → {_value(change.get('new'))}")

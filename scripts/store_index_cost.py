@@ -113,7 +113,10 @@ def make_records(count: int, seed: int = 7) -> list[ActivityRecord]:
                     old,
                     new,
                     changes,
-                    f"{table} {key} {op}d" + (": status" if op == "update" else ""),
+                    # as cdc.activity writes it: entity, actor, changed columns, action
+                    f"{table} {key} {op}d by {row['updated_by']}"
+                    + (": status" if op == "update" else "")
+                    + f" ({table}.{op})",
                     lsn >> 8,
                     format_lsn(lsn),
                     seq,
@@ -136,6 +139,9 @@ FULL_TEXT_ALTERNATIVES = {
             WITH (gin_pending_list_limit = 32768)""",
     "alternative: GIN over the summary only": """
         CREATE INDEX ON activity.records USING gin (to_tsvector('simple', summary))""",
+    "opt-in ([store] search_values): GIN over summary and values": """
+        CREATE INDEX ON activity.records USING gin
+            (activity.search_vector(summary, new, old, changes))""",
 }
 
 

@@ -6,7 +6,8 @@
 -- entity ids and actors are skewed (a few are very busy: entity 1 of a table has ~0.4% of its
 -- records, actor 1 ~0.7% of all), rows carry a name, a unique reference and an amount, the
 -- rows of people (users, investors, their KYC and notifications) their user's email, updates
--- carry a status diff, summaries read like the daemon's.
+-- carry a status diff, summaries read like the daemon's (entity, actor, changed columns,
+-- action).
 -- Parameters: first, last, total, window_s.
 INSERT INTO activity.records
        (occurred_at, recorded_at, source, operation, action, category, severity, schema_name,
@@ -32,8 +33,11 @@ SELECT t.occurred_at,
        CASE WHEN t.operation = 'update'
             THEN jsonb_build_object('status', jsonb_build_object('old', t.old_status, 'new', t.new_status)) END,
        r.entity_type || ' ' || t.entity_id || ' '
-           || CASE t.operation WHEN 'insert' THEN 'created' WHEN 'update' THEN 'updated: status'
-                               ELSE 'deleted' END,
+           || CASE t.operation WHEN 'insert' THEN 'created' WHEN 'update' THEN 'updated'
+                               ELSE 'deleted' END
+           || CASE WHEN r.has_actor THEN ' by ' || t.actor_id ELSE '' END
+           || CASE WHEN t.operation = 'update' THEN ': status' ELSE '' END
+           || ' (' || r.entity_type || '.' || t.operation || ')',
        1000 + t.g / 3,
        '0/1000000'::pg_lsn + (t.g / 3) * 4096,
        t.g %% 3

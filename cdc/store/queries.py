@@ -11,7 +11,9 @@ filter                       index
 --entity-type [--entity-id]  ``(entity_type, entity_id, occurred_at)``
 --actor                      ``(actor_id, occurred_at) WHERE actor_id IS NOT NULL``
 --category [--severity]      ``(category, severity, occurred_at)``
---search                     GIN on ``search_vector(summary, new, old, changes)``
+--search                     GIN on ``summary_vector(summary)`` (0012), or with
+                             ``[store] search_values`` the GIN on
+                             ``search_vector(summary, new, old, changes)``
 --follow                     the primary key ``(commit_lsn, seq, occurred_at)``
 ===========================  ============================================================
 
@@ -45,8 +47,21 @@ def select_list() -> sql.Composable:
     )
 
 
-def conditions(f: RecordFilter, schema: str) -> tuple[list[sql.Composable], list[Any]]:
-    """The WHERE conditions of a filter and their parameters (positional)."""
+def search_document(schema: str, *, values: bool) -> sql.Composable:
+    """The full-text document a search matches: the summary, or (``values``) the summary and
+    the row values. The same expression as the store's GIN index, or the index is not used."""
+    if values:
+        return sql.SQL("{}.search_vector(summary, new, old, changes)").format(
+            sql.Identifier(schema)
+        )
+    return sql.SQL("{}.summary_vector(summary)").format(sql.Identifier(schema))
+
+
+def conditions(
+    f: RecordFilter, schema: str, *, search_values: bool = False
+) -> tuple[list[sql.Composable], list[Any]]:
+    """The WHERE conditions of a filter and their parameters (positional). ``search_values``:
+    search the values too (only when their index exists: see :class:`~cdc.store.Store`)."""
     parts: list[sql.Composable] = []
     params: list[Any] = []
 
@@ -76,11 +91,10 @@ def conditions(f: RecordFilter, schema: str) -> tuple[list[sql.Composable], list
         parts.append(sql.SQL("occurred_at < %s"))
         params.append(f.until)
     if f.search is not None:
-        # the same expression as the GIN index of 0001, or the index is not used
         parts.append(
-            sql.SQL(
-                "{}.search_vector(summary, new, old, changes) @@ websearch_to_tsquery('simple', %s)"
-            ).format(sql.Identifier(schema))
+            sql.SQL("{} @@ websearch_to_tsquery('simple', %s)").format(
+                search_document(schema, values=search_values)
+            )
         )
         params.append(f.search)
     return parts, params
@@ -97,9 +111,10 @@ def page_query(
     *,
     before: RecordCursor | None,
     limit: int,
+    search_values: bool = False,
 ) -> tuple[sql.Composed, list[Any]]:
     """Up to ``limit`` records of the filter, newest first, strictly before the cursor."""
-    parts, params = conditions(f, schema)
+    parts, params = conditions(f, schema, search_values=search_values)
     if before is not None:
         parts.append(sql.SQL("(occurred_at, commit_lsn, seq) < (%s, %s::pg_lsn, %s)"))
         params += [before.occurred_at, before.commit_lsn, before.seq]
@@ -142,10 +157,11 @@ def follow_query(
     after: tuple[str, int],
     through: tuple[str, int],
     limit: int,
+    search_values: bool = False,
 ) -> tuple[sql.Composed, list[Any]]:
     """Records of the filter after one (commit_lsn, seq) and up to another, in commit order;
     ``floor`` (a time they cannot be older than) only prunes partitions."""
-    parts, params = conditions(f, schema)
+    parts, params = conditions(f, schema, search_values=search_values)
     parts += [
         sql.SQL("occurred_at >= %s"),
         sql.SQL("(commit_lsn, seq) > (%s::pg_lsn, %s)"),

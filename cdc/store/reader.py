@@ -20,7 +20,7 @@ from cdc.config import Settings
 from cdc.dsn import describe_target
 from cdc.errors import ConnectError, SinkError
 from cdc.lsn import Lsn
-from cdc.provision import connect
+from cdc.provision import connect, values_search_indexes
 from cdc.store import queries
 from cdc.store.model import RecordCursor, RecordFilter, StoredRecord, split_table
 
@@ -43,6 +43,20 @@ class Store:
         self.settings = settings
         self.schema = settings.sink.schema_name
         self.table = sql.Identifier(settings.sink.schema_name, settings.sink.table_name)
+        self._search_values: bool | None = None
+
+    @property
+    def search_values(self) -> bool:
+        """Whether ``--search`` matches the row values too: when their GIN index exists
+        (``[store] search_values`` and ``cdc setup``), else the summary, whose index every
+        store has (migration 0012). Whichever is indexed, so a search never scans the table."""
+        if self._search_values is None:
+            with self.errors():
+                found = values_search_indexes(
+                    self.conn, self.settings.sink.schema_name, self.settings.sink.table_name
+                )
+            self._search_values = bool(found)
+        return self._search_values
 
     # -- running queries ----------------------------------------------------------------------
     def fetch_records(self, query: sql.Composed | sql.SQL, params: list[Any]) -> list[StoredRecord]:
@@ -83,7 +97,14 @@ class Store:
         self, f: RecordFilter, *, before: RecordCursor | None = None, limit: int = 50
     ) -> list[StoredRecord]:
         """One page: up to ``limit`` records newest first, before the cursor if given."""
-        query, params = queries.page_query(self.table, self.schema, f, before=before, limit=limit)
+        query, params = queries.page_query(
+            self.table,
+            self.schema,
+            f,
+            before=before,
+            limit=limit,
+            search_values=f.search is not None and self.search_values,
+        )
         return self.fetch_records(query, params)
 
     def iter_records(
@@ -190,6 +211,7 @@ class Follower:
                 after=after,
                 through=(head[0], head[1]),
                 limit=FETCH_ROWS,
+                search_values=self._filter.search is not None and self._store.search_values,
             )
             rows = self._store.fetch_records(query, params)
             found += rows

@@ -80,7 +80,12 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 def workload(pg: PgDatabase, settings: Settings) -> dict[str, list[ActivityRecord]]:
     now = db_now(pg)
     made = {
-        "created": synthetic(now - timedelta(hours=3), actor_id="7", entity_id="1"),
+        "created": synthetic(
+            now - timedelta(hours=3),
+            actor_id="7",
+            entity_id="1",
+            summary="account 1 created by 7 (account.insert)",
+        ),
         "updated": synthetic(
             now - timedelta(hours=2),
             operation="update",
@@ -90,7 +95,7 @@ def workload(pg: PgDatabase, settings: Settings) -> dict[str, list[ActivityRecor
             entity_id="1",
             new='{"id": 1, "email": "b@example.com"}',
             changes='{"email": {"old": "a@example.com", "new": "b@example.com"}}',
-            summary="account 1 updated: email",
+            summary="account 1 updated by 8: email (account.update)",
         ),
         "note": synthetic(
             now - timedelta(hours=1),
@@ -98,7 +103,7 @@ def workload(pg: PgDatabase, settings: Settings) -> dict[str, list[ActivityRecor
             category="content",
             entity_type="notes",
             entity_id="5",
-            summary="notes 5 created",
+            summary="notes 5 created (notes.insert)",
             new='{"id": 5, "body": "quarterly kyc review"}',
         ),
         "deleted": synthetic(
@@ -110,7 +115,7 @@ def workload(pg: PgDatabase, settings: Settings) -> dict[str, list[ActivityRecor
             entity_id="2",
             new=None,
             old='{"id": 2, "email": "gone@example.com"}',
-            summary="account 2 deleted",
+            summary="account 2 deleted by 8 (account.delete)",
         ),
     }
     write(pg, settings, *made.values())
@@ -152,12 +157,13 @@ def test_without_filters_every_record_is_listed_newest_first(
         (["--since", "90m"], ["deleted", "note"]),
         (["--until", "90m"], ["updated", "created"]),
         (["--since", "150m", "--until", "30m"], ["note", "updated"]),
-        (["--search", "b@example.com"], ["updated"]),
-        (["--search", "a@example.com"], ["updated"]),  # an old value, from the diff
-        (["--search", "kyc review"], ["note"]),
-        (["--search", '"review kyc"'], []),  # a phrase: in that order only
-        (["--search", "gone@example.com -account"], []),
+        # full text over the summary: the entity, the actor, the columns, the action
+        (["--search", '"account 1"'], ["updated", "created"]),
+        (["--search", "by 8"], ["deleted", "updated"]),
+        (["--search", "email -created"], ["updated"]),
+        (["--search", "account.delete"], ["deleted"]),
         (["--search", "deleted"], ["deleted"]),
+        (["--search", "b@example.com"], []),  # a value: only with [store] search_values
     ],
 )
 def test_each_filter_selects_exactly_its_records(
@@ -166,6 +172,31 @@ def test_each_filter_selects_exactly_its_records(
     settings, config = store
     made = workload(pg, settings)
     rows = json_lines(ok(config, "activity", "--format", "json", *options))
+    assert lsns(rows) == [made[name][0].commit_lsn for name in expected]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ("b@example.com", ["updated"]),
+        ("a@example.com", ["updated"]),  # an old value, from the diff
+        ("kyc review", ["note"]),
+        ('"review kyc"', []),  # a phrase: in that order only
+        ("gone@example.com -account", []),
+        ("deleted", ["deleted"]),  # the summary is searched too
+        ("by 8", ["deleted", "updated"]),
+    ],
+)
+def test_with_search_values_a_search_finds_records_by_their_values_too(
+    pg: PgDatabase, tmp_path: Path, search: str, expected: list[str]
+) -> None:
+    settings = setup_and_settings(pg, DDL, TABLES, store={"search_values": True})
+    config = tmp_path / "cdc.toml"
+    text = CONFIG.format(dsn=pg.dsn, slot=pg.slot, publication=pg.publication)
+    config.write_text(text.replace("[[tables]]", "[store]\nsearch_values = true\n[[tables]]", 1))
+    made = workload(pg, settings)
+    rows = json_lines(ok(config, "activity", "--format", "json", "--search", search))
     assert lsns(rows) == [made[name][0].commit_lsn for name in expected]
 
 
@@ -232,7 +263,8 @@ def test_the_table_format_shows_time_severity_operation_entity_actor_and_summary
     lines = ok(config, "activity", "--entity-id", "2").splitlines()
     assert len(lines) == 1
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  error\s+delete\s+account 2\s+8\s+account 2 deleted",
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  error\s+delete\s+account 2\s+8\s+"
+        r"account 2 deleted by 8 \(account\.delete\)",
         lines[0],
     ), lines
 
@@ -348,16 +380,16 @@ def test_history_shows_one_rows_changes_oldest_first_with_diffs(
     out = ok(config, "activity", "history", "accounts", "1")
     lines = [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  ", "", line) for line in out.splitlines()]
     assert lines == [
-        "insert    account 1 created  by 7",
+        "insert    account 1 created by 7 (account.insert)",
         "    id: 1",
         "    email: a@example.com",
         "    updated_by: 7",
-        "update    account 1 updated: email, updated_by  by 8",
+        "update    account 1 updated by 8: email, updated_by (account.update)",
         "    email: a@example.com → b@example.com",
         "    updated_by: 7 → 8",
-        "update    account 1 updated: email  by 8",
+        "update    account 1 updated by 8: email (account.update)",
         "    email: b@example.com → c@example.com",
-        "delete    account 1 deleted  by 8",
+        "delete    account 1 deleted by 8 (account.delete)",
     ]
     as_json = json_lines(
         ok(config, "activity", "history", "public.accounts", "1", "--format", "json")

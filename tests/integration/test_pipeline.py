@@ -66,7 +66,7 @@ def test_insert_update_delete_become_one_record_each_with_rules_applied(pg, sett
         "updated_by": {"old": None, "new": 8},
     }
     assert update["old"]["email"] == "a@example.com" and update["new"]["email"] == "b@example.com"
-    assert update["summary"] == "account 1 updated: email, updated_by"
+    assert update["summary"] == "account 1 updated by 8: email, updated_by (account.update)"
     assert delete["severity"] == "critical" and delete["new"] is None
     assert delete["old"]["email"] == "b@example.com"
 

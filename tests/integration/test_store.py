@@ -20,8 +20,9 @@ from cdc.batching import Checkpoint, Flush
 from cdc.config import Settings
 from cdc.errors import SinkError
 from cdc.partitions import DETACHED_MARK, apply_maintenance, plan_maintenance
+from cdc.provision import setup, values_search_indexes
 from cdc.sink import Sink
-from cdc.store import RecordCursor, RecordFilter, open_store, queries
+from cdc.store import RecordCursor, RecordFilter, Store, open_store, queries
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings
 
@@ -518,7 +519,7 @@ def test_each_hot_query_uses_its_index_and_never_scans_the_big_partition(
         "records_category_severity_occurred_at_idx",
         "records_severity_occurred_at_idx",
     )
-    search, pkey = "records_search_vector_idx", "records_pkey"
+    search, pkey = "records_summary_vector_idx", "records_pkey"
     an_hour_ago = now - timedelta(hours=1)
     cases: list[tuple[set[str], tuple[sql.Composed, list[Any]]]] = [
         ({recent}, page()),
@@ -540,7 +541,7 @@ def test_each_hot_query_uses_its_index_and_never_scans_the_big_partition(
         ({recent, category}, page(category="category_3")),
         ({recent, severity}, page(severities=("error", "critical"))),
         ({search}, page(search="word42")),
-        ({search}, page(search="user4242@example.com")),
+        ({search}, page(search='"type_2 4242"')),
         (
             {pkey},
             queries.follow_query(
@@ -562,3 +563,53 @@ def test_each_hot_query_uses_its_index_and_never_scans_the_big_partition(
             shown = f"{query.as_string(conn)}: {json.dumps(plan)[:1500]}"
             assert used & expected, f"none of {expected} used by {shown}"
             assert not [n for n in seq_scans if n.get("Relation Name") == big], shown
+
+
+# -- full-text search: the summary by default, the values when asked for --------------------
+
+
+def test_search_finds_entity_actor_and_action_in_the_summary_and_values_only_when_opted_in(
+    pg: PgDatabase, settings: Settings
+) -> None:
+    pg.execute("INSERT INTO public.accounts VALUES (1, 'ada@example.com', 17), (2, 'bo@x.org', 5)")
+    drain(settings)
+    values_index = "activity.records_search_vector_idx"
+
+    def found(store: Store, search: str) -> list[str | None]:
+        return [r.entity_id for r in store.records(RecordFilter(search=search))]
+
+    with open_store(settings) as store:
+        assert not store.search_values
+        assert values_search_indexes(store.conn, "activity", "records") == []
+        # the summary names the entity, the actor and the action ("account 1 created by 17
+        # (account.insert)")
+        assert found(store, '"account 1"') == ["1"]
+        assert found(store, "17") == ["1"]
+        assert found(store, "account.insert") == ["2", "1"]
+        assert found(store, "ada@example.com") == [], "values are not searched by default"
+
+    opted_in = settings.model_copy(
+        update={"store": settings.store.model_copy(update={"search_values": True})}
+    )
+    report = setup(opted_in)
+    assert f"created the full-text index over the values of {settings.sink.table}" in report.actions
+    assert not [a for a in setup(opted_in).actions if "full-text" in a], "idempotent"
+    with open_store(opted_in) as store:
+        assert values_search_indexes(store.conn, "activity", "records") == [values_index]
+        assert store.search_values
+        assert found(store, "ada@example.com") == ["1"]
+        assert found(store, "17") == ["1"]
+        query, params = queries.page_query(
+            store.table, "activity", RecordFilter(search="x"), before=None, limit=50,
+            search_values=True,
+        )  # fmt: skip
+        store.conn.execute("SET enable_seqscan = off")  # a few rows: show the index it can use
+        plan = json.dumps(store.fetch(sql.SQL("EXPLAIN (FORMAT JSON) ") + query, params))
+        assert "_search_vector_idx" in plan, plan  # the partitions' copies of the index
+
+    report = setup(settings)  # opted out again: the expensive index goes
+    assert f"dropped the full-text index over the values {values_index}" in report.actions
+    with open_store(settings) as store:
+        assert values_search_indexes(store.conn, "activity", "records") == []
+        assert not store.search_values
+        assert found(store, "17") == ["1"]
