@@ -75,6 +75,8 @@ class SourceSettings(_Strict):
 class SinkSettings(_Strict):
     dsn: str = ""  # empty: the source database holds the records too
     table: str = "activity.records"
+    # Chain each record's hash to the one before (tamper evidence, ``cdc verify-chain``).
+    hash_chain: bool = True
 
     @field_validator("table")
     @classmethod

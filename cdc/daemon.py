@@ -173,6 +173,7 @@ class Daemon:
             schema=settings.sink.schema_name,
             table=settings.sink.table_name,
             slot=settings.source.slot,
+            hash_chain=settings.sink.hash_chain,
         )
         sink.open()
         writer: SinkWriter | None = None

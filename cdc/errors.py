@@ -18,7 +18,8 @@ Exit codes (documented in README.md, used by ``cli/``):
  6    replication slot or publication missing, invalid or in use
  7    malformed replication protocol data
  8    the sink could not write the activity records
- 9    ``cdc verify`` found differences between the legacy audit log and the records
+ 9    ``cdc verify`` found differences between the legacy audit log and the records, or
+      ``cdc verify-chain`` found the records' hash chain broken (tampering)
 ====  ==========================================================
 """
 
@@ -109,3 +110,7 @@ class VerifyFailed(CdcError):
     """``cdc verify`` found rows missing on either side, or values that differ."""
 
     exit_code = 9
+
+
+class ChainBroken(VerifyFailed):
+    """``cdc verify-chain``: a record was changed, deleted or inserted out of band."""

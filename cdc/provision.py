@@ -177,6 +177,7 @@ def migration_identifiers(settings: Settings) -> dict[str, str]:
         "records_pkey": f"{table}_pkey",
         "records_occurred_at_idx": f"{table}_occurred_at_idx",
         "records_entity_idx": f"{table}_entity_idx",
+        "records_chain_head": f"{table}_chain_head",
     }
 
 

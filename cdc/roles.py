@@ -36,13 +36,17 @@ def sink_privileges(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]
     another table adds it here."""
     schema = settings.sink.schema_name
     upsert = ("SELECT", "INSERT", "UPDATE")  # ON CONFLICT DO UPDATE reading the stored row
-    return [
+    privileges = [
         (schema, settings.sink.table_name, ("INSERT",)),
         (schema, "checkpoints", upsert),
         (schema, "activity_per_minute", upsert),  # rollups, in the records' transaction
         (schema, "activity_per_hour", upsert),
         (schema, "capture_modes", upsert),  # cutover markers move a table's mode
     ]
+    if settings.sink.hash_chain:
+        # the chain's head: read FOR UPDATE, then moved, with every batch
+        privileges.append((schema, f"{settings.sink.table_name}_chain_head", ("SELECT", "UPDATE")))
+    return privileges
 
 
 def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
@@ -81,5 +85,8 @@ def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
     lines += [
         "-- CONNECT on a database is granted to PUBLIC by default; if you revoked it:",
         f"-- GRANT CONNECT ON DATABASE <name> TO {name};",
+        "-- The hash chain ([sink] hash_chain, on by default) stages each batch in a temporary",
+        "-- table: TEMPORARY is granted to PUBLIC by default too; if you revoked it:",
+        f"-- GRANT TEMPORARY ON DATABASE <name> TO {name};",
     ]
     return "\n".join(lines) + "\n"

@@ -102,17 +102,33 @@ class StoredCheckpoint:
 class Sink:
     """One connection to the sink database; not thread-safe (the SinkWriter owns it)."""
 
-    def __init__(self, dsn: str, *, schema: str, table: str, slot: str) -> None:
+    def __init__(
+        self, dsn: str, *, schema: str, table: str, slot: str, hash_chain: bool = True
+    ) -> None:
         self._dsn = dsn
         self.schema = schema
         self.table = table
         self.slot = slot
+        self.hash_chain = hash_chain
         self._conn: psycopg.Connection[Any] | None = None
+        columns = sql.SQL(", ").join(map(sql.Identifier, RECORD_COLUMNS))
         self._copy_sql = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
-            sql.Identifier(schema),
-            sql.Identifier(table),
-            sql.SQL(", ").join(map(sql.Identifier, RECORD_COLUMNS)),
+            sql.Identifier(schema), sql.Identifier(table), columns
         )
+        # Hash chain on: COPY into a temporary staging table, then one INSERT ... SELECT chains
+        # the batch and moves it (sql/chain_insert.sql, migrations/0011_hash_chain.sql).
+        chain_names = {
+            "schema": schema,
+            "records": table,
+            "records_chain_head": f"{table}_chain_head",
+            "staging": _STAGING,
+        }
+        self._staging_ddl = sql_template("sink_staging.sql", staging=_STAGING)
+        self._copy_staging_sql = sql.SQL("COPY pg_temp.{} ({}) FROM STDIN").format(
+            sql.Identifier(_STAGING), columns
+        )
+        self._chain_insert_sql = sql_template("chain_insert.sql", **chain_names)
+        self._clear_staging_sql = sql.SQL("TRUNCATE pg_temp.{}").format(sql.Identifier(_STAGING))
         self._checkpoint_sql = sql_template(
             "checkpoint_upsert.sql", schema=schema, checkpoints="checkpoints"
         )
@@ -133,6 +149,40 @@ class Sink:
                 f"cannot connect to the sink database {describe_target(self._dsn)}: "
                 f"{str(exc).strip().splitlines()[0]}; check [sink] dsn or CDC_SINK_DSN"
             ) from None
+        if self.hash_chain:
+            self._open_chain()
+
+    def _open_chain(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        query = sql.SQL("SELECT hash FROM {}.{} WHERE one").format(
+            sql.Identifier(self.schema), sql.Identifier(f"{self.table}_chain_head")
+        )
+        try:
+            conn.execute(self._staging_ddl)
+            head = conn.execute(query).fetchone()
+            conn.commit()
+        except psycopg.errors.UndefinedTable:
+            conn.rollback()
+            raise SinkError(
+                f"the activity store {self.schema} has no hash chain yet "
+                f'({self.schema}.{self.table}_chain_head is missing); run "cdc setup"'
+            ) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            conn.rollback()
+            raise SinkError(
+                f"{exc.diag.message_primary}; the hash chain needs TEMPORARY on the sink database "
+                f"and SELECT, UPDATE on {self.schema}.{self.table}_chain_head: grant what "
+                '"cdc setup --print-role-sql" lists'
+            ) from None
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise SinkError(f"cannot prepare the hash chain: {exc}") from None
+        if head is None:
+            raise SinkError(
+                f"{self.schema}.{self.table}_chain_head has no row (it holds the chain's head "
+                'from "cdc setup" on); restore it from a backup, or run "cdc verify-chain"'
+            )
 
     def close(self) -> None:
         if self._conn is not None:
@@ -206,9 +256,21 @@ class Sink:
         conn = self._conn
         assert conn is not None
         try:
-            if flush.records:
+            if flush.records and self.hash_chain:
+                with conn.cursor() as cur:
+                    with cur.copy(self._copy_staging_sql) as copy:
+                        copy.write(encode_copy_rows(flush.records))
+                    cur.execute(self._chain_insert_sql)
+                    if cur.rowcount != 1:
+                        raise SinkError(
+                            f"{self.schema}.{self.table}_chain_head has no row: the hash chain "
+                            'cannot go on; run "cdc verify-chain" and restore it'
+                        )
+                    cur.execute(self._clear_staging_sql)
+            elif flush.records:
                 with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
                     copy.write(encode_copy_rows(flush.records))
+            if flush.records:
                 # the dashboard counts, in this transaction: they commit with the records
                 self._rollups.apply(conn, flush.records)
                 self._record_modes(conn, flush.records)
@@ -228,7 +290,36 @@ class Sink:
         except psycopg.Error as exc:
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
+            if self.hash_chain and _is_row_error(exc):
+                # The chained INSERT ... SELECT names no line; COPY straight into the records
+                # (rolled back, whatever happens) finds the change the table refuses.
+                exc = self._locate_refusal(flush) or exc
             raise _sink_failure(flush, exc) from None
+        except SinkError:
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+            raise
+
+    def _locate_refusal(self, flush: Flush) -> psycopg.Error | None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
+                copy.write(encode_copy_rows(flush.records))
+        except psycopg.Error as exc:
+            return exc
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+        return None
+
+
+_STAGING = "activity_cdc_staging"
+
+
+def _is_row_error(exc: psycopg.Error) -> bool:
+    """A value or a constraint of one row (SQLSTATE classes 22 and 23), not the connection."""
+    return exc.sqlstate is not None and exc.sqlstate[:2] in ("22", "23")
 
 
 _MODE_OF_ACTION = {"migration.cutover": "cdc", "migration.rollback": "shadow"}

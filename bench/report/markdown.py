@@ -282,4 +282,32 @@ def _profile(section: Section) -> list[str]:
         f"{_num(cost.get('batch_rows'))} per committed transaction, into copies of the store:",
         "",
         *_table(["store variant", "µs per record"], cost_rows),
+        *_chain_cost(section.get("chain_cost") or {}),
+    ]
+
+
+def _chain_cost(chain: dict[str, Any]) -> list[str]:
+    """The tamper-evidence hash chain: the same records through the daemon's sink, on and off."""
+    if not chain.get("rows"):
+        return []
+    return [
+        f"The hash chain (tamper evidence): the same {_num(chain['rows'])} records through the "
+        f"daemon's sink (`cdc.sink.Sink`: COPY, rollups, checkpoint, durable commit), "
+        f"{_num(chain['batch_rows'])} per transaction, {chain['rounds']} interleaved rounds:",
+        "",
+        *_table(
+            ["sink", "µs per record"],
+            [
+                [
+                    "hash_chain = false (COPY into the records)",
+                    _num(chain["us_per_record_without_chain"], 1),
+                ],
+                [
+                    "hash_chain = true (staging, chained INSERT ... SELECT)",
+                    _num(chain["us_per_record_with_chain"], 1),
+                ],
+                ["cost of the chain", _num(chain["chain_us_per_record"], 1)],
+                ["ratio on / off (median of rounds)", _num(chain["ratio_with_to_without"], 2)],
+            ],
+        ),
     ]

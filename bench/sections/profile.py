@@ -24,6 +24,7 @@ import psycopg
 
 from bench.backlog import build_backlog
 from bench.cdc_process import SLOT, cdc_command, cdc_env, cdc_setup, parse_summary
+from bench.chain_cost import measure_chain_cost
 from bench.context import BenchContext, log
 from bench.platform_db import create_platform_db
 from bench.process_probe import read_usage
@@ -115,6 +116,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         backend_cpu = watch.stop()
         with ctx.server.connect(DBNAME) as conn:
             store_cost = measure_store_write_cost(conn, max_rows=STORE_COST_ROWS)
+        chain_cost = measure_chain_cost(ctx.server.dsn(DBNAME), max_rows=STORE_COST_ROWS, rounds=3)
     finally:
         ctx.server.drop_database(DBNAME)
     (ctx.logdir / "profile-drain.log").write_text(done.stdout + done.stderr)
@@ -157,6 +159,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             role: round(seconds * 1e6 / max(changes, 1), 2) for role, seconds in backend_cpu.items()
         },
         "store_write_cost": store_cost,
+        "chain_cost": chain_cost,
         "raw_stacks": raw.name,
     }
     log.info(

@@ -15,8 +15,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from cdc.chain import verify_chain
 from cdc.provision import setup
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import make_settings
@@ -184,6 +186,11 @@ def test_daemon_killed_repeatedly_records_every_change_exactly_once(
         ]
         == 0
     )
+    # The hash chain survived every kill: one unbroken chain over exactly these records.
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        chain = verify_chain(conn, "activity", "records")
+    assert chain.problem is None, chain.problem
+    assert chain.checked == sum(expected.values()) and chain.starts_at_genesis
     # Everything recorded is acknowledged: the slot is at (or past) the checkpoint.
     (confirmed_ok,) = pg.execute(
         "SELECT s.confirmed_flush_lsn >= c.end_lsn FROM pg_replication_slots s "

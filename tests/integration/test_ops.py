@@ -213,6 +213,7 @@ def test_role_sql_creates_a_replication_role_with_only_the_sink_grants(tmp_path:
         'GRANT SELECT, INSERT, UPDATE ON TABLE "activity"."activity_per_minute" TO "cdc_daemon";',
         'GRANT SELECT, INSERT, UPDATE ON TABLE "activity"."activity_per_hour" TO "cdc_daemon";',
         'GRANT SELECT, INSERT, UPDATE ON TABLE "activity"."capture_modes" TO "cdc_daemon";',
+        'GRANT SELECT, UPDATE ON TABLE "activity"."records_chain_head" TO "cdc_daemon";',
     ]
 
 
@@ -278,6 +279,8 @@ def test_the_least_privilege_role_runs_the_daemon_end_to_end_and_can_do_nothing_
         ("capture_modes", "SELECT"),
         ("capture_modes", "INSERT"),
         ("capture_modes", "UPDATE"),
+        ("records_chain_head", "SELECT"),  # the hash chain's head, moved with every batch
+        ("records_chain_head", "UPDATE"),
     }
     with psycopg.connect(pg.server.dsn_for(pg.name, user=role), autocommit=True) as conn:
         for statement in (
@@ -287,6 +290,7 @@ def test_the_least_privilege_role_runs_the_daemon_end_to_end_and_can_do_nothing_
             "UPDATE activity.records SET summary = 'forged'",
             "DELETE FROM activity.records",
             "DELETE FROM activity.checkpoints",
+            "DELETE FROM activity.records_chain_head",
             "INSERT INTO t VALUES (1000, 'x')",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -455,7 +459,8 @@ def test_check_names_a_role_without_replication_and_sink_grants_with_exit_5(
         "activity.activity_per_minute, UPDATE on activity.activity_per_minute, SELECT on "
         "activity.activity_per_hour, INSERT on activity.activity_per_hour, UPDATE on "
         "activity.activity_per_hour, SELECT on activity.capture_modes, INSERT on "
-        "activity.capture_modes, UPDATE on activity.capture_modes; grant them "
+        "activity.capture_modes, UPDATE on activity.capture_modes, SELECT on "
+        "activity.records_chain_head, UPDATE on activity.records_chain_head; grant them "
         "(cdc setup --print-role-sql)"
     )
 

@@ -1,0 +1,398 @@
+"""Tamper evidence: recompute the activity records' hash chain (``cdc verify-chain``).
+
+Every record stores ``prev_hash`` and ``hash``, with ``hash = sha256(prev_hash ||
+canonical text)``, in commit order ``(commit_lsn, seq)``; the sink computes them at insert
+(``sql/migrations/0011_hash_chain.sql``, ``sql/chain_insert.sql``) and moves the chain's head
+(``<records>_chain_head``) in the same transaction.
+
+This module recomputes each hash **here, in Python**, from the stored values as PostgreSQL's
+built-in output functions render them (``jsonb::text``, timestamps in UTC): it trusts no
+function of the activity schema, which whoever tampered with the records could have replaced.
+It reads the head and the records in one ``REPEATABLE READ`` snapshot, so a daemon writing
+meanwhile is not mistaken for tampering.
+
+What a break means:
+
+* a record whose values no longer give its hash was **changed** after it was written (or
+  inserted out of band with a made-up hash);
+* a record chained to nothing it follows: records before it were **deleted**, or the record
+  before it was changed and hashed again; when the record after it is chained to the one
+  before it, it was **inserted** out of band;
+* the last record is not the head the daemon recorded: records were **deleted from the end**
+  (or inserted after it).
+
+The chain proves nothing against someone who can rewrite every record *and* the head: keep
+the head hash this command prints somewhere else (a ticket, another system) and compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cdc.errors import ChainBroken, ConnectError, SinkError
+
+GENESIS = bytes(32)
+FETCH_ROWS = 5000
+
+# The canonical fields in the order of sql/migrations/0011_hash_chain.sql's chain_text(), each
+# as text through a built-in output function only.
+_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.US'
+_CANONICAL_COLUMNS = sql.SQL(", ").join(
+    [
+        sql.SQL("to_char(occurred_at AT TIME ZONE 'UTC', {})").format(sql.Literal(_TIMESTAMP)),
+        sql.SQL("to_char(recorded_at AT TIME ZONE 'UTC', {})").format(sql.Literal(_TIMESTAMP)),
+        *(
+            sql.Identifier(name)
+            for name in (
+                "source",
+                "operation",
+                "action",
+                "category",
+                "severity",
+                "schema_name",
+                "table_name",
+                "entity_type",
+                "entity_id",
+                "actor_id",
+            )
+        ),
+        *(
+            sql.SQL("{}::text").format(sql.Identifier(name))
+            for name in ("context", "old", "new", "changes")
+        ),
+        sql.Identifier("summary"),
+        *(
+            sql.SQL("{}::text").format(sql.Identifier(name))
+            for name in ("xid", "commit_lsn", "seq", "chain_position")
+        ),
+    ]
+)
+_FIELD_COUNT = 21
+
+
+def canonical_text(values: tuple[str | None, ...]) -> bytes:
+    """The bytes hashed for one record: each field as ``<bytes>:<text>``, ``-`` for NULL."""
+    parts = []
+    for value in values:
+        if value is None:
+            parts.append(b"-")
+        else:
+            encoded = value.encode()
+            parts.append(b"%d:%s" % (len(encoded), encoded))
+    return b"".join(parts)
+
+
+def link_hash(prev_hash: bytes, values: tuple[str | None, ...]) -> bytes:
+    return hashlib.sha256(prev_hash + canonical_text(values)).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainedRecord:
+    """One record as the verifier reads it: its key, where it is, its hashes and fields."""
+
+    commit_lsn: str
+    seq: int
+    occurred_at: str
+    partition: str
+    position: int | None
+    prev_hash: bytes | None
+    hash: bytes | None
+    values: tuple[str | None, ...]
+
+    def name(self) -> str:
+        return (
+            f"the record at commit {self.commit_lsn} seq {self.seq} "
+            f"(occurred_at {self.occurred_at} UTC, {self.partition})"
+        )
+
+
+@dataclass
+class ChainReport:
+    """What ``cdc verify-chain`` found; ``problem`` is None when the chain holds."""
+
+    checked: int = 0
+    unchained: int = 0  # records before the chain starts (written before it existed, or off)
+    first: ChainedRecord | None = None
+    last: ChainedRecord | None = None
+    starts_at_genesis: bool = True
+    head: bytes = GENESIS
+    head_position: int = 0
+    head_at: tuple[str, int] | None = None
+    problem: str | None = None
+    kind: str | None = None  # changed | inserted | deleted | unhashed | truncated
+    culprit: ChainedRecord | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "intact": self.problem is None,
+            "checked": self.checked,
+            "unchained_before": self.unchained,
+            "first": None if self.first is None else _key(self.first),
+            "last": None if self.last is None else _key(self.last),
+            "starts_at_genesis": self.starts_at_genesis,
+            "head_hash": self.head.hex(),
+            "head_position": self.head_position,
+            "problem": self.problem,
+            "kind": self.kind,
+            "record": None if self.culprit is None else _key(self.culprit),
+            "notes": self.notes,
+        }
+
+
+def _key(record: ChainedRecord) -> dict[str, Any]:
+    return {
+        "commit_lsn": record.commit_lsn,
+        "seq": record.seq,
+        "occurred_at": record.occurred_at,
+        "partition": record.partition,
+        "chain_position": record.position,
+        "hash": None if record.hash is None else record.hash.hex(),
+    }
+
+
+def verify_chain(
+    conn: psycopg.Connection[Any], schema: str, table: str, *, since: datetime | None = None
+) -> ChainReport:
+    """Recompute the chain of ``schema.table`` (from the first record at or after ``since``,
+    trusting its link to the one before). ``conn`` must not be in a transaction."""
+    report = ChainReport()
+    try:
+        conn.autocommit = False
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        head_row = conn.execute(
+            sql.SQL("SELECT hash, position, commit_lsn::text, seq FROM {}.{} WHERE one").format(
+                sql.Identifier(schema), sql.Identifier(f"{table}_chain_head")
+            )
+        ).fetchone()
+        if head_row is None:
+            raise ChainBroken(
+                f"{schema}.{table}_chain_head has no row: the chain's head was deleted; "
+                "restore it from a backup (the records' own links are still checked by "
+                "cdc verify-chain after that)"
+            )
+        report.head = bytes(head_row[0])
+        report.head_position = int(head_row[1])
+        report.head_at = None if head_row[2] is None else (head_row[2], int(head_row[3]))
+        start = _start_of(conn, schema, table, since) if since is not None else None
+        if since is not None and start is None:
+            report.notes.append(f"no record at or after {since.isoformat()}")
+        elif since is None or start is not None:
+            _walk(_records(conn, schema, table, start), report, trust_first=since is not None)
+        if report.problem is None:
+            _check_tail(report)
+        conn.rollback()
+    except psycopg.errors.UndefinedTable:
+        raise SinkError(
+            f"{schema}.{table} has no hash chain (its migration 0011 is not applied); "
+            'run "cdc setup"'
+        ) from None
+    except psycopg.errors.UndefinedColumn:
+        raise SinkError(
+            f'{schema}.{table} has no prev_hash/hash columns; run "cdc setup"'
+        ) from None
+    except psycopg.OperationalError as exc:
+        raise ConnectError(f"connection to the sink database lost: {exc}") from None
+    except psycopg.Error as exc:
+        message = (exc.diag.message_primary or str(exc)).strip()
+        raise SinkError(f"cannot read {schema}.{table}: {message}") from None
+    return report
+
+
+def _start_of(
+    conn: psycopg.Connection[Any], schema: str, table: str, since: datetime
+) -> tuple[str, int] | None:
+    row = conn.execute(
+        sql.SQL(
+            # r.-qualified: an output column named commit_lsn (text) would order as text
+            "SELECT r.commit_lsn::text, r.seq FROM {}.{} r WHERE r.occurred_at >= %s "
+            "ORDER BY r.occurred_at, r.commit_lsn, r.seq LIMIT 1"
+        ).format(sql.Identifier(schema), sql.Identifier(table)),
+        (since,),
+    ).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def _records(
+    conn: psycopg.Connection[Any], schema: str, table: str, start: tuple[str, int] | None
+) -> Iterator[ChainedRecord]:
+    where = sql.SQL("")
+    params: tuple[Any, ...] = ()
+    if start is not None:
+        where = sql.SQL("WHERE (r.commit_lsn, r.seq) >= (%s::pg_lsn, %s)")
+        params = start
+    query = sql.SQL(
+        # r.-qualified: the output columns commit_lsn and seq are text, and ORDER BY would
+        # take them (text order puts 0/10000000 before 0/FFFFFFF)
+        "SELECT {}, r.prev_hash, r.hash, r.tableoid::regclass::text FROM {}.{} r {} "
+        "ORDER BY r.commit_lsn, r.seq"
+    ).format(_CANONICAL_COLUMNS, sql.Identifier(schema), sql.Identifier(table), where)
+    with conn.cursor(name="activity_cdc_verify_chain") as cur:
+        cur.itersize = FETCH_ROWS
+        cur.execute(query, params)
+        for row in cur:
+            values = tuple(row[:_FIELD_COUNT])
+            yield ChainedRecord(
+                commit_lsn=row[18],
+                seq=int(row[19]),
+                occurred_at=row[0],
+                partition=row[_FIELD_COUNT + 2],
+                position=None if row[20] is None else int(row[20]),
+                prev_hash=None if row[_FIELD_COUNT] is None else bytes(row[_FIELD_COUNT]),
+                hash=None if row[_FIELD_COUNT + 1] is None else bytes(row[_FIELD_COUNT + 1]),
+                values=values,
+            )
+
+
+def _walk(records: Iterator[ChainedRecord], report: ChainReport, *, trust_first: bool) -> None:
+    before: ChainedRecord | None = None  # the record before `prev`
+    prev: ChainedRecord | None = None
+    for record in records:
+        if prev is None and record.hash is None:
+            report.unchained += 1  # before the chain: written before it existed
+            continue
+        report.checked += 1
+        if prev is None:
+            report.first = record
+            report.starts_at_genesis = record.prev_hash == GENESIS
+            if not report.starts_at_genesis and not trust_first:
+                report.notes.append(
+                    f"the chain starts at {record.name()}, which is chained to an earlier "
+                    "record no longer stored (old partitions removed by retention, or records "
+                    "deleted): compare its prev_hash with a head you kept"
+                )
+        if record.hash is None or record.prev_hash is None:
+            _broken(
+                report,
+                "unhashed",
+                record,
+                f"{record.name()} has no hash: it was inserted out of band (or by a daemon with "
+                "[sink] hash_chain = false)",
+            )
+            return
+        if link_hash(record.prev_hash, record.values) != record.hash:
+            _broken(
+                report,
+                "changed",
+                record,
+                f"{record.name()} was changed after it was written: its stored values no longer "
+                "give its hash (or it was inserted out of band with a made-up hash)",
+            )
+            return
+        if prev is not None and record.prev_hash != prev.hash:
+            _classify_break(report, before, prev, record, next(records, None))
+            return
+        if prev is not None and record.position != (prev.position or 0) + 1:
+            _broken(
+                report,
+                "deleted",
+                record,
+                f"{record.name()} is chain position {record.position} but follows position "
+                f"{prev.position}: its link holds, so the positions were rewritten",
+            )
+            return
+        before, prev = prev, record
+        report.last = record
+
+
+def _classify_break(
+    report: ChainReport,
+    before: ChainedRecord | None,
+    prev: ChainedRecord,
+    record: ChainedRecord,
+    following: ChainedRecord | None,
+) -> None:
+    """``record`` is not chained to ``prev``, the record stored before it. Which of them, if
+    any, was touched: the positions (hashed, numbered without gaps) and the links around say."""
+    if following is not None and following.prev_hash == prev.hash:
+        _broken(
+            report,
+            "inserted",
+            record,
+            f"{record.name()} was inserted out of band: the record after it is chained to the "
+            "one before it",
+        )
+    elif before is not None and record.prev_hash == before.hash:
+        _broken(
+            report,
+            "inserted",
+            prev,
+            f"{prev.name()} was inserted out of band: the record after it is chained to the one "
+            "before it",
+        )
+    elif record.position is not None and prev.position is not None:
+        missing = record.position - prev.position - 1
+        if missing > 0:
+            _broken(
+                report,
+                "deleted",
+                record,
+                f"{missing} record(s) were deleted before {record.name()}: it is chain position "
+                f"{record.position}, the record stored before it is position {prev.position}",
+            )
+        else:
+            _broken(
+                report,
+                "changed",
+                prev,
+                f"{prev.name()} was changed and hashed again: the record after it is chained to "
+                "its original hash",
+            )
+    else:
+        _broken(
+            report,
+            "deleted",
+            record,
+            f"the chain breaks before {record.name()}: it is chained to a record that is no "
+            f"longer there",
+        )
+
+
+def _broken(report: ChainReport, kind: str, record: ChainedRecord, problem: str) -> None:
+    report.kind = kind
+    report.culprit = record
+    report.problem = problem
+
+
+def _check_tail(report: ChainReport) -> None:
+    """The last record must be the head the daemon recorded with it."""
+    last_hash = GENESIS if report.last is None else report.last.hash
+    if last_hash == report.head:
+        return
+    if report.last is None:
+        if report.unchained or report.head_at is None:
+            return  # nothing chained yet
+        report.kind = "truncated"
+        report.problem = (
+            f"no chained record is left, but the daemon's last record was at commit "
+            f"{report.head_at[0]} seq {report.head_at[1]} (chain position "
+            f"{report.head_position}): the records were deleted"
+        )
+        return
+    last = report.last
+    if report.head_position > (last.position or 0):
+        report.kind = "truncated"
+        report.culprit = last
+        report.problem = (
+            f"{report.head_position - (last.position or 0)} record(s) after {last.name()} were "
+            f"deleted: the daemon's last record is chain position {report.head_position}"
+            + (
+                f" (commit {report.head_at[0]} seq {report.head_at[1]})"
+                if report.head_at is not None
+                else ""
+            )
+        )
+    else:
+        report.kind = "inserted"
+        report.culprit = last
+        report.problem = (
+            f"{last.name()} is after the head the daemon recorded (chain position "
+            f"{report.head_position}): it was inserted out of band, or the head was changed"
+        )
