@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 
 from cdc.config import Settings
 from cdc.dsn import describe_target
@@ -408,6 +409,30 @@ def _check_sink(conn: psycopg.Connection[Any], settings: Settings, report: Check
                 f"activity store {settings.sink.table}: {len(applied)} migration(s), current",
             )
     _check_sink_privileges(conn, settings, report)
+    _check_dead_letters(conn, schema, report)
+
+
+def _check_dead_letters(conn: psycopg.Connection[Any], schema: str, report: CheckReport) -> None:
+    """Parked changes are not in the records: say so while any is left."""
+    if not relation_exists(conn, schema, "dead_letters"):
+        return
+    try:
+        row = conn.execute(
+            sql.SQL(
+                "SELECT count(*), min(parked_at), min(commit_lsn)::text FROM {}.dead_letters"
+            ).format(sql.Identifier(schema))
+        ).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        conn.rollback()
+        return
+    if row is None or not row[0]:
+        return
+    report.warn(
+        "dead letters",
+        f"{row[0]} change(s) the sink refused are parked in {schema}.dead_letters (first parked "
+        f"{row[1]:%Y-%m-%d %H:%M:%S %Z}, from commit {row[2]}): they are NOT in the activity "
+        'records; fix each and move it (docs/operations.md "Dead letters")',
+    )
 
 
 def _check_sink_privileges(

@@ -77,6 +77,10 @@ class SinkSettings(_Strict):
     table: str = "activity.records"
     # Chain each record's hash to the one before (tamper evidence, ``cdc verify-chain``).
     hash_chain: bool = True
+    # A change the sink refuses (a value or a constraint of its row): "stop" the daemon naming
+    # it (nothing acknowledged; fix and restart), or park it in <schema>.dead_letters, log an
+    # error, and go on ("dead_letter").
+    on_refused: Literal["stop", "dead_letter"] = "stop"
 
     @field_validator("table")
     @classmethod

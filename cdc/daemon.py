@@ -174,6 +174,7 @@ class Daemon:
             table=settings.sink.table_name,
             slot=settings.source.slot,
             hash_chain=settings.sink.hash_chain,
+            dead_letter=settings.sink.on_refused == "dead_letter",
         )
         sink.open()
         writer: SinkWriter | None = None

@@ -46,6 +46,9 @@ def sink_privileges(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]
     if settings.sink.hash_chain:
         # the chain's head: read FOR UPDATE, then moved, with every batch
         privileges.append((schema, f"{settings.sink.table_name}_chain_head", ("SELECT", "UPDATE")))
+    if settings.sink.on_refused == "dead_letter":
+        # INSERT to park; SELECT so that `cdc check` as this role can count what is parked
+        privileges.append((schema, "dead_letters", ("SELECT", "INSERT")))
     return privileges
 
 
@@ -85,8 +88,11 @@ def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
     lines += [
         "-- CONNECT on a database is granted to PUBLIC by default; if you revoked it:",
         f"-- GRANT CONNECT ON DATABASE <name> TO {name};",
-        "-- The hash chain ([sink] hash_chain, on by default) stages each batch in a temporary",
-        "-- table: TEMPORARY is granted to PUBLIC by default too; if you revoked it:",
-        f"-- GRANT TEMPORARY ON DATABASE <name> TO {name};",
     ]
+    if settings.sink.hash_chain:
+        lines += [
+            "-- The hash chain ([sink] hash_chain, on by default) stages each batch in a temporary",
+            "-- table: TEMPORARY is granted to PUBLIC by default too; if you revoked it:",
+            f"-- GRANT TEMPORARY ON DATABASE <name> TO {name};",
+        ]
     return "\n".join(lines) + "\n"

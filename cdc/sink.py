@@ -23,6 +23,7 @@ overlaps with the server writing the previous batch (psycopg releases the GIL du
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -103,13 +104,22 @@ class Sink:
     """One connection to the sink database; not thread-safe (the SinkWriter owns it)."""
 
     def __init__(
-        self, dsn: str, *, schema: str, table: str, slot: str, hash_chain: bool = True
+        self,
+        dsn: str,
+        *,
+        schema: str,
+        table: str,
+        slot: str,
+        hash_chain: bool = True,
+        dead_letter: bool = False,
     ) -> None:
         self._dsn = dsn
         self.schema = schema
         self.table = table
         self.slot = slot
         self.hash_chain = hash_chain
+        self.dead_letter = dead_letter
+        self._park_sql = sql_template("dead_letter_insert.sql", schema=schema)
         self._conn: psycopg.Connection[Any] | None = None
         columns = sql.SQL(", ").join(map(sql.Identifier, RECORD_COLUMNS))
         self._copy_sql = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
@@ -251,29 +261,24 @@ class Sink:
                 (record.schema_name, record.table_name, mode, record.commit_lsn),
             )
 
-    def write(self, flush: Flush) -> None:
-        """COPY the records; with a checkpoint, store it and commit. Raises SinkError."""
+    def write(self, flush: Flush) -> int:
+        """COPY the records; with a checkpoint, store it and commit. Raises SinkError.
+
+        Returns how many records were parked in the dead letters (``[sink] on_refused =
+        "dead_letter"``): 0 unless the sink refused a change."""
         conn = self._conn
         assert conn is not None
+        parked = 0
         try:
-            if flush.records and self.hash_chain:
-                with conn.cursor() as cur:
-                    with cur.copy(self._copy_staging_sql) as copy:
-                        copy.write(encode_copy_rows(flush.records))
-                    cur.execute(self._chain_insert_sql)
-                    if cur.rowcount != 1:
-                        raise SinkError(
-                            f"{self.schema}.{self.table}_chain_head has no row: the hash chain "
-                            'cannot go on; run "cdc verify-chain" and restore it'
-                        )
-                    cur.execute(self._clear_staging_sql)
-            elif flush.records:
-                with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
-                    copy.write(encode_copy_rows(flush.records))
-            if flush.records:
+            records = flush.records
+            if records and self.dead_letter:
+                records, parked = self._write_parking_refused(conn, flush)
+            elif records:
+                self._write_records(conn, records)
+            if records:
                 # the dashboard counts, in this transaction: they commit with the records
-                self._rollups.apply(conn, flush.records)
-                self._record_modes(conn, flush.records)
+                self._rollups.apply(conn, records)
+                self._record_modes(conn, records)
             if flush.checkpoint is not None:
                 checkpoint = flush.checkpoint
                 conn.execute(
@@ -293,25 +298,121 @@ class Sink:
             if self.hash_chain and _is_row_error(exc):
                 # The chained INSERT ... SELECT names no line; COPY straight into the records
                 # (rolled back, whatever happens) finds the change the table refuses.
-                exc = self._locate_refusal(flush) or exc
+                exc = self._locate_refusal(flush.records) or exc
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
             raise _sink_failure(flush, exc) from None
         except SinkError:
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
             raise
+        return parked
 
-    def _locate_refusal(self, flush: Flush) -> psycopg.Error | None:
+    def _write_records(self, conn: psycopg.Connection[Any], records: list[ActivityRecord]) -> None:
+        if not self.hash_chain:
+            with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
+                copy.write(encode_copy_rows(records))
+            return
+        with conn.cursor() as cur:
+            with cur.copy(self._copy_staging_sql) as copy:
+                copy.write(encode_copy_rows(records))
+            cur.execute(self._chain_insert_sql)
+            if cur.rowcount != 1:
+                raise SinkError(
+                    f"{self.schema}.{self.table}_chain_head has no row: the hash chain "
+                    'cannot go on; run "cdc verify-chain" and restore it'
+                )
+            cur.execute(self._clear_staging_sql)
+
+    def _write_parking_refused(
+        self, conn: psycopg.Connection[Any], flush: Flush
+    ) -> tuple[list[ActivityRecord], int]:
+        """Write the records; a change the sink refuses (a value or a constraint of its row) is
+        parked in ``dead_letters`` with the error, loudly, and the rest is written. Under a
+        savepoint, so the earlier chunks of a large source transaction, already written in
+        this sink transaction, stay. Anything else (and a refusal that names no row) raises."""
+        records = list(flush.records)
+        parked = 0
+        while records:
+            conn.execute("SAVEPOINT activity_cdc_flush")
+            try:
+                self._write_records(conn, records)
+            except psycopg.Error as exc:
+                conn.execute("ROLLBACK TO SAVEPOINT activity_cdc_flush")
+                if not _is_row_error(exc) or parked >= MAX_PARKED_PER_FLUSH:
+                    raise
+                located = self._locate_refusal(records, savepoint=True) if self.hash_chain else exc
+                index = _refused_line(located) if located is not None else None
+                if index is None or index > len(records):
+                    raise exc from None
+                bad = records.pop(index - 1)
+                self._park(conn, bad, located or exc)
+                parked += 1
+                continue
+            conn.execute("RELEASE SAVEPOINT activity_cdc_flush")
+            break
+        return records, parked
+
+    def _park(
+        self, conn: psycopg.Connection[Any], record: ActivityRecord, exc: psycopg.Error
+    ) -> None:
+        message = (exc.diag.message_primary or str(exc)).strip()
+        conn.execute(
+            self._park_sql,
+            {
+                "slot": self.slot,
+                "commit_lsn": record.commit_lsn,
+                "seq": record.seq,
+                "schema_name": record.schema_name,
+                "table_name": record.table_name,
+                "entity_id": record.entity_id,
+                "operation": record.operation,
+                "error": message,
+                "sqlstate": exc.sqlstate,
+                "record": json.dumps(record._asdict(), ensure_ascii=False),
+            },
+        )
+        log.error(
+            "the sink refused the change to %s.%s key %s (%s, commit %s, seq %s): %s [SQLSTATE %s];"
+            ' parked in %s.dead_letters ([sink] on_refused = "dead_letter"): it is NOT in '
+            "the activity records until you fix it and insert it from there",
+            record.schema_name,
+            record.table_name,
+            record.entity_id,
+            record.operation,
+            record.commit_lsn,
+            record.seq,
+            message,
+            exc.sqlstate,
+            self.schema,
+        )
+
+    def _locate_refusal(
+        self, records: list[ActivityRecord], *, savepoint: bool = False
+    ) -> psycopg.Error | None:
+        """COPY straight into the records table, always undone: its error names the line."""
         conn = self._conn
         assert conn is not None
+        if savepoint:
+            conn.execute("SAVEPOINT activity_cdc_locate")
         try:
             with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
-                copy.write(encode_copy_rows(flush.records))
+                copy.write(encode_copy_rows(records))
         except psycopg.Error as exc:
             return exc
         finally:
-            with contextlib.suppress(psycopg.Error):
-                conn.rollback()
+            if savepoint:
+                conn.execute("ROLLBACK TO SAVEPOINT activity_cdc_locate")
         return None
+
+
+MAX_PARKED_PER_FLUSH = 100  # more refusals than this in one batch is not bad rows: stop
+
+
+def _refused_line(exc: psycopg.Error) -> int | None:
+    """The 1-based COPY line of the refused row, from the error's context."""
+    line = _COPY_LINE.search(exc.diag.context or "")
+    return int(line.group(1)) if line else None
 
 
 _STAGING = "activity_cdc_staging"
@@ -437,7 +538,7 @@ class SinkWriter:
                 return
             started = time.monotonic()
             try:
-                self._sink.write(flush)
+                parked = self._sink.write(flush)
             except CdcError as exc:
                 self._done.put(exc)
                 self._failed.set()
@@ -448,6 +549,9 @@ class SinkWriter:
                 self._failed.set()
                 os.write(self._wake_w, b"!")
                 return
+            if self._metrics is not None and parked:
+                for _ in range(parked):
+                    self._metrics.error("dead_letter")
             if self._metrics is not None:  # here, so the read loop never pays for it
                 self._metrics.batch_written(
                     rows=len(flush.records),

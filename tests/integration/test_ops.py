@@ -217,6 +217,18 @@ def test_role_sql_creates_a_replication_role_with_only_the_sink_grants(tmp_path:
     ]
 
 
+def test_role_sql_grants_the_dead_letters_and_drops_the_chain_head_only_as_configured() -> None:
+    base = {"source": {"dsn": "host=db dbname=app"}, "tables": [{"name": "public.t"}]}
+    parking = settings_from_mapping(
+        {**base, "sink": {"on_refused": "dead_letter", "hash_chain": False}}, env={}
+    )
+    text = role_sql(parking, "cdc_daemon")
+    assert 'GRANT SELECT, INSERT ON TABLE "activity"."dead_letters" TO "cdc_daemon";' in text
+    assert "records_chain_head" not in text and "TEMPORARY" not in text
+    default = role_sql(settings_from_mapping(base, env={}), "cdc_daemon")
+    assert "dead_letters" not in default and "records_chain_head" in default
+
+
 def test_role_sql_for_a_sink_in_another_database_says_where_the_grants_go() -> None:
     settings = settings_from_mapping(
         {

@@ -70,6 +70,10 @@ BAD_CONFIGS: dict[str, Bad] = {
         ("tables.0.severity.updat",),
     ),
     "unknown section": Bad(VALID + "[sourcee]\nslot = 'x'\n", ("sourcee",)),
+    "on_refused not a known policy": Bad(
+        VALID + "[sink]\non_refused = 'skip'\n", ("sink.on_refused", "stop", "dead_letter")
+    ),
+    "hash_chain not a boolean": Bad(VALID + "[sink]\nhash_chain = 'maybe'\n", ("sink.hash_chain",)),
     "max_rows not a number": Bad(VALID + '[batch]\nmax_rows = "many"\n', ("batch.max_rows",)),
     "max_rows zero": Bad(VALID + "[batch]\nmax_rows = 0\n", ("batch.max_rows",)),
     "max_rows fractional": Bad(VALID + "[batch]\nmax_rows = 2.5\n", ("batch.max_rows",)),
