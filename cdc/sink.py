@@ -16,6 +16,12 @@ The contract (what makes "nothing lost, nothing duplicated" hold):
 The sink session forces ``synchronous_commit = on``: an acknowledged LSN must mean the
 records are on disk, whatever the server's default.
 
+With ``[sink] hash_chain`` (the default) a batch is COPYed into a temporary staging table and
+moved by one INSERT ... SELECT that chains each record's hash to the one before
+(``sql/chain_insert.sql``; docs/tamper-evidence.md). A change the sink refuses stops the
+daemon naming it, or with ``[sink] on_refused = "dead_letter"`` is parked in
+``dead_letters`` (docs/operations.md).
+
 :class:`SinkWriter` runs the sink in one background thread so that decoding the next changes
 overlaps with the server writing the previous batch (psycopg releases the GIL during I/O).
 """
