@@ -55,6 +55,7 @@ from typing import IO, Any
 
 import psycopg
 
+from cdc.chain import verify_chain
 from cdc.embedded import EmbeddedPostgres
 from cdc.lsn import Lsn
 
@@ -185,6 +186,8 @@ class Result:
     extra: int = 0
     toast_mismatches: int = 0
     drain_acknowledged: bool = False  # the slot confirms the WAL end at the drain's start
+    chain_checked: int = 0  # records whose hash chain cdc.chain recomputed
+    chain_problem: str | None = None  # None: the chain holds over every record
     samples: dict[str, list[Any]] = field(default_factory=dict)
     # time
     setup_s: float = 0.0
@@ -825,6 +828,19 @@ class Chaos:
             }
         ]
 
+    def verify_chain(self) -> None:
+        """The tamper-evidence chain must have survived every kill, restart and cut: one
+        unbroken chain from the genesis over exactly the records compared above."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            report = verify_chain(conn, "activity", "records")
+        self.result.chain_checked = report.checked
+        if report.problem is not None:
+            self.result.chain_problem = report.problem
+        elif report.checked != self.result.records or not report.starts_at_genesis:
+            self.result.chain_problem = (
+                f"the chain covers {report.checked} of {self.result.records} records"
+            )
+
     def count_reconnects(self) -> None:
         text = self.daemon_log.read_text(errors="replace")
         self.result.supervisor_reconnects = text.count("reconnecting in")
@@ -860,6 +876,7 @@ class Chaos:
         self.say(f"chaos phase over after {result.chaos_s:.0f}s; draining")
         self.drain()
         self.compare()
+        self.verify_chain()
         self.count_reconnects()
 
     def close(self) -> None:
@@ -899,6 +916,8 @@ def verdict(result: Result) -> tuple[bool, str]:
         problems.append(f"{len(result.reconnect_failures)} disruptions without a reconnect")
     if result.graceful_stop_exit != 0:
         problems.append(f"SIGTERM: the last daemon exited {result.graceful_stop_exit}")
+    if result.chain_problem is not None:
+        problems.append(f"hash chain: {result.chain_problem}")
     if not result.drain_acknowledged:
         problems.append("the drain did not acknowledge everything committed before it")
     if result.changes == 0:
@@ -926,7 +945,8 @@ def summary_lines(result: Result) -> list[str]:
         f"doubt, {r.writer_errors} other writer errors",
         f"records: {r.changes} changes, {r.records} records ({r.records_before_drain} before the "
         f"drain); missing {r.missing}, duplicates {r.duplicates}, extra {r.extra}, TOAST "
-        f"mismatches {r.toast_mismatches}",
+        f"mismatches {r.toast_mismatches}; hash chain over {r.chain_checked} records: "
+        f"{r.chain_problem or 'intact'}",
         f"time: setup {r.setup_s:.0f}s, chaos {r.chaos_s:.0f}s, drain {r.drain_s:.0f}s, "
         f"total {r.duration_s:.0f}s",
     ]

@@ -42,6 +42,8 @@ def test_quick_chaos_run_records_every_committed_change_exactly_once(
     assert result["records"] == result["changes"] > 10_000
     assert result["toast_mismatches"] == 0
     assert result["drain_exit"] == 0 and result["drain_acknowledged"]
+    # the tamper-evidence chain survived it all: unbroken, over every record
+    assert result["chain_problem"] is None and result["chain_checked"] == result["records"]
     # ... under the chaos it was meant to have
     assert result["kills"] >= 20
     assert result["failpoint_kills"] >= 3 and result["sigkills"] >= 10
