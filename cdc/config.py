@@ -100,6 +100,12 @@ class SinkSettings(_Strict):
 class BatchSettings(_Strict):
     max_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
     max_delay_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 500
+    # Also write a batch as soon as the stream has nothing more to read and the sink has no
+    # batch in flight, keeping the sink busy at most half of the time with these early
+    # writes (low latency when quiet, large batches under load), and at most one such batch
+    # per idle_flush_interval_ms; false: only max_rows and max_delay_ms.
+    flush_when_idle: bool = True
+    idle_flush_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
 
 
 class SeverityByOperation(_Strict):

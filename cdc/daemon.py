@@ -241,7 +241,9 @@ class Daemon:
             max_rows=settings.batch.max_rows,
             max_delay_ms=settings.batch.max_delay_ms,
             flushed_lsn=start_lsn,
+            idle_interval_ms=settings.batch.idle_flush_interval_ms,
         )
+        idle_flush = settings.batch.flush_when_idle
         status_interval_s = settings.source.status_interval_ms / 1000
         wake_fds = [writer.wake_fd, self._stop_r]
         metrics = self.metrics
@@ -269,6 +271,10 @@ class Daemon:
             deadline = batcher.deadline_ms()
             if deadline is not None:
                 timeout = min(timeout, deadline / 1000 - now)
+            if idle_flush:
+                deadline = batcher.idle_deadline_ms()
+                if deadline is not None:
+                    timeout = min(timeout, deadline / 1000 - now)
             if drain_target is not None:
                 timeout = min(timeout, 0.1)
             frames = stream.poll(max(timeout, 0.0), wake_fds)
@@ -333,7 +339,12 @@ class Daemon:
                             )
                     reply = reply or frame.reply_requested
             for end_lsn in writer.completed():
-                batcher.durable(end_lsn)
+                batcher.durable(end_lsn, time.monotonic() * 1000)
+            if idle_flush and batcher.idle_flush_due(now_ms) and not stream.has_data():
+                # Nothing more to read and the sink is free: write what is committed now
+                # rather than after max_delay_ms. Under load the socket is rarely empty, or
+                # the sink is busy with the previous flush, and batches keep growing.
+                send(batcher.idle(now_ms))
             send(batcher.tick(now_ms))
             stats.skipped_transactions = assembler.skipped_transactions
             stats.streamed_transactions = assembler.streamed_transactions
@@ -374,6 +385,8 @@ class Daemon:
                 mapper.modes = modes
                 batcher.max_rows = settings.batch.max_rows
                 batcher.max_delay_ms = settings.batch.max_delay_ms
+                batcher.idle_interval_ms = settings.batch.idle_flush_interval_ms
+                idle_flush = settings.batch.flush_when_idle
                 log.info("configuration reloaded at %s", format_lsn(batcher.flushed_lsn))
 
             if drain_target is not None:

@@ -224,6 +224,12 @@ class ReplicationStream:
             return self._read_available(pgconn)
         return []
 
+    def has_data(self) -> bool:
+        """Whether more bytes wait on the socket right now (no waiting, no reading)."""
+        assert self._conn is not None, "stream is not open"
+        readable, _, _ = select.select([self._conn.pgconn.socket], [], [], 0)
+        return bool(readable)
+
     def _read_available(self, pgconn: Any) -> list[Frame]:
         try:
             pgconn.consume_input()

@@ -668,6 +668,26 @@ def test_metrics_count_exactly_the_records_written_and_the_flushed_lsn_is_the_sl
 # -- SIGHUP ------------------------------------------------------------------------------------
 
 
+def test_a_quiet_stream_writes_a_commit_at_once_without_waiting_for_max_delay(
+    pg: PgDatabase, tmp_path: Path
+) -> None:
+    # max_delay_ms of ten minutes: only the idle rule can write these records (that batches
+    # still grow while the sink is busy is the batcher's, tests/unit/test_batching_state.py).
+    pg.execute("CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+    setup(settings_for(pg.dsn, pg.slot, pg.publication, [{"name": "public.t"}]))
+    body = "[batch]\nmax_rows = 5000\nmax_delay_ms = 600000\n[[tables]]\nname = 'public.t'\n"
+    config = write_config(tmp_path / "cdc.toml", pg.dsn, pg.slot, pg.publication, body)
+    count = lambda: query(pg.dsn, "SELECT count(*) FROM activity.records")[0][0]  # noqa: E731
+    with daemon_process(config, tmp_path / "daemon.log") as daemon:
+        wait_for("the daemon streams", lambda: slot_state(pg.dsn, pg.slot)[0])
+        for n in (1, 2):
+            pg.execute("INSERT INTO t VALUES (%s, 'x')", (n,))
+            started = time.monotonic()
+            wait_for(f"record {n}", lambda n=n: count() == n, timeout_s=20)
+            assert time.monotonic() - started < 5, "written when the stream went quiet"
+        assert daemon.stop() == 0, daemon.output()
+
+
 def test_sighup_reloads_batch_settings_and_mapping_rules_for_later_changes(
     pg: PgDatabase, tmp_path: Path
 ) -> None:
@@ -677,6 +697,7 @@ def test_sighup_reloads_batch_settings_and_mapping_rules_for_later_changes(
     def config_body(max_delay_ms: int, category: str) -> str:
         return (
             f"status_interval_ms = 500\n[batch]\nmax_rows = 1000\nmax_delay_ms = {max_delay_ms}\n"
+            "flush_when_idle = false\n"
             f"[[tables]]\nname = 'public.t'\ncategory = '{category}'\n"
         )
 

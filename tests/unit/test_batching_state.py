@@ -25,7 +25,7 @@ from hypothesis.stateful import (
 )
 
 from cdc.activity import ActivityRecord
-from cdc.batching import Batcher, Checkpoint, Flush
+from cdc.batching import IDLE_SINK_SHARE, Batcher, Checkpoint, Flush
 from tests.unit.messages import T0, record
 
 
@@ -50,21 +50,34 @@ class BatchingMachine(RuleBasedStateMachine):
         self.commits: list[tuple[Checkpoint, list[ActivityRecord]]] = []
         self.unflushed: list[ActivityRecord] = []  # added, not yet in any Flush
         self.open_sink: list[ActivityRecord] = []  # written by chunks, sink txn not committed
-        self.in_flight: deque[tuple[int, list[ActivityRecord]]] = deque()
+        # (end LSN, records, when taken or None) of the checkpointed flushes given to the sink
+        self.in_flight: deque[tuple[int, list[ActivityRecord], float | None]] = deque()
         self.sink_committed: set[int] = set()  # record numbers in a committed sink txn
         self.durable: set[int] = set()  # record numbers the sink confirmed
         self.last_checkpoint_end = -1
+        self.idle_interval_ms = 0
+        self.last_sent_ms = float("-inf")  # when the last checkpointed flush was taken
+        self.last_write_ms = 0.0  # how long the sink took for the last one confirmed with a time
 
     # -- setup ------------------------------------------------------------------------
     @initialize(
         max_rows=st.integers(1, 5),
         max_delay_ms=st.sampled_from([0, 1, 20, 100]),
         start_lsn=st.integers(0, 2**40),
+        idle_interval_ms=st.sampled_from([0, 25, 100]),
     )
-    def start(self, max_rows: int, max_delay_ms: int, start_lsn: int) -> None:
-        self.batcher = Batcher(max_rows=max_rows, max_delay_ms=max_delay_ms, flushed_lsn=start_lsn)
+    def start(
+        self, max_rows: int, max_delay_ms: int, start_lsn: int, idle_interval_ms: int
+    ) -> None:
+        self.batcher = Batcher(
+            max_rows=max_rows,
+            max_delay_ms=max_delay_ms,
+            flushed_lsn=start_lsn,
+            idle_interval_ms=idle_interval_ms,
+        )
         self.max_rows = max_rows
         self.max_delay_ms = max_delay_ms
+        self.idle_interval_ms = idle_interval_ms
         self.highest_lsn = self.acked = start_lsn
 
     # -- what the daemon does ------------------------------------------------------------
@@ -81,7 +94,7 @@ class BatchingMachine(RuleBasedStateMachine):
         flush = self.batcher.add(rec, self.now_ms)
         if flush is not None:
             assert flush.checkpoint is None, "add() must never close a sink transaction"
-        self.receive(flush)
+        self.receive(flush, self.now_ms)
 
     @rule(gap=st.integers(1, 2**20), length=st.integers(1, 200))
     def commit(self, gap: int, length: int) -> None:
@@ -102,7 +115,7 @@ class BatchingMachine(RuleBasedStateMachine):
             assert self.batcher.flushed_lsn == cp.end_lsn, (
                 "an empty transaction with nothing pending or in flight is acknowledged at once"
             )
-        self.receive(flush)
+        self.receive(flush, self.now_ms)
 
     @rule(elapsed_ms=st.integers(0, 150))
     def tick(self, elapsed_ms: int) -> None:
@@ -115,7 +128,7 @@ class BatchingMachine(RuleBasedStateMachine):
                 assert flush is not None, "a batch older than max_delay_ms must flush on tick"
         if self.open_txn is not None:
             assert flush is None or flush.checkpoint is None
-        self.receive(flush)
+        self.receive(flush, self.now_ms)
 
     @precondition(lambda self: self.open_txn is None)
     @rule(ahead=st.integers(0, 2**20))
@@ -129,11 +142,48 @@ class BatchingMachine(RuleBasedStateMachine):
             assert self.batcher.flushed_lsn == wal_end, "an idle keepalive is acknowledged"
 
     @precondition(lambda self: bool(self.in_flight))
-    @rule()
-    def sink_confirms_oldest(self) -> None:
-        end_lsn, records = self.in_flight.popleft()
-        self.batcher.durable(end_lsn)
+    @rule(timed=st.booleans())
+    def sink_confirms_oldest(self, timed: bool) -> None:
+        self.confirm_oldest(timed)
+
+    def confirm_oldest(self, timed: bool) -> None:
+        end_lsn, records, taken_ms = self.in_flight.popleft()
+        self.batcher.durable(end_lsn, self.now_ms if timed else None)
         self.durable.update(r.seq for r in records)
+        if timed and taken_ms is not None:
+            self.last_write_ms = self.now_ms - taken_ms
+
+    @rule()
+    def stream_is_idle(self) -> None:
+        """The socket has nothing more to read: what is committed goes to the sink at once,
+        unless the sink is still writing a checkpointed flush (the batch keeps growing), or
+        the last flush began less than max(idle_interval_ms, its write time / share) ago."""
+        due = self.batcher.idle_flush_due(self.now_ms)
+        deadline = self.batcher.idle_deadline_ms()
+        waiting = self.unflushed + self.open_sink
+        flush = self.batcher.idle(self.now_ms)
+        assert (flush is not None) == due, "idle_flush_due says what idle() does"
+        assert due == (deadline is not None and self.now_ms >= deadline)
+        if self.open_txn is not None:
+            assert flush is None, "an idle flush never cuts into an open transaction"
+        if self.in_flight:
+            assert flush is None, "while a flush is in flight, the next batch keeps growing"
+        spacing = max(self.idle_interval_ms, self.last_write_ms / IDLE_SINK_SHARE)
+        earliest = self.last_sent_ms + spacing
+        if deadline is not None:
+            assert deadline == earliest, "the sink's share and the interval set the deadline"
+        if flush is not None:
+            assert self.now_ms >= earliest, "idle flushes keep the sink busy within its share"
+        if self.open_txn is None and not self.in_flight and waiting:
+            assert deadline is not None, "an idle flush that waits has a time to wake up at"
+            if self.now_ms >= earliest:
+                assert flush is not None, "committed records wait for nothing once it is time"
+        if flush is not None:
+            assert flush.checkpoint is not None
+            assert flush.checkpoint == self.commits[-1][0], "it covers every commit so far"
+        self.receive(flush, self.now_ms)
+        if flush is not None:
+            assert not self.unflushed and not self.open_sink
 
     @rule()
     def drain(self) -> None:
@@ -149,7 +199,7 @@ class BatchingMachine(RuleBasedStateMachine):
     def drain_and_confirm_everything(self) -> None:
         self.receive(self.batcher.drain())
         while self.in_flight:
-            self.sink_confirms_oldest()
+            self.confirm_oldest(timed=False)
         if self.commits:
             assert self.batcher.flushed_lsn >= self.commits[-1][0].end_lsn, (
                 "with everything durable, the last commit must be acknowledged"
@@ -157,7 +207,8 @@ class BatchingMachine(RuleBasedStateMachine):
         assert self.batcher.in_flight == 0
 
     # -- what the sink is given -----------------------------------------------------------
-    def receive(self, flush: Flush | None) -> None:
+    def receive(self, flush: Flush | None, taken_ms: float | None = None) -> None:
+        """What the sink is given; ``taken_ms``: the time the batcher was told (drain: none)."""
         if flush is None:
             return
         count = len(flush.records)
@@ -191,7 +242,9 @@ class BatchingMachine(RuleBasedStateMachine):
         sink_txn = [*self.open_sink, *flush.records]
         self.open_sink = []
         self.sink_committed.update(r.seq for r in sink_txn)
-        self.in_flight.append((cp.end_lsn, sink_txn))
+        self.in_flight.append((cp.end_lsn, sink_txn, taken_ms))
+        if taken_ms is not None:
+            self.last_sent_ms = taken_ms
 
     # -- invariants ---------------------------------------------------------------------
     @invariant()
@@ -346,3 +399,66 @@ def test_drain_inside_an_open_transaction_writes_no_checkpoint() -> None:
     assert batcher.drain() is None
     assert batcher.tick(10_000) is None
     assert batcher.deadline_ms() is None
+
+
+def test_an_idle_stream_flushes_committed_records_without_waiting_for_max_delay() -> None:
+    batcher = Batcher(max_rows=100, max_delay_ms=10_000)
+    batcher.add(record(1), now_ms=0)
+    assert batcher.commit(checkpoint(0x100), now_ms=0) is None  # neither full nor old
+    assert batcher.idle_flush_due(now_ms=0)
+    flush = batcher.idle(now_ms=0)
+    assert flush is not None and flush.records == [record(1)]
+    assert flush.checkpoint == checkpoint(0x100)
+    assert not batcher.idle_flush_due(now_ms=0) and batcher.idle(now_ms=0) is None
+
+
+def test_an_idle_stream_never_flushes_an_open_transaction() -> None:
+    batcher = Batcher(max_rows=100, max_delay_ms=10_000)
+    batcher.add(record(1), now_ms=0)
+    assert not batcher.idle_flush_due(now_ms=0)
+    assert batcher.idle(now_ms=0) is None
+
+
+def test_while_a_flush_is_in_flight_the_next_batch_grows_until_it_is_durable() -> None:
+    batcher = Batcher(max_rows=100, max_delay_ms=10_000)
+    batcher.add(record(1), now_ms=0)
+    batcher.commit(checkpoint(0x100, 0x128), now_ms=0)
+    assert batcher.idle(now_ms=0) is not None  # in flight now
+    for n in (2, 3):
+        batcher.add(record(n), now_ms=1)
+        batcher.commit(checkpoint(0x100 * n, 0x100 * n + 0x28), now_ms=1)
+        assert batcher.idle(now_ms=1) is None, "the sink is busy: keep batching"
+    batcher.durable(0x128)
+    flush = batcher.idle(now_ms=1)
+    assert flush is not None and flush.records == [record(2), record(3)]
+    assert flush.checkpoint == checkpoint(0x300, 0x328)
+    assert batcher.flushed_lsn == 0x128, "acknowledged only what is durable"
+
+
+def test_idle_flushes_keep_the_sink_busy_within_its_share() -> None:
+    batcher = Batcher(max_rows=100, max_delay_ms=10_000)
+    batcher.add(record(1), now_ms=0)
+    batcher.commit(checkpoint(0x100, 0x128), now_ms=0)
+    assert batcher.idle(now_ms=0) is not None
+    batcher.durable(0x128, now_ms=10)  # the sink took 10 ms
+    batcher.add(record(2), now_ms=11)
+    batcher.commit(checkpoint(0x200, 0x228), now_ms=11)
+    deadline = 10 / IDLE_SINK_SHARE  # the write began at 0
+    assert deadline > 11 and batcher.idle_deadline_ms() == deadline
+    assert batcher.idle(now_ms=deadline - 1) is None
+    flush = batcher.idle(now_ms=deadline)
+    assert flush is not None and flush.records == [record(2)]
+
+
+def test_idle_flushes_are_spaced_by_the_interval_and_the_daemon_is_told_when_to_wake() -> None:
+    batcher = Batcher(max_rows=100, max_delay_ms=10_000, idle_interval_ms=25)
+    batcher.add(record(1), now_ms=0)
+    batcher.commit(checkpoint(0x100, 0x128), now_ms=0)
+    assert batcher.idle(now_ms=0) is not None, "the first one goes at once"
+    batcher.durable(0x128)
+    batcher.add(record(2), now_ms=5)
+    batcher.commit(checkpoint(0x200, 0x228), now_ms=5)
+    assert batcher.idle(now_ms=5) is None, "20 ms too early"
+    assert batcher.idle_deadline_ms() == 25
+    flush = batcher.idle(now_ms=25)
+    assert flush is not None and flush.records == [record(2)]
