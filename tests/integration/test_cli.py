@@ -217,7 +217,11 @@ def test_sigterm_finishes_the_batch_acknowledges_and_exits_zero(
     pg: PgDatabase, config: Path, tmp_path: Path
 ) -> None:
     assert cdc(config, "setup")[0] == 0
-    config.write_text(config.read_text().replace("max_delay_ms = 20", "max_delay_ms = 60000"))
+    config.write_text(
+        config.read_text().replace(
+            "max_delay_ms = 20", "max_delay_ms = 60000\nflush_when_idle = false"
+        )
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "--config", str(config), "run"],
         env={**os.environ, "PYTHONPATH": str(REPO)},
