@@ -1,7 +1,8 @@
 -- The monitor's hot queries over activity.records, newest first, one page of 50 records, every
 -- filter a plain comparison on a bare column (the shape cdc/store/queries.py builds, so the
 -- planner can use the store's indexes and prune partitions). `-- name:` starts a query;
--- {columns} is the record's columns, {search} the full-text document expression.
+-- {columns} is the record's columns, {search} the full-text document expression, {reader} the
+-- statement cdc/store/queries.py builds for the parameters.
 
 -- name: recent_activity
 SELECT {columns} FROM activity.records
@@ -18,20 +19,17 @@ SELECT {columns} FROM activity.records
  ORDER BY occurred_at DESC, commit_lsn DESC, seq DESC LIMIT 50;
 
 -- name: category_severity
+-- What `cdc activity --category C --min-severity S` runs: the reader's own statement
+-- (cdc/store/queries.py page_query), built for each parameter set: one severity is
+-- `severity = $1`; several are one ordered index scan each, UNION ALL, merged.
+{reader}
+
+-- name: category_severity_any
+-- Not the monitor's query since 0012: the earlier shape, one scan with "severity = ANY(...)".
+-- A btree scan with = ANY cannot return rows in occurred_at order (PostgreSQL before 17), so
+-- it sorts every match or walks the time index filtering.
 SELECT {columns} FROM activity.records
  WHERE category = %(category)s AND severity = ANY(%(severities)s)
- ORDER BY occurred_at DESC, commit_lsn DESC, seq DESC LIMIT 50;
-
--- name: category_severity_lateral
--- Not the monitor's query: the same result, one ordered index scan per severity, merged. A
--- btree scan with "severity = ANY(...)" cannot return rows in occurred_at order (PostgreSQL
--- before 17), so the query above sorts every matching record; this shape does not.
-SELECT {columns}
-  FROM unnest(%(severities)s::text[]) AS wanted(level)
- CROSS JOIN LATERAL (
-       SELECT * FROM activity.records
-        WHERE category = %(category)s AND severity = wanted.level
-        ORDER BY occurred_at DESC, commit_lsn DESC, seq DESC LIMIT 50) AS r
  ORDER BY occurred_at DESC, commit_lsn DESC, seq DESC LIMIT 50;
 
 -- name: full_text

@@ -10,7 +10,8 @@ filter                       index
 (none), --since/--until      ``(occurred_at)``, scanned backwards: newest first
 --entity-type [--entity-id]  ``(entity_type, entity_id, occurred_at)``
 --actor                      ``(actor_id, occurred_at) WHERE actor_id IS NOT NULL``
---category [--severity]      ``(category, severity, occurred_at)``
+--category [--severity]      ``(category, severity, occurred_at)``, one scan per severity
+--severity / --min-severity  ``(severity, occurred_at)``, one scan per severity
 --search                     GIN on ``summary_vector(summary)`` (0012), or with
                              ``[store] search_values`` the GIN on
                              ``search_vector(summary, new, old, changes)``
@@ -24,6 +25,7 @@ costs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -113,13 +115,54 @@ def page_query(
     limit: int,
     search_values: bool = False,
 ) -> tuple[sql.Composed, list[Any]]:
-    """Up to ``limit`` records of the filter, newest first, strictly before the cursor."""
+    """Up to ``limit`` records of the filter, newest first, strictly before the cursor.
+
+    Several severities (``--min-severity``) become one branch per severity, each newest first
+    through the ``(category, severity, occurred_at, ...)`` or ``(severity, occurred_at)``
+    index and limited, merged by a Merge Append: ``severity = ANY(...)`` cannot return a btree
+    scan in index order, so it needed a full Sort of every match, or a walk down the time
+    index that filters out every record when the planner expects matches that are not there
+    (a severity the category never has: seconds on millions of records)."""
+    if f.severities is not None and len(f.severities) > 1:
+        branches: list[sql.Composable] = []
+        params: list[Any] = []
+        for severity in f.severities:
+            branch, branch_params = _page(
+                sql.SQL("r.*"),
+                table,
+                schema,
+                replace(f, severities=(severity,)),
+                before=before,
+                limit=limit,
+                search_values=search_values,
+            )
+            branches.append(sql.SQL("({})").format(branch))
+            params += branch_params
+        query = sql.SQL("SELECT {} FROM ({}) AS r ORDER BY {} LIMIT %s").format(
+            select_list(), sql.SQL(" UNION ALL ").join(branches), NEWEST_FIRST
+        )
+        return query, [*params, limit]
+    return _page(
+        select_list(), table, schema, f, before=before, limit=limit, search_values=search_values
+    )
+
+
+def _page(
+    columns: sql.Composable,
+    table: sql.Composable,
+    schema: str,
+    f: RecordFilter,
+    *,
+    before: RecordCursor | None,
+    limit: int,
+    search_values: bool,
+) -> tuple[sql.Composed, list[Any]]:
     parts, params = conditions(f, schema, search_values=search_values)
     if before is not None:
         parts.append(sql.SQL("(occurred_at, commit_lsn, seq) < (%s, %s::pg_lsn, %s)"))
         params += [before.occurred_at, before.commit_lsn, before.seq]
     query = sql.SQL("SELECT {} FROM {} AS r{} ORDER BY {} LIMIT %s").format(
-        select_list(), table, _where(parts), NEWEST_FIRST
+        columns, table, _where(parts), NEWEST_FIRST
     )
     return query, [*params, limit]
 
