@@ -144,7 +144,7 @@ def activity(
     \b
     cdc activity --entity-type investor --entity-id 42
     cdc activity --min-severity warning --since 24h
-    cdc activity --search '"kyc approved" -test' --format json
+    cdc activity --search 'kyc.approved "by 17"' --format json
     cdc activity history public.investors 42
     """
     if click.get_current_context().invoked_subcommand is not None:
