@@ -226,6 +226,52 @@ class TableMapper:
                 parts.append(keys[index] + encode_json_string("\\x" + value.hex()))
         return "{" + ",".join(parts) + "}"
 
+    def update_json(self, old: TupleData, new: TupleData) -> tuple[str, str, list[int], list[str]]:
+        """An update with the whole old row: the old and new rows' JSON, the positions of the
+        changed columns and their diffs, in one pass. An unchanged column (most of them) is
+        converted once and its text shared by both rows."""
+        keys = self.json_keys
+        converters = self.converters
+        changed_keys = self.changed_keys
+        old_parts: list[str] = []
+        new_parts: list[str] = []
+        changed: list[int] = []
+        diffs: list[str] = []
+        index = -1
+        for before, after in zip(old, new, strict=True):
+            index += 1
+            if after is UNCHANGED_TOAST:  # listed in the record's context as unavailable
+                if before is not UNCHANGED_TOAST:
+                    old_parts.append(keys[index] + _other_json(before))
+                continue
+            after_json = converters[index](after) if after.__class__ is str else _other_json(after)
+            fragment = keys[index] + after_json
+            new_parts.append(fragment)
+            if before == after:
+                old_parts.append(fragment)
+                continue
+            before_json = "null"
+            if before is not UNCHANGED_TOAST:
+                before_json = (
+                    converters[index](before) if before.__class__ is str else _other_json(before)
+                )
+                old_parts.append(keys[index] + before_json)
+            changed.append(index)
+            # the diff shows a value that is not text (binary, unavailable) as null
+            diffs.append(
+                changed_keys[index]
+                + (before_json if before.__class__ is str or before is None else "null")
+                + ',"new":'
+                + (after_json if after.__class__ is str or after is None else "null")
+                + "}"
+            )
+        return (
+            "{" + ",".join(old_parts) + "}",
+            "{" + ",".join(new_parts) + "}",
+            changed,
+            diffs,
+        )
+
     def value_json(self, index: int, value: object) -> str:
         if value is None:
             return "null"
@@ -510,30 +556,18 @@ class ActivityMapper:
         changed_names: list[str] = []
         if operation == "update":
             assert new is not None
-            new_json = mapper.row_json(new)
             if old is not None and change.old_kind == "O":
-                old_json = mapper.row_json(old)
-                parts = []
+                old_json, new_json, changed, diffs = mapper.update_json(old, new)
                 ignore = mapper.ignore_positions
-                meaningful = False
-                names = change.relation.column_names
-                for index, (before, after) in enumerate(zip(old, new, strict=True)):
-                    if before != after and after is not UNCHANGED_TOAST:
-                        changed_names.append(names[index])
-                        if index not in ignore:
-                            meaningful = True
-                        parts.append(
-                            mapper.changed_keys[index]
-                            + mapper.value_json(index, before)
-                            + ',"new":'
-                            + mapper.value_json(index, after)
-                            + "}"
-                        )
-                if ignore and not meaningful:
+                if ignore and all(index in ignore for index in changed):
                     return None  # only ignored columns (e.g. updated_at) changed
-                changes_json = "{" + ",".join(parts) + "}"
-            elif old is not None:  # 'K': the key changed; only key columns carry values
-                old_json = mapper.row_json(old, mapper.key_positions)
+                names = change.relation.column_names
+                changed_names = [names[index] for index in changed]
+                changes_json = "{" + ",".join(diffs) + "}"
+            else:
+                new_json = mapper.row_json(new)
+                if old is not None:  # 'K': the key changed; only key columns carry values
+                    old_json = mapper.row_json(old, mapper.key_positions)
         elif operation == "insert":
             assert new is not None
             new_json = mapper.row_json(new)
@@ -630,6 +664,15 @@ class ActivityMapper:
             commit_lsn,
             change.seq,
         )
+
+
+def _other_json(value: object) -> str:
+    """A column value that is not text, as row_json writes it: NULL, or a binary format
+    column (not requested by the stream) as hex text."""
+    if value is None:
+        return "null"
+    assert isinstance(value, bytes)
+    return encode_json_string("\\x" + value.hex())
 
 
 def _dump(document: Mapping[str, object]) -> str:

@@ -307,7 +307,9 @@ class Daemon:
                             stats.changes += 1
                             record = mapper.map(change)
                             if record is not None:
-                                send(batcher.add(record, now_ms))
+                                flush = batcher.add(record, now_ms)
+                                if flush is not None:
+                                    send(flush)
                                 if type(change) is TransactionMessage and not change.transaction:
                                     # Non-transactional (activity.log_now): its own unit,
                                     # acknowledged just past its LSN (a restart resends

@@ -97,12 +97,19 @@ def _xsd_offset(text: str) -> str:
 
 def as_timestamp(text: str) -> str:
     # to_jsonb writes "T" between date and time; "infinity" and a " BC" suffix stay as they are.
+    if text[4:5] == "-" and text[10:11] == " " and text[-1] != "C":
+        # The common case, "2024-05-06 07:08:09.123": digits and separators, nothing to escape.
+        return '"' + text[:10] + "T" + text[11:] + '"'
     if not text[0].isdigit():
         return encode_json_string(text)
     return encode_json_string(text.replace(" ", "T", 1))
 
 
 def as_timestamptz(text: str) -> str:
+    if text[-3:] == "+00" and text[4:5] == "-" and text[10:11] == " ":
+        # The common case: the stream's session runs with TimeZone=UTC (cdc.stream), so a
+        # timestamptz reads "2024-05-06 07:08:09.123+00"; to_jsonb writes "...T...+00:00".
+        return '"' + text[:10] + "T" + text[11:] + ':00"'
     if not text[0].isdigit():
         return encode_json_string(text)
     if text.endswith(" BC"):

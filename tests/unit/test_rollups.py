@@ -5,7 +5,7 @@ batching they arrive."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -155,6 +155,51 @@ def test_counting_in_chunks_and_adding_up_equals_counting_all_at_once(
         added.update(count_records(records[start : start + chunk]).per_hour)
     assert dict(added) == count_records(records).per_hour
     assert sum(count_records(records).per_minute.values()) == len(records)
+
+
+_any_times = st.lists(
+    st.builds(
+        record,
+        st.one_of(
+            # as the mapper writes commit times (UTC, with or without microseconds) ...
+            st.datetimes(
+                min_value=datetime(1, 1, 2),
+                max_value=datetime(9999, 12, 30),
+                timezones=st.just(UTC),
+            ).map(datetime.isoformat),
+            # ... and what an application event may carry: other offsets, naive (UTC)
+            st.datetimes(
+                min_value=datetime(2000, 1, 1),
+                max_value=datetime(2100, 1, 1),
+                timezones=st.sampled_from(
+                    [timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+                ),
+            ).map(datetime.isoformat),
+            st.datetimes(min_value=datetime(2000, 1, 1)).map(datetime.isoformat),
+        ),
+        severity=st.sampled_from(["info", "warning"]),
+        table=st.sampled_from(["a", None]),
+    ),
+    max_size=40,
+)
+
+
+@given(_any_times)
+def test_each_record_is_counted_in_the_minute_and_hour_its_time_parses_to(
+    records: list[ActivityRecord],
+) -> None:
+    # count_records reads a UTC commit time's minute from its text without parsing it; the
+    # result must be what parsing each record's time gives
+    expected_minutes: Counter[tuple[object, ...]] = Counter()
+    expected_hours: Counter[tuple[object, ...]] = Counter()
+    for r in records:
+        minute, hour = buckets(r.occurred_at)
+        rest = (r.source, r.category, r.severity, r.schema_name or "", r.table_name or "")
+        expected_minutes[(minute, *rest, r.operation)] += 1
+        expected_hours[(hour, *rest, r.operation)] += 1
+    counts = count_records(records)
+    assert counts.per_minute == dict(expected_minutes)
+    assert counts.per_hour == dict(expected_hours)
 
 
 def test_a_short_window_is_whole_minutes_ending_with_the_current_minute() -> None:
