@@ -75,6 +75,8 @@ _CANONICAL_COLUMNS = sql.SQL(", ").join(
     ]
 )
 _FIELD_COUNT = 21
+# Where occurred_at, commit_lsn, seq and chain_position are among those fields.
+_KEY_FIELDS = (0, 18, 19, 20)
 
 
 def canonical_text(values: tuple[str | None, ...]) -> bytes:
@@ -239,14 +241,16 @@ def _records(
         cur.execute(query, params)
         for row in cur:
             values = tuple(row[:_FIELD_COUNT])
+            prev_hash, hash_, partition = row[_FIELD_COUNT:]
+            occurred_at, commit_lsn, seq, position = (values[i] for i in _KEY_FIELDS)
             yield ChainedRecord(
-                commit_lsn=row[18],
-                seq=int(row[19]),
-                occurred_at=row[0],
-                partition=row[_FIELD_COUNT + 2],
-                position=None if row[20] is None else int(row[20]),
-                prev_hash=None if row[_FIELD_COUNT] is None else bytes(row[_FIELD_COUNT]),
-                hash=None if row[_FIELD_COUNT + 1] is None else bytes(row[_FIELD_COUNT + 1]),
+                commit_lsn=commit_lsn,
+                seq=int(seq),
+                occurred_at=occurred_at,
+                partition=partition,
+                position=None if position is None else int(position),
+                prev_hash=None if prev_hash is None else bytes(prev_hash),
+                hash=None if hash_ is None else bytes(hash_),
                 values=values,
             )
 

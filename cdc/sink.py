@@ -446,9 +446,9 @@ def _sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
     ):
         return ConnectError(f"sink connection lost: {message}; nothing was acknowledged")
     where = ""
-    line = _COPY_LINE.search(exc.diag.context or "")
-    if line and 0 < int(line.group(1)) <= len(flush.records):
-        bad = flush.records[int(line.group(1)) - 1]
+    line = _refused_line(exc)
+    if line is not None and 0 < line <= len(flush.records):
+        bad = flush.records[line - 1]
         where = (
             f" at the change to {bad.schema_name}.{bad.table_name} key {bad.entity_id} "
             f"({bad.operation}, commit {bad.commit_lsn}, seq {bad.seq})"

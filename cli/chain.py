@@ -4,7 +4,6 @@ that was changed, deleted or inserted out of band (cdc/chain.py). Exit 0 intact,
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import click
 
@@ -13,15 +12,7 @@ from cdc.errors import ChainBroken
 from cdc.provision import connect
 from cdc.store import parse_moment
 from cli.main import State, handles_errors, main, pass_state
-
-
-def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None:
-        try:
-            parse_moment(value, datetime.now(UTC))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param=param) from None
-    return value
+from cli.store import _moment  # the same TIME forms as cdc activity --since
 
 
 @main.command("verify-chain")
