@@ -6,9 +6,11 @@ JSON results, a markdown table and a PNG chart generated from that JSON.
     python -m bench drain latency        # only these parts
     python -m bench --drain-changes 200000 --rounds 1 drain
     python -m bench report [--out DIR]   # regenerate results.md and results.png from JSON
+    python -m bench --compare REF [--quick] [drain|write]   # REF's daemon vs this checkout's
 
 Parts: write, drain, latency, memory, queries, profile. Results go to --out (default
-bench/results): results.json, results.md, results.png and logs/.
+bench/results): results.json, results.md, results.png and logs/. With --compare (bench/compare.py):
+compare.json, and the ratios head ÷ REF on stdout.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from bench.machine import machine_facts
 from bench.platform_db import SeedCounts, build_template
 from bench.results import RESULTS_JSON, write_reports, write_results
 from bench.server import BenchServer
-from bench.sizes import PRESETS, Sizes, parse_size, size_fields
+from bench.sizes import COMPARE_PRESETS, PRESETS, Sizes, parse_size, size_fields
 
 DEFAULT_OUT = Path(__file__).parent / "results"
 
@@ -49,6 +51,7 @@ def _sections() -> dict[str, Callable[[BenchContext], dict[str, Any]]]:
 
 
 PARTS = ("write", "drain", "latency", "memory", "queries", "profile")
+COMPARE_PARTS = ("drain", "write")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"which parts to run: {', '.join(PARTS)} (default: all); or 'report'",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument(
+        "--compare",
+        metavar="REF",
+        help="run REF's daemon and this checkout's side by side, interleaved, and print their "
+        f"ratios (parts: {', '.join(COMPARE_PARTS)}; default both)",
+    )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})"
     )
@@ -95,17 +104,26 @@ def main(argv: list[str] | None = None) -> int:
         write_reports(out)
         print(f"wrote {out / 'results.md'} and {out / 'results.png'} from {out / RESULTS_JSON}")
         return 0
+    if args.compare:
+        from bench import compare
+
+        unknown = [part for part in args.parts if part not in COMPARE_PARTS]
+        if unknown:
+            print(f"unknown part(s): {', '.join(unknown)}; --compare runs {COMPARE_PARTS}")
+            return 2
+        sizes = _sizes(args, COMPARE_PRESETS)
+        return compare.run(args.compare, sizes, out, parts=args.parts or list(COMPARE_PARTS))
     unknown = [part for part in args.parts if part not in PARTS]
     if unknown:
         print(f"unknown part(s): {', '.join(unknown)}; choose from {', '.join(PARTS)}")
         return 2
     parts = [part for part in PARTS if part in args.parts] if args.parts else list(PARTS)
-    sizes = _sizes(args)
+    sizes = _sizes(args, PRESETS)
     return run(parts, sizes, out, preset="quick" if args.quick else "full")
 
 
-def _sizes(args: argparse.Namespace) -> Sizes:
-    sizes = PRESETS["quick" if args.quick else "full"]
+def _sizes(args: argparse.Namespace, presets: dict[str, Sizes]) -> Sizes:
+    sizes = presets["quick" if args.quick else "full"]
     changes = {}
     for field_ in size_fields():
         text = getattr(args, f"size_{field_.name}")

@@ -70,6 +70,15 @@ QUICK = Sizes(
 
 PRESETS: dict[str, Sizes] = {"full": FULL, "quick": QUICK}
 
+# python -m bench --compare: two versions, interleaved; rounds >= 2 so that each goes first once.
+# Quick judges a lever in a few minutes; full gives the figure for a commit message.
+COMPARE_PRESETS: dict[str, Sizes] = {
+    "quick": QUICK.replace(rounds=2, drain_changes=40_000, write_rounds=2, write_seconds=5.0),
+    "full": FULL.replace(
+        rounds=3, drain_changes=200_000, write_rounds=3, write_seconds=15.0, seed_users=20_000
+    ),
+}
+
 
 def size_fields() -> list[dataclasses.Field[Any]]:
     return list(dataclasses.fields(Sizes))

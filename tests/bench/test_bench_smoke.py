@@ -55,3 +55,50 @@ def test_quick_benchmark_writes_every_section_and_both_reports(tmp_path: Path) -
         assert results["machine"][fact]
     assert (out / "results.md").read_text().startswith("# activity-cdc benchmark results")
     assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_compare_runs_both_versions_on_the_same_changes_and_finds_equal_records(
+    tmp_path: Path,
+) -> None:
+    """``--compare HEAD``: the committed code against this checkout (the same code, or the
+    change under test): both drain the same backlog, record every change, and their records
+    are compared column by column."""
+    out = tmp_path / "compare"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--compare=HEAD",
+            "--quick",
+            f"--out={out}",
+            "--rounds=2",
+            "--seed-users=500",
+            "--drain-changes=3000",
+            "--write-rounds=1",
+            "--write-seconds=2",
+            "--clients=2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "head/ref" in done.stdout
+
+    results = json.loads((out / "compare.json").read_text())
+    for drain in results["drain"]["rounds"]:
+        ref, head = drain["consumers"]["ref"], drain["consumers"]["head"]
+        assert ref["changes"] == head["changes"] == drain["row_changes"] > 0
+        assert ref["records"] == head["records"] > 0
+        for side in (ref, head):
+            assert side["daemon_cpu_us_per_change"] > 0
+            assert side["sink_backend_cpu_s"] > 0
+    records = results["drain"]["records"]
+    assert records["different_columns"] == [], records
+    assert "new" in records["identical_columns"]
+    write = results["write"]["summary"]
+    assert set(write["tps"]) == {"none", "ref", "head"}
+    assert all(tps > 0 for tps in write["tps"].values())
