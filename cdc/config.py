@@ -73,6 +73,10 @@ class SourceSettings(_Strict):
 
 
 class SinkSettings(_Strict):
+    # "postgres": records into the activity store (COPY + checkpoint in one transaction);
+    # "jetstream": records published to a NATS JetStream stream (cdc.jetstream_sink), from
+    # which `cdc ingest` writes stores (docs/scale-out.md).
+    kind: Literal["postgres", "jetstream"] = "postgres"
     dsn: str = ""  # empty: the source database holds the records too
     table: str = "activity.records"
     # Chain each record's hash to the one before (tamper evidence, ``cdc verify-chain``).
@@ -81,11 +85,43 @@ class SinkSettings(_Strict):
     # it (nothing acknowledged; fix and restart), or park it in <schema>.dead_letters, log an
     # error, and go on ("dead_letter").
     on_refused: Literal["stop", "dead_letter"] = "stop"
+    # -- kind = "jetstream" (credentials from the environment: CDC_NATS_CREDS, a creds file,
+    # or CDC_NATS_USER + CDC_NATS_PASSWORD, or CDC_NATS_TOKEN; servers also CDC_NATS_SERVERS)
+    servers: tuple[str, ...] = ()
+    stream: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "ACTIVITY"
+    # The subjects are <subject_prefix>.<source_name>.<schema>.<table>.<operation>.
+    subject_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "activity"
+    # This source's token in the subjects (default: the source database's name); unique per
+    # source database feeding the stream.
+    source_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    replicas: Annotated[int, Field(ge=1, le=5)] = 3
+    # JetStream drops a message whose Nats-Msg-Id it stored within this window (the restart
+    # after a crash republishes from the acknowledged position); the key-value checkpoint
+    # covers restarts after it.
+    duplicate_window_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+    # Messages older than this leave the stream (0: kept until removed by hand).
+    max_age_days: Annotated[float, Field(ge=0)] = 7.0
+    bucket: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "activity_cdc"
+    # Flow control: publishes awaiting their PubAck at most; a batch waits for all of them.
+    max_pending_publishes: Annotated[int, Field(ge=1, le=100_000)] = 4000
+    publish_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
 
     @field_validator("table")
     @classmethod
     def _qualified(cls, value: str) -> str:
         split_qualified_name(value)
+        return value
+
+    @field_validator("servers")
+    @classmethod
+    def _nats_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not re.match(r"^(nats|tls)://[^\s/@]+$", url):
+                shown = "a URL with credentials" if "@" in url else repr(url)  # never echo them
+                raise ValueError(
+                    f"{shown} is not a NATS server URL (nats://host:port; credentials go in "
+                    "CDC_NATS_USER/CDC_NATS_PASSWORD, CDC_NATS_TOKEN or CDC_NATS_CREDS)"
+                )
         return value
 
     @property
@@ -399,22 +435,39 @@ def _format_validation_error(origin: str, exc: ValidationError) -> str:
 
 
 def settings_from_mapping(
-    data: Mapping[str, Any], *, origin: str = "<config>", env: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    *,
+    origin: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    require_source: bool = True,
 ) -> Settings:
     """Validate a parsed config (a TOML document as a dict) and apply the env overrides."""
     env = os.environ if env is None else env
     merged: dict[str, Any] = {key: value for key, value in data.items()}
-    for section, var in (("source", "CDC_SOURCE_DSN"), ("sink", "CDC_SINK_DSN")):
+    for section, key, var in (
+        ("source", "dsn", "CDC_SOURCE_DSN"),
+        ("sink", "dsn", "CDC_SINK_DSN"),
+        ("sink", "servers", "CDC_NATS_SERVERS"),
+    ):
         if env.get(var):
             part = merged.get(section, {})
             if not isinstance(part, dict):
                 raise ConfigError(f"{origin}: invalid configuration: [{section}] must be a table")
-            merged[section] = {**part, "dsn": env[var]}
+            value: Any = env[var]
+            if key == "servers":
+                value = [url.strip() for url in value.split(",") if url.strip()]
+            merged[section] = {**part, key: value}
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(origin, exc)) from None
-    if not settings.source.dsn:
+    if settings.sink.kind == "jetstream" and not settings.sink.servers:
+        raise ConfigError(
+            f'{origin}: invalid configuration: sink.servers: [sink] kind = "jetstream" needs '
+            'the NATS servers; set [sink] servers = ["nats://host:4222", ...] or '
+            "CDC_NATS_SERVERS"
+        )
+    if require_source and not settings.source.dsn:
         raise ConfigError(
             f"{origin}: invalid configuration: source.dsn: no source database given; "
             "set [source] dsn in the file or the CDC_SOURCE_DSN environment variable"
@@ -430,8 +483,11 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
-def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Read and validate the config file; every failure is a ConfigError naming the file."""
+def load_settings(
+    path: str | os.PathLike[str] | None = None, *, require_source: bool = True
+) -> Settings:
+    """Read and validate the config file; every failure is a ConfigError naming the file.
+    ``require_source=False``: a process that reads no source (``cdc ingest``)."""
     file = config_path(path)
     try:
         raw = file.read_bytes()
@@ -448,4 +504,4 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         raise ConfigError(f"{file}: config file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    return settings_from_mapping(data, origin=str(file))
+    return settings_from_mapping(data, origin=str(file), require_source=require_source)

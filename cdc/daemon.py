@@ -33,7 +33,8 @@ from cdc.lsn import Lsn, format_lsn
 from cdc.metrics import Metrics
 from cdc.pgoutput import Decoder, Relation
 from cdc.provision import check_wal_level, connect, table_oids
-from cdc.sink import Sink, SinkWriter
+from cdc.sink import SinkWriter
+from cdc.sinks import open_sink
 from cdc.spill import SpillStore
 from cdc.stream import Keepalive, ReplicationStream, XLogData
 from cdc.triggers import audited_tables
@@ -76,6 +77,8 @@ class Source:
     drain_target: int | None
     # (schema, table) -> 'shadow' for tables their legacy audit triggers still record
     modes: dict[tuple[str, str], str] = field(default_factory=dict)
+    system_id: str = ""  # the cluster's database system identifier (pg_control)
+    database: str = ""
 
 
 @dataclass
@@ -160,7 +163,12 @@ class Daemon:
                 row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
                 assert row is not None
                 target = Lsn.parse(row[0])
-        return Source(proto, rules, target, modes)
+            identity = conn.execute(
+                "SELECT (SELECT system_identifier::text FROM pg_control_system()), "
+                "current_database()"
+            ).fetchone()
+            assert identity is not None
+        return Source(proto, rules, target, modes, identity[0], identity[1])
 
     def run(self) -> RunStats:
         started = time.monotonic()
@@ -168,14 +176,7 @@ class Daemon:
         source = self._preflight()
         self.stats.drain_target_lsn = source.drain_target
         catalog = Catalog(settings.source.dsn)
-        sink = Sink(
-            settings.sink_dsn,
-            schema=settings.sink.schema_name,
-            table=settings.sink.table_name,
-            slot=settings.source.slot,
-            hash_chain=settings.sink.hash_chain,
-            dead_letter=settings.sink.on_refused == "dead_letter",
-        )
+        sink = open_sink(settings, system_id=source.system_id, database=source.database)
         sink.open()
         writer: SinkWriter | None = None
         stream = ReplicationStream(

@@ -100,6 +100,14 @@ class SinkError(CdcError):
     exit_code = 8
 
 
+class BrokerUnavailable(ConnectError):
+    """The NATS JetStream cluster cannot be reached, or did not store a message in time."""
+
+
+class BrokerError(SinkError):
+    """JetStream refused a request: the stream or bucket is missing or not as configured."""
+
+
 class LagExceeded(CdcError):
     """The slot's lag is over the threshold the user gave."""
 

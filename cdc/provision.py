@@ -732,6 +732,15 @@ def setup(settings: Settings) -> SetupReport:
         return _apply(source, sink, _plan(source, sink, settings))
 
 
+def setup_store(settings: Settings, dsn: str) -> SetupReport:
+    """Only the activity store, on ``dsn`` (``cdc ingest --to DSN``): the migrations that
+    ``setup`` applies to the sink, idempotent."""
+    with connect(dsn, role="sink") as store:
+        plan = SetupPlan(source="", sink=describe_target(dsn))
+        _plan_store(store, settings, plan)
+        return _apply(store, store, plan)
+
+
 # -- teardown -------------------------------------------------------------------------------
 
 

@@ -37,8 +37,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -52,6 +50,7 @@ from cdc.errors import CdcError, ConnectError, SinkError
 from cdc.lsn import Lsn, format_lsn
 from cdc.metrics import Metrics, tally
 from cdc.rollups import Rollups
+from cdc.sinks import RecordSink, StoredCheckpoint
 from cdc.sqlfiles import sql_template
 
 log = logging.getLogger(__name__)
@@ -99,15 +98,9 @@ def encode_copy_rows(records: list[ActivityRecord]) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredCheckpoint:
-    commit_lsn: Lsn
-    end_lsn: Lsn
-    commit_time: datetime | None
-
-
 class Sink:
-    """One connection to the sink database; not thread-safe (the SinkWriter owns it)."""
+    """One connection to the sink database; not thread-safe (the SinkWriter owns it). A
+    :class:`~cdc.sinks.RecordSink`."""
 
     def __init__(
         self,
@@ -206,6 +199,26 @@ class Sink:
                 self._conn.rollback()
             self._conn.close()
             self._conn = None
+
+    def execute(self, query: sql.Composed, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """One statement in the open sink transaction (``cdc ingest`` claims its stream
+        sequences in the transaction of the records); SinkError when it fails."""
+        assert self._conn is not None
+        try:
+            cur = self._conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.rollback()
+            raise _sink_failure(Flush([], None), exc) from None
+
+    def commit(self) -> None:
+        """Commit what :meth:`write` (chunks, no checkpoint) and :meth:`execute` did."""
+        assert self._conn is not None
+        try:
+            self._conn.commit()
+        except psycopg.Error as exc:
+            raise _sink_failure(Flush([], None), exc) from None
 
     def read_checkpoint(self) -> StoredCheckpoint | None:
         assert self._conn is not None
@@ -465,7 +478,7 @@ def _sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
 
 
 class SinkWriter:
-    """Runs a :class:`Sink` in a background thread.
+    """Runs a :class:`~cdc.sinks.RecordSink` in a background thread.
 
     The daemon submits flushes in order; for each flush with a checkpoint the writer reports
     the checkpoint's ``end_lsn`` once it is durable, through :meth:`completed`, and writes a
@@ -473,7 +486,9 @@ class SinkWriter:
     sink is slower than the stream, ``submit`` blocks, which is the back-pressure.
     """
 
-    def __init__(self, sink: Sink, *, max_queued: int = 2, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, sink: RecordSink, *, max_queued: int = 2, metrics: Metrics | None = None
+    ) -> None:
         self._sink = sink
         self._metrics = metrics
         self._queue: queue.Queue[Flush | None] = queue.Queue(maxsize=max_queued)

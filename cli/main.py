@@ -234,7 +234,7 @@ def demo(seconds: float, clients: int) -> None:
 def _register_commands() -> None:
     import importlib
 
-    for module in ("cli.ops", "cli.store", "cli.triggers", "cli.chain"):
+    for module in ("cli.ops", "cli.store", "cli.triggers", "cli.chain", "cli.ingest"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

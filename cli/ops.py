@@ -44,10 +44,23 @@ def setup(state: State, dry_run: bool, print_role_sql: bool, role: str | None) -
     from cdc.provision import apply_plan, plan_setup
 
     plan = plan_setup(state.settings)
+    broker = state.settings.sink if state.settings.sink.kind == "jetstream" else None
     if dry_run:
         click.echo(plan.script(), nl=False)
+        if broker is not None:
+            from cdc.jetstream import plan_broker
+
+            click.echo(plan_broker(broker).script(), nl=False)
         click.echo("-- dry run: nothing was changed")
         return
+    if broker is not None:
+        from cdc.jetstream import apply_broker
+
+        broker_plan, done = apply_broker(broker)
+        for line in broker_plan.unchanged:
+            click.echo(f"ok:   {line}")
+        for line in done:
+            click.echo(f"done: {line}")
     for line in plan.unchanged:
         click.echo(f"ok:   {line}")
     if not plan.steps:

@@ -24,6 +24,20 @@ if ! have_server; then
     fi
 fi
 
+# The JetStream sink's tests start their own NATS cluster from the nats-server binary.
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] \
+        && [ -z "${CDC_NATS_SERVER:-}" ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing nats-server (for the JetStream tests)" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+    else
+        echo "bootstrap: nats-server not found; install Debian's nats-server package or set" \
+             "CDC_NATS_SERVER (the JetStream tests need it)" >&2
+        exit 1
+    fi
+fi
+
 # The benchmark's Python peer (pypgoutput) needs psycopg2, which builds from source against libpq:
 # it needs pg_config and a C compiler.
 if ! command -v pg_config >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1; then

@@ -1,0 +1,283 @@
+"""The JetStream sink and ``cdc ingest`` on a real PostgreSQL and a real 3-node NATS cluster:
+setup, fidelity through the stream, exactly once across crashes, a cluster that is down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from cdc.config import Settings
+from cdc.embedded_nats import NatsCluster
+from cdc.ingest import Ingest, IngestOptions
+from cdc.jetstream import apply_broker, plan_broker
+from cli.main import main
+from tests.fix_nats import JetStreamNames
+from tests.fix_pg import PgDatabase, PgServer, drop_database
+from tests.integration.helpers import drain, make_settings, setup_and_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.jetstream]
+
+DDL = """
+CREATE TABLE public.accounts (
+    id bigint PRIMARY KEY,
+    email text NOT NULL,
+    balance numeric(38, 18) NOT NULL DEFAULT 0,
+    profile jsonb,
+    note text,
+    password_hash text,
+    updated_by bigint
+);
+CREATE TABLE "odd schema"."odd.table" (id int PRIMARY KEY, v text);
+"""
+TABLES: list[dict[str, Any]] = [
+    {"name": "public.accounts", "entity_type": "account", "actor_columns": ["updated_by"]},
+    {"name": '"odd schema"."odd.table"'},
+]
+
+# Every column the records of the store hold, but the ones the store sets itself.
+STORE_QUERY = """
+SELECT occurred_at, source, operation, action, category, severity, schema_name, table_name,
+       entity_type, entity_id, actor_id, context::text, old::text, new::text, changes::text,
+       summary, xid, commit_lsn::text, seq
+  FROM activity.records ORDER BY commit_lsn, seq
+"""
+
+
+@contextlib.contextmanager
+def store_database(server: PgServer) -> Iterator[str]:
+    """A fresh empty database for a store that ``cdc ingest`` fills."""
+    name = f"cdc_store_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield server.dsn_for(name)
+    finally:
+        drop_database(server, name)
+
+
+def store_rows(dsn: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(STORE_QUERY).fetchall()
+
+
+def jetstream_settings(
+    pg: PgDatabase,
+    cluster: NatsCluster,
+    names: JetStreamNames,
+    *,
+    slot: str | None = None,
+    **sink: Any,
+) -> Settings:
+    settings = make_settings(pg, TABLES, sink=names.sink_section(cluster, **sink))
+    if slot is not None:
+        source = settings.source.model_copy(update={"slot": slot})
+        settings = settings.model_copy(update={"source": source})
+    return settings
+
+
+def stream_messages(cluster: NatsCluster, stream: str) -> list[tuple[str, str]]:
+    """(Nats-Msg-Id, subject) of every message the stream holds, in stream order."""
+
+    async def read() -> list[tuple[str, str]]:
+        nc = await nats.connect(cluster.urls)
+        try:
+            js = nc.jetstream(timeout=10)
+            info = await js.stream_info(stream)
+            found = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                msg = await js.get_msg(stream, seq)
+                assert msg.headers is not None
+                found.append((msg.headers["Nats-Msg-Id"], msg.subject))
+            return found
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def ingest(settings: Settings, store_dsn: str, **options: Any) -> Any:
+    return Ingest(settings, IngestOptions(store_dsn=store_dsn, drain=True, **options)).run()
+
+
+def workload(pg: PgDatabase) -> None:
+    with pg.connect() as conn:
+        conn.execute(
+            "INSERT INTO accounts (id, email, balance, profile, note, password_hash) VALUES "
+            "(1, 'a@example.com', 1.50, '{\"tier\": \"gold\", \"n\": 1.10}', e'tab\\there\\nnl',"
+            " 'secret'), (2, 'ü@example.com', 123456789012345678.123456789012345678, NULL,"
+            " '\"quoted\" \\\\ backslash', NULL)"
+        )
+        conn.execute("UPDATE accounts SET balance = 2.000, updated_by = 7 WHERE id = 1")
+        conn.execute("DELETE FROM accounts WHERE id = 2")
+        conn.execute("""INSERT INTO "odd schema"."odd.table" VALUES (1, 'x y')""")
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO accounts (id, email) SELECT g, 'bulk' || g FROM "
+                "generate_series(10, 1200) g"
+            )
+
+
+def test_setup_creates_the_stream_and_bucket_once_and_dry_run_changes_nothing(
+    nats_cluster: NatsCluster, jetstream_names: JetStreamNames, source: PgDatabase, tmp_path: Path
+) -> None:
+    pg = source
+    pg.execute(DDL)
+    settings = jetstream_settings(pg, nats_cluster, jetstream_names)
+    plan = plan_broker(settings.sink)
+    assert [step.kind for step in plan.steps] == ["create_stream", "create_bucket"]
+    config = tmp_path / "cdc.toml"
+    config.write_text(_toml(pg, nats_cluster, jetstream_names))
+    dry = CliRunner().invoke(main, ["--config", str(config), "setup", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f'"name": "{jetstream_names.stream}"' in dry.output
+    assert '"num_replicas": 3' in dry.output
+    assert [step.kind for step in plan_broker(settings.sink).steps] == [
+        "create_stream",
+        "create_bucket",
+    ]  # the dry run created nothing
+    first = CliRunner().invoke(main, ["--config", str(config), "setup"])
+    assert first.exit_code == 0, first.output
+    assert f"done: created stream {jetstream_names.stream}" in first.output
+    again = CliRunner().invoke(main, ["--config", str(config), "setup"])
+    assert again.exit_code == 0, again.output
+    assert f"ok:   stream {jetstream_names.stream} is as configured" in again.output
+    assert "done: created" not in again.output
+    # A changed setting is brought back to the config by the next setup.
+    changed = settings.sink.model_copy(update={"duplicate_window_s": 60})
+    plan, done = apply_broker(changed)
+    assert done == [f"updated stream {jetstream_names.stream} (duplicate window)"]
+
+
+def _toml(pg: PgDatabase, cluster: NatsCluster, names: JetStreamNames) -> str:
+    servers = ", ".join(f'"{url}"' for url in cluster.urls)
+    return f"""
+[source]
+dsn = "{pg.dsn}"
+slot = "{pg.slot}"
+publication = "{pg.publication}"
+
+[sink]
+kind = "jetstream"
+servers = [{servers}]
+stream = "{names.stream}"
+subject_prefix = "{names.subject_prefix}"
+bucket = "{names.bucket}"
+
+[[tables]]
+name = "public.accounts"
+
+[[tables]]
+name = '"odd schema"."odd.table"'
+"""
+
+
+@pytest.fixture
+def source(pg: PgDatabase) -> PgDatabase:
+    pg.execute('CREATE SCHEMA "odd schema"')
+    return pg
+
+
+def test_records_through_the_stream_equal_what_the_postgres_sink_writes(
+    nats_cluster: NatsCluster, jetstream_names: JetStreamNames, source: PgDatabase
+) -> None:
+    pg = source
+    # Two slots on one source: one feeds the PostgreSQL sink, the other the stream.
+    direct = setup_and_settings(pg, DDL, TABLES)
+    via = jetstream_settings(pg, nats_cluster, jetstream_names, slot=f"{pg.slot}_js")
+    from cdc.provision import setup
+
+    setup(via)
+    apply_broker(via.sink)
+    workload(pg)
+    drain(direct)
+    stats = drain(via)
+    assert stats.records == 1196
+    with store_database(pg.server) as store:
+        result = ingest(via, store, batch_max=300)
+        assert result.records == 1196 and result.already_stored == 0
+        assert store_rows(store) == store_rows(pg.dsn)
+    messages = stream_messages(nats_cluster, jetstream_names.stream)
+    assert len(messages) == 1196 == len({msg_id for msg_id, _ in messages})
+    subjects = {subject for _, subject in messages}
+    prefix = f"{jetstream_names.subject_prefix}.{pg.name}"
+    assert subjects == {
+        f"{prefix}.public.accounts.insert",
+        f"{prefix}.public.accounts.update",
+        f"{prefix}.public.accounts.delete",
+        f"{prefix}.odd%20schema.odd%2Etable.insert",
+    }
+
+
+def _run_cdc(config: Path, *args: str, env: dict[str, str] | None = None) -> int:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "--config", str(config), *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        timeout=300,
+    ).returncode
+
+
+def test_a_crash_after_the_pubacks_republishes_nothing_twice(
+    nats_cluster: NatsCluster, jetstream_names: JetStreamNames, source: PgDatabase, tmp_path: Path
+) -> None:
+    """SIGKILL between the PubAcks and the checkpoint put (the stream's duplicate window drops
+    the republished flush), and after the checkpoint put but before the acknowledgement to
+    PostgreSQL with the window passed (the bucket's checkpoint skips it)."""
+    pg = source
+    pg.execute(DDL)
+    config = tmp_path / "cdc.toml"
+    config.write_text(_toml(pg, nats_cluster, jetstream_names) + "\n[batch]\nmax_rows = 200\n")
+    assert _run_cdc(config, "setup") == 0
+    workload(pg)
+    killed = _run_cdc(
+        config, "run", "--drain", env={"CDC_FAILPOINTS": "jetstream.before_checkpoint=3"}
+    )
+    assert killed == -9
+    assert _run_cdc(config, "run", "--drain") == 0
+    messages = stream_messages(nats_cluster, jetstream_names.stream)
+    assert len(messages) == 1196 == len({msg_id for msg_id, _ in messages})
+
+
+def test_a_restart_after_the_duplicate_window_skips_what_the_bucket_says_is_stored(
+    nats_cluster: NatsCluster, jetstream_names: JetStreamNames, source: PgDatabase, tmp_path: Path
+) -> None:
+    pg = source
+    pg.execute(DDL)
+    config = tmp_path / "cdc.toml"
+    config.write_text(
+        _toml(pg, nats_cluster, jetstream_names).replace(
+            'bucket = "', "duplicate_window_s = 1\nbucket = \""
+        )
+        + "\n[batch]\nmax_rows = 200\n"
+    )
+    assert _run_cdc(config, "setup") == 0
+    workload(pg)
+    # Killed after the checkpoint put of the 2nd flush, before PostgreSQL hears of it: the
+    # slot sends it again, and the 3rd flush's chunks and more.
+    killed = _run_cdc(
+        config, "run", "--drain", env={"CDC_FAILPOINTS": "jetstream.after_checkpoint=4"}
+    )
+    assert killed == -9
+    _wait_past_duplicate_window()
+    assert _run_cdc(config, "run", "--drain") == 0
+    messages = stream_messages(nats_cluster, jetstream_names.stream)
+    assert len(messages) == 1196 == len({msg_id for msg_id, _ in messages})
+
+
+def _wait_past_duplicate_window() -> None:
+    import time
+
+    time.sleep(2.5)  # the window is 1 s; JetStream forgets ids on its next sweep
