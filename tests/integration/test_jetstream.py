@@ -259,7 +259,7 @@ def test_a_restart_after_the_duplicate_window_skips_what_the_bucket_says_is_stor
     config = tmp_path / "cdc.toml"
     config.write_text(
         _toml(pg, nats_cluster, jetstream_names).replace(
-            'bucket = "', "duplicate_window_s = 1\nbucket = \""
+            'bucket = "', 'duplicate_window_s = 1\nbucket = "'
         )
         + "\n[batch]\nmax_rows = 200\n"
     )
