@@ -13,7 +13,8 @@ Also here, because the JetStream sink, ``cdc ingest`` and ``cdc setup`` must agr
 * its ``Nats-Msg-Id``: ``<database system id>:<slot>:<commit_lsn>:<seq>``, what JetStream
   de-duplicates on;
 * its payload: the record as one JSON object whose JSON columns (``context``, ``old``, ``new``,
-  ``changes``) are embedded as the exact text the mapping produced, and read back as that text
+  ``changes``; left out when NULL) are embedded as the exact text the mapping produced, and
+  read back as that text
   (:func:`decode_payload`), so a value the store receives is byte for byte what the PostgreSQL
   sink would have written (``1.50`` stays ``1.50``);
 * the stream and the key-value bucket that ``cdc setup`` creates (:func:`plan_broker`).
@@ -198,8 +199,9 @@ def _text(value: str | None) -> str:
     return "null" if value is None else _dumps(value)
 
 
-def _raw(value: str | None) -> str:
-    return "null" if value is None else value
+def _raw(name: str, value: str | None) -> str:
+    # A JSON column that is NULL is left out: its text could itself be the JSON `null`.
+    return "" if value is None else f',"{name}":{value}'
 
 
 def encode_payload(record: ActivityRecord, source: str) -> bytes:
@@ -211,9 +213,9 @@ def encode_payload(record: ActivityRecord, source: str) -> bytes:
         f'"action":{_dumps(r.action)},"category":{_dumps(r.category)},'
         f'"severity":{_dumps(r.severity)},"schema_name":{_text(r.schema_name)},'
         f'"table_name":{_text(r.table_name)},"entity_type":{_text(r.entity_type)},'
-        f'"entity_id":{_text(r.entity_id)},"actor_id":{_text(r.actor_id)},'
-        f'"context":{_raw(r.context)},"old":{_raw(r.old)},"new":{_raw(r.new)},'
-        f'"changes":{_raw(r.changes)},"summary":{_text(r.summary)},'
+        f'"entity_id":{_text(r.entity_id)},"actor_id":{_text(r.actor_id)}'
+        f"{_raw('context', r.context)}{_raw('old', r.old)}{_raw('new', r.new)}"
+        f'{_raw("changes", r.changes)},"summary":{_text(r.summary)},'
         f'"xid":{"null" if r.xid is None else r.xid},"commit_lsn":{_dumps(r.commit_lsn)},'
         f'"seq":{r.seq}}}'
     ).encode()
@@ -270,11 +272,11 @@ def decode_payload(data: bytes) -> ActivityRecord:
         members = _members(data.decode())
         values: list[Any] = []
         for name in ActivityRecord._fields:
-            value, raw = members[name]
             if name in _RAW_COLUMNS:
-                values.append(None if value is None else raw)
+                member = members.get(name)
+                values.append(None if member is None else member[1])
             else:
-                values.append(value)
+                values.append(members[name][0])
         record = ActivityRecord(*values)
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError) as exc:
         raise PayloadError(f"not an activity record: {_first_line(exc)}") from None
