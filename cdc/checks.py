@@ -109,7 +109,36 @@ def run_checks(settings: Settings) -> CheckReport:
     else:
         with sink:
             _check_sink(sink, settings, report)
+    if settings.sink.kind == "jetstream":
+        _check_jetstream(settings, report)
     return report
+
+
+def _check_jetstream(settings: Settings, report: CheckReport) -> None:
+    """The stream and the bucket the daemon publishes into (docs/scale-out.md)."""
+    from cdc.jetstream import jetstream_lag
+
+    sink = settings.sink
+    lag = jetstream_lag(sink)
+    if lag.error is not None:
+        unreachable = "did not answer" in lag.error or "cannot connect" in lag.error
+        report.fail(
+            "jetstream",
+            lag.error
+            + (
+                "; the daemon retries and acknowledges nothing meanwhile: the slot retains "
+                "the WAL until the cluster is back"
+                if unreachable
+                else ""
+            ),
+            SERVER if unreachable else STORE,
+        )
+        return
+    report.ok(
+        "jetstream",
+        f"stream {sink.stream} at {', '.join(sink.servers)}: {lag.messages} messages, "
+        f"{len(lag.consumers)} consumer(s)",
+    )
 
 
 def _setting(conn: psycopg.Connection[Any], name: str) -> str:

@@ -49,6 +49,7 @@ from cdc.jetstream import (
     MSG_ID,
     UNAVAILABLE,
     NatsLoop,
+    checkpoint_key,
     describe_servers,
     encode_payload,
     open_connection,
@@ -60,10 +61,6 @@ from cdc.sinks import StoredCheckpoint
 log = logging.getLogger(__name__)
 
 _MODE_OF_ACTION = {"migration.cutover": "cdc", "migration.rollback": "shadow"}
-
-
-def checkpoint_key(system_id: str, slot: str) -> str:
-    return f"checkpoint.{system_id}.{slot}"
 
 
 class JetStreamSink:

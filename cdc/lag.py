@@ -17,6 +17,7 @@ from psycopg import sql
 
 from cdc.config import Settings
 from cdc.errors import SlotNotFound
+from cdc.jetstream import JetStreamLag, checkpoint_key, jetstream_lag
 from cdc.provision import connect
 from cdc.sqlfiles import sql_text
 
@@ -35,11 +36,15 @@ class SlotLag:
     unconfirmed_bytes: int | None
     last_recorded_commit_at: datetime | None
     seconds_since_last_recorded_commit: float | None
+    # [sink] kind = "jetstream": the stream and its consumers (the last recorded commit is
+    # then the last one stored in the stream, from the bucket's checkpoint).
+    jetstream: JetStreamLag | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         if self.last_recorded_commit_at is not None:
             data["last_recorded_commit_at"] = self.last_recorded_commit_at.isoformat()
+        data["jetstream"] = self.jetstream.as_json() if self.jetstream is not None else None
         return data
 
     def describe(self) -> list[str]:
@@ -57,7 +62,7 @@ class SlotLag:
             f"(confirmed {self.confirmed_flush_lsn}, server at {self.current_lsn})",
             f"  retained:    {self.retained_bytes} bytes (restart {self.restart_lsn})",
             f"  last recorded commit: {last}",
-        ]
+        ] + (self.jetstream.describe() if self.jetstream is not None else [])
 
     def summary(self, at: datetime | None = None) -> str:
         """The sample as one line, prefixed with the time it was taken (``cdc lag --watch``)."""
@@ -69,7 +74,15 @@ class SlotLag:
             f"unconfirmed {self.unconfirmed_bytes} B retained {self.retained_bytes} B "
             f"last commit {'never' if age is None else f'{age:.1f}s ago'} "
             f"wal_status {self.wal_status}"
+            + (_jetstream_summary(self.jetstream) if self.jetstream is not None else "")
         )
+
+
+def _jetstream_summary(lag: JetStreamLag) -> str:
+    if lag.error is not None:
+        return f" jetstream {lag.stream} unavailable"
+    pending = sum(c.pending_messages + c.ack_pending for c in lag.consumers)
+    return f" jetstream {lag.stream} last {lag.last_seq} consumers pending {pending}"
 
 
 def over_thresholds(
@@ -114,7 +127,12 @@ def slot_lag(settings: Settings) -> SlotLag:
         raise SlotNotFound(
             f'replication slot "{settings.source.slot}" does not exist; run "cdc setup"'
         )
-    commit_time = _last_recorded_commit(settings)
+    jetstream = None
+    if settings.sink.kind == "jetstream":
+        jetstream = jetstream_lag(settings.sink, checkpoint_key(row[10], settings.source.slot))
+        commit_time = jetstream.published_commit_time
+    else:
+        commit_time = _last_recorded_commit(settings)
     age = (datetime.now(UTC) - commit_time).total_seconds() if commit_time else None
     return SlotLag(
         slot=row[0],
@@ -129,6 +147,7 @@ def slot_lag(settings: Settings) -> SlotLag:
         unconfirmed_bytes=row[9],
         last_recorded_commit_at=commit_time,
         seconds_since_last_recorded_commit=age,
+        jetstream=jetstream,
     )
 
 

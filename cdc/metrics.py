@@ -27,8 +27,15 @@ Exposed (units in the names)::
     activity_cdc_slot_retained_bytes              WAL the slot keeps (from restart_lsn)
     activity_cdc_slot_safe_wal_size_bytes         WAL left before invalidation; -1: unlimited
     activity_cdc_slot_retention_warning           0 ok, 1 warning, 2 critical, 3 lost
+    activity_cdc_jetstream_up                     1 when the last JetStream sample answered
+    activity_cdc_jetstream_stream_last_seq        last sequence of the stream ([sink] kind
+                                                  = "jetstream"; cdc.jetstream_watch)
+    activity_cdc_jetstream_pending_messages{consumer}      not yet delivered to the consumer
+    activity_cdc_jetstream_ack_pending_messages{consumer}  delivered, not yet acknowledged
+    activity_cdc_jetstream_ack_floor{consumer}    stream sequence written and acknowledged
 
-Labels hold table names, operations and error class names only: never a DSN or a message.
+Labels hold table names, operations, error class names and JetStream consumer names only:
+never a DSN or a message.
 
 ``/healthz`` answers 200 while the process runs. ``/readyz`` answers 200 only when the daemon
 said it streams (:meth:`Metrics.set_streaming`) and the last reported ``lag_seconds`` is at most
@@ -200,6 +207,34 @@ class Metrics:
             "Slot WAL retention: 0 ok, 1 warning, 2 critical (unreserved), 3 lost.",
             registry=registry,
         )
+        self._jetstream_up = Gauge(
+            "activity_cdc_jetstream_up",
+            "1 when the last sample of the JetStream stream answered, else 0.",
+            registry=registry,
+        )
+        self._jetstream_last_seq = Gauge(
+            "activity_cdc_jetstream_stream_last_seq",
+            "Last sequence of the JetStream stream the records are published to.",
+            registry=registry,
+        )
+        self._jetstream_pending = Gauge(
+            "activity_cdc_jetstream_pending_messages",
+            "Messages of the stream not yet delivered to the consumer (cdc ingest).",
+            ["consumer"],
+            registry=registry,
+        )
+        self._jetstream_ack_pending = Gauge(
+            "activity_cdc_jetstream_ack_pending_messages",
+            "Messages delivered to the consumer and not yet acknowledged.",
+            ["consumer"],
+            registry=registry,
+        )
+        self._jetstream_ack_floor = Gauge(
+            "activity_cdc_jetstream_ack_floor",
+            "Stream sequence at and below which every message is written and acknowledged.",
+            ["consumer"],
+            registry=registry,
+        )
         registry.register(_MemoryCollector())
         self._lock = threading.Lock()
         self._is_streaming = False
@@ -284,6 +319,20 @@ class Metrics:
         if retained_bytes is not None:
             self._slot_retained_bytes.set(retained_bytes)
         self._slot_safe_wal_size.set(-1 if safe_wal_size is None else safe_wal_size)
+
+    def jetstream(
+        self, *, up: bool, last_seq: int | None, consumers: Iterable[tuple[str, int, int, int]]
+    ) -> None:
+        """The JetStream watcher's sample (cdc.jetstream_watch): ``consumers`` as (name,
+        pending, ack pending, ack floor)."""
+        self._jetstream_up.set(1 if up else 0)
+        if last_seq is not None:
+            self._jetstream_last_seq.set(last_seq)
+        for name, pending, ack_pending, ack_floor in consumers:
+            label = name if _KIND.match(name) else "other"
+            self._jetstream_pending.labels(consumer=label).set(pending)
+            self._jetstream_ack_pending.labels(consumer=label).set(ack_pending)
+            self._jetstream_ack_floor.labels(consumer=label).set(ack_floor)
 
     # -- what the HTTP endpoints show -------------------------------------------------------
 

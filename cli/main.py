@@ -133,6 +133,7 @@ def run(state: State, drain: bool) -> None:
     from the config file."""
     from cdc.daemon import Daemon
     from cdc.heartbeat import HeartbeatEmitter
+    from cdc.jetstream_watch import JetStreamWatcher
     from cdc.metrics import start_metrics
     from cdc.slot_watch import SlotWatcher
     from cdc.supervisor import Supervisor
@@ -144,7 +145,7 @@ def run(state: State, drain: bool) -> None:
         if drain
         else Supervisor(settings, metrics=metrics)
     )
-    helpers: list[HeartbeatEmitter | SlotWatcher] = []
+    helpers: list[HeartbeatEmitter | SlotWatcher | JetStreamWatcher] = []
     signals_seen = 0
 
     def on_hangup(_signum: int, _frame: FrameType | None) -> None:
@@ -182,6 +183,10 @@ def run(state: State, drain: bool) -> None:
                         metrics=metrics,
                         warn_fraction=options.slot_warn_retained_fraction,
                     ).start()
+                )
+            if settings.sink.kind == "jetstream" and options.slot_watch_interval_s > 0:
+                helpers.append(
+                    JetStreamWatcher(settings.sink, options.slot_watch_interval_s, metrics).start()
                 )
             if options.heartbeat_interval_s > 0:
                 helpers.append(

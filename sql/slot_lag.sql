@@ -10,6 +10,8 @@ SELECT s.slot_name,
        pg_current_wal_insert_lsn()::text AS current_lsn,
        pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::bigint AS retained_bytes,
        pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::bigint
-           AS unconfirmed_bytes
+           AS unconfirmed_bytes,
+       -- names this source's checkpoint in a JetStream bucket
+       (SELECT system_identifier::text FROM pg_control_system()) AS system_id
   FROM pg_replication_slots s
  WHERE s.slot_name = %(slot)s AND s.slot_type = 'logical'

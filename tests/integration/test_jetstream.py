@@ -281,3 +281,73 @@ def _wait_past_duplicate_window() -> None:
     import time
 
     time.sleep(2.5)  # the window is 1 s; JetStream forgets ids on its next sweep
+
+
+def _slot_confirmed(pg: PgDatabase) -> str:
+    ((confirmed,),) = pg.execute(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+        (pg.slot,),
+    )
+    return str(confirmed)
+
+
+def _wait_for(predicate: Any, what: str, timeout_s: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.3)
+
+
+def test_a_cluster_that_is_down_gets_nothing_acknowledged_and_check_and_lag_say_why(
+    jetstream_names: JetStreamNames, source: PgDatabase, tmp_path: Path
+) -> None:
+    pg = source
+    pg.execute(DDL)
+    cluster = NatsCluster(1, name="cdc-down")
+    cluster.start()
+    try:
+        config = tmp_path / "cdc.toml"
+        config.write_text(
+            _toml(pg, cluster, jetstream_names).replace('stream = "', 'replicas = 1\nstream = "')
+            + "\n[daemon]\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0\n"
+        )
+        assert _run_cdc(config, "setup") == 0
+        cluster.stop_node(0)
+        before = _slot_confirmed(pg)
+        workload(pg)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "cli", "--config", str(config), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            check = CliRunner().invoke(main, ["--config", str(config), "check"])
+            assert check.exit_code == 5
+            assert "cannot connect to NATS" in check.output
+            assert "acknowledges nothing" in check.output
+            lag = CliRunner().invoke(main, ["--config", str(config), "lag", "--max-seconds", "60"])
+            assert lag.exit_code == 3
+            assert f"JetStream stream {jetstream_names.stream}: cannot connect" in lag.output
+            assert daemon.poll() is None  # it retries
+            assert _slot_confirmed(pg) == before  # nothing acknowledged: the WAL is retained
+            cluster.start_node(0)
+            _wait_for(
+                lambda: len(stream_messages(cluster, jetstream_names.stream)) >= 1196,
+                "the daemon to publish the backlog",
+            )
+            _wait_for(lambda: _slot_confirmed(pg) != before, "the acknowledgement")
+        finally:
+            daemon.terminate()
+            _, stderr = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, stderr.decode()[-2000:]
+        assert b"Traceback" not in stderr
+        messages = stream_messages(cluster, jetstream_names.stream)
+        assert len(messages) == 1196 == len({msg_id for msg_id, _ in messages})
+        lag = CliRunner().invoke(main, ["--config", str(config), "lag", "--json"])
+        assert lag.exit_code == 0, lag.output
+        assert '"messages": 1196' in lag.output
+    finally:
+        cluster.stop()
