@@ -27,7 +27,7 @@ CONFIG_PATH = example_path("platform.toml")
 SLOT = "activity_cdc"  # [source] slot of examples/platform.toml
 PUBLICATION = "activity_cdc"  # [source] publication of examples/platform.toml
 
-# The summary line `cdc run` writes to stderr when it ends (cli/main.py).
+# The summary line `cdc run` writes to stderr when it ends (cdc/cli/main.py).
 _SUMMARY = re.compile(
     r"(?P<records>\d+) records from (?P<transactions>\d+) transactions "
     r"\((?P<changes>\d+) changes, (?P<skipped>\d+) transactions already recorded\) "
@@ -36,7 +36,7 @@ _SUMMARY = re.compile(
 
 
 def cdc_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli", "--config", str(CONFIG_PATH), *args]
+    return [sys.executable, "-m", "cdc", "--config", str(CONFIG_PATH), *args]
 
 
 def cdc_env(source_dsn: str) -> dict[str, str]:

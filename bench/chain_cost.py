@@ -1,4 +1,5 @@
-"""What the hash chain costs the sink: the same records written through ``cdc.sink.Sink`` as the
+"""What the hash chain costs the sink: the same records written through ``cdc.pipeline.sink.Sink``
+as the
 daemon writes them (COPY, rollups, checkpoint, durable commit), with ``hash_chain`` on (COPY
 into a staging table, then one chained INSERT ... SELECT: sql/chain_insert.sql) and off (COPY
 straight into the records), in interleaved rounds into the same store, 5,000 records per
@@ -16,10 +17,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cdc.activity import RECORD_COLUMNS, ActivityRecord
-from cdc.batching import Checkpoint, Flush
 from cdc.lsn import Lsn, format_lsn
-from cdc.sink import Sink
+from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
+from cdc.pipeline.batching import Checkpoint, Flush
+from cdc.pipeline.sink import Sink
 
 BATCH_ROWS = 5000
 

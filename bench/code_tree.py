@@ -34,9 +34,10 @@ class CodeTree:
     commit: str  # what it is: a commit id, "+dirty" when the working tree has changes
 
     def cli_module(self) -> str:
-        """The CLI's module in this version (it moved from ``cli`` to ``cdc.cli``)."""
-        if (self.path / "cdc" / "cli" / "__main__.py").is_file():
-            return "cdc.cli"
+        """What ``python -m`` runs in this version: ``cdc`` since the CLI moved into the package
+        (``cdc/cli/``, with ``cdc/__main__.py``), the top-level ``cli`` before."""
+        if (self.path / "cdc" / "__main__.py").is_file():
+            return "cdc"
         return "cli"
 
     def env(self, **extra: str) -> dict[str, str]:

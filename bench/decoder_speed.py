@@ -18,7 +18,7 @@ import psycopg
 
 from bench.python_peer import pypgoutput_decoders
 from bench.stats import median
-from cdc.pgoutput import Decoder, Insert
+from cdc.pipeline.pgoutput import Decoder, Insert
 
 ROW_CHANGE_KINDS = frozenset(b"IUDT")
 

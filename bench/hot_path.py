@@ -11,9 +11,12 @@ Timing needs no server: the same file times any version of the code (before/afte
 
 Stages, each over all the changes of the file, the best of ``--repeats`` runs in CPU time of
 this process (on a shared machine the least disturbed run is the closest to the code's cost):
-``decode`` (cdc.pgoutput), ``assemble`` (cdc.changes), ``map`` (cdc.activity + cdc.values),
-``batch`` (cdc.batching), then per batch of 5,000 records what the sink thread does in Python:
-``encode`` (the COPY text, cdc.sink) and ``rollups`` (cdc.rollups counting). Not here: the
+``decode`` (cdc.pipeline.pgoutput), ``assemble`` (cdc.pipeline.changes), ``map``
+(cdc.pipeline.activity + cdc.pipeline.values),
+``batch`` (cdc.pipeline.batching), then per batch of 5,000 records what the sink thread does in
+Python:
+``encode`` (the COPY text, cdc.pipeline.sink) and ``rollups`` (cdc.pipeline.rollups counting). Not
+here: the
 daemon loop itself and the waits (``python -m bench profile`` has them).
 """
 
@@ -29,15 +32,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cdc.activity import ActivityMapper, ActivityRecord
-from cdc.batching import Batcher, Checkpoint
-from cdc.changes import ChangeAssembler, TransactionEnd
 from cdc.config import Settings, settings_from_mapping
-from cdc.rollups import count_records
-from cdc.sink import encode_copy_rows
-from cdc.spill import SpillStore
+from cdc.pipeline.activity import ActivityMapper, ActivityRecord
+from cdc.pipeline.batching import Batcher, Checkpoint
+from cdc.pipeline.changes import ChangeAssembler, TransactionEnd
+from cdc.pipeline.rollups import count_records
+from cdc.pipeline.sink import encode_copy_rows
+from cdc.pipeline.spill import SpillStore
+from cdc.pipeline.values import TypeInfo, TypeRegistry
 from cdc.sqlfiles import example_path
-from cdc.values import TypeInfo, TypeRegistry
 
 BATCH = 5000
 
@@ -51,7 +54,7 @@ def capture(path: Path, changes: int) -> None:
     from bench.server import running_server
     from bench.sizes import FULL
     from bench.slots import copy_slot
-    from cdc.catalog import Catalog
+    from cdc.pipeline.catalog import Catalog
 
     with running_server() as server:
         seed = SeedCounts.for_users(FULL.seed_users)
@@ -88,7 +91,7 @@ def capture(path: Path, changes: int) -> None:
 
 
 def _decoder() -> Callable[[bytes], Any]:
-    from cdc.pgoutput import Decoder
+    from cdc.pipeline.pgoutput import Decoder
 
     return Decoder().decode
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.server import BenchServer
-from cdc.demo_workload import load_platform_schema
+from cdc.demo.workload import load_platform_schema
 
 log = logging.getLogger(__name__)
 

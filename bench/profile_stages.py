@@ -19,7 +19,7 @@ from pathlib import Path
 class Rule:
     stage: str
     function: str | None = None  # exact function name (py-spy's, e.g. "SinkWriter.submit")
-    module: str | None = None  # file path suffix, e.g. "cdc/pgoutput.py"
+    module: str | None = None  # file path suffix, e.g. "cdc/pipeline/pgoutput.py"
 
 
 # Order matters: waits first (their innermost frames are in threading/queue/psycopg), then the
@@ -27,23 +27,23 @@ class Rule:
 MAIN_RULES: Sequence[Rule] = (
     Rule("wait: sink queue full (back-pressure)", function="SinkWriter.submit"),
     Rule("wait: replication socket (idle)", function="ReplicationStream.poll"),
-    Rule("decode (pgoutput)", module="cdc/pgoutput.py"),
-    Rule("assemble (changes)", module="cdc/changes.py"),
-    Rule("assemble (changes)", module="cdc/spill.py"),
-    Rule("assemble (changes)", module="cdc/catalog.py"),
-    Rule("map + JSON (activity)", module="cdc/activity.py"),
-    Rule("map + JSON (activity)", module="cdc/values.py"),
-    Rule("batching", module="cdc/batching.py"),
-    Rule("receive (stream)", module="cdc/stream.py"),
-    Rule("loop (daemon)", module="cdc/daemon.py"),
-    Rule("start-up (imports, connect)", module="cli/main.py"),
+    Rule("decode (pgoutput)", module="cdc/pipeline/pgoutput.py"),
+    Rule("assemble (changes)", module="cdc/pipeline/changes.py"),
+    Rule("assemble (changes)", module="cdc/pipeline/spill.py"),
+    Rule("assemble (changes)", module="cdc/pipeline/catalog.py"),
+    Rule("map + JSON (activity)", module="cdc/pipeline/activity.py"),
+    Rule("map + JSON (activity)", module="cdc/pipeline/values.py"),
+    Rule("batching", module="cdc/pipeline/batching.py"),
+    Rule("receive (stream)", module="cdc/pipeline/stream.py"),
+    Rule("loop (daemon)", module="cdc/pipeline/daemon.py"),
+    Rule("start-up (imports, connect)", module="cdc/cli/main.py"),
 )
 SINK_RULES: Sequence[Rule] = (
     Rule("COPY encode (Python)", function="encode_copy_rows"),
     Rule("COPY encode (Python)", module="psycopg/_copy_base.py"),
-    Rule("rollups (Python)", module="cdc/rollups.py"),
+    Rule("rollups (Python)", module="cdc/pipeline/rollups.py"),
     Rule("wait: server (COPY, commit)", function="Connection.wait"),
-    Rule("sink other (Python)", module="cdc/sink.py"),
+    Rule("sink other (Python)", module="cdc/pipeline/sink.py"),
 )
 
 

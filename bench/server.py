@@ -1,6 +1,6 @@
 """The throwaway PostgreSQL every benchmark runs on, and its databases.
 
-One cluster per benchmark run (``cdc.embedded.EmbeddedPostgres``, fsync on), with the same
+One cluster per benchmark run (``cdc.demo.embedded.EmbeddedPostgres``, fsync on), with the same
 settings for every mode, so that ratios compare like with like. Never the machine's own
 server: the cluster lives in a temporary directory on a free loopback port and is removed at
 the end.
@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cdc.embedded import EmbeddedPostgres
+from cdc.demo.embedded import EmbeddedPostgres
 
 # Sized for a 2-core, 24 GiB machine and identical for every mode. Checkpoints are spaced
 # out (and forced between runs by the benchmarks) so that none lands inside a timed run.

@@ -3,7 +3,7 @@
 pgbench rather than a Python client: the load generator must not be the bottleneck, and it
 must cost every mode the same. Each script is one application transaction of the demo
 platform (sign-up, KYC, subscriptions, transfers, payouts, documents, notifications...);
-``PLATFORM_MIX`` weighs them like ``cdc.demo_workload.WORKLOAD_MIX``. Latencies come from
+``PLATFORM_MIX`` weighs them like ``cdc.demo.workload.WORKLOAD_MIX``. Latencies come from
 pgbench's per-transaction log, not its averages, so that p50/p99 are real percentiles.
 """
 

@@ -1,12 +1,16 @@
 """activity-cdc: PostgreSQL change-data-capture into an activity log, replacing audit triggers.
 
-The pipeline, one module per stage (data flows one way)::
+The pipeline (``cdc.pipeline``), one module per stage; data flows one way::
 
-    stream (cdc.stream) -> pgoutput decoder (cdc.pgoutput) -> changes (cdc.changes)
-        -> activity mapping (cdc.activity) -> batching (cdc.batching) -> sink (cdc.sink)
+    stream -> pgoutput (decoder) -> changes -> activity (mapping) -> batching -> sink
         -> acknowledged LSN back to the server
 
-``cdc.daemon`` wires the stages; ``cdc.setup``, ``cdc.lag`` hold the control plane.
+``cdc.pipeline.daemon`` wires the stages and ``cdc.pipeline.supervisor`` keeps it running.
+``cdc.control`` is the control plane (setup, checks, lag, roles, partitions), ``cdc.cutover``
+moves tables from audit triggers to CDC, ``cdc.store`` reads the records (and checks their hash
+chain), ``cdc.demo`` runs it all on a throwaway PostgreSQL, ``cdc.cli`` is the command line. The
+base every layer uses: ``errors``, ``lsn``, ``config``, ``dsn``, ``logs``, ``metrics``,
+``sqlfiles``, ``failpoints``; ``cdc.app`` is for the application side.
 """
 
 __version__ = "0.1.0"

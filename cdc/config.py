@@ -74,7 +74,7 @@ class SourceSettings(_Strict):
 
 class SinkSettings(_Strict):
     # "postgres": records into the activity store (COPY + checkpoint in one transaction);
-    # "jetstream": records published to a NATS JetStream stream (cdc.jetstream_sink), from
+    # "jetstream": records published to a NATS JetStream stream (cdc.pipeline.jetstream_sink), from
     # which `cdc ingest` writes stores (docs/scale-out.md).
     kind: Literal["postgres", "jetstream"] = "postgres"
     dsn: str = ""  # empty: the source database holds the records too
@@ -279,7 +279,8 @@ class MetricsSettings(_Strict):
 
 
 class DaemonSettings(_Strict):
-    """How ``cdc run`` keeps running for years (cdc.supervisor, cdc.heartbeat, cdc.slot_watch):
+    """How ``cdc run`` keeps running for years (cdc.pipeline.supervisor, cdc.control.heartbeat,
+    cdc.control.slot_watch):
     reconnects after a lost connection, waits as a standby while another daemon holds the
     slot, emits heartbeats, and warns before the slot's WAL reaches max_slot_wal_keep_size.
     Read at start; a SIGHUP does not change them."""

@@ -5,7 +5,7 @@ process exit code that the CLI uses, and its message says what is wrong *and wha
 next*. Driver errors (``psycopg.Error``) are wrapped where the I/O happens, with
 ``raise ... from exc``, so nothing above the stream and the sink needs to know psycopg.
 
-Exit codes (documented in README.md, used by ``cli/``):
+Exit codes (documented in README.md, used by ``cdc/cli/``):
 
 ====  ==========================================================
  0    success

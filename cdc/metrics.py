@@ -29,7 +29,7 @@ Exposed (units in the names)::
     activity_cdc_slot_retention_warning           0 ok, 1 warning, 2 critical, 3 lost
     activity_cdc_jetstream_up                     1 when the last JetStream sample answered
     activity_cdc_jetstream_stream_last_seq        last sequence of the stream ([sink] kind
-                                                  = "jetstream"; cdc.jetstream_watch)
+                                                  = "jetstream"; cdc.control.jetstream_watch)
     activity_cdc_jetstream_pending_messages{consumer}      not yet delivered to the consumer
     activity_cdc_jetstream_ack_pending_messages{consumer}  delivered, not yet acknowledged
     activity_cdc_jetstream_ack_floor{consumer}    stream sequence written and acknowledged
@@ -299,11 +299,11 @@ class Metrics:
             return self._is_streaming
 
     def set_standby(self, standby: bool) -> None:
-        """Waiting for a slot that another process streams from (cdc.supervisor)."""
+        """Waiting for a slot that another process streams from (cdc.pipeline.supervisor)."""
         self._standby.set(1 if standby else 0)
 
     def heartbeat(self, latency_seconds: float) -> None:
-        """A ``cdc.heartbeat`` message arrived ``latency_seconds`` after it was sent."""
+        """A ``cdc.control.heartbeat`` message arrived ``latency_seconds`` after it was sent."""
         self._heartbeat_latency.set(latency_seconds)
         self._heartbeats_received.inc()
 
@@ -313,7 +313,7 @@ class Metrics:
     def slot_retention(
         self, *, level: int, retained_bytes: int | None, safe_wal_size: int | None
     ) -> None:
-        """The slot watcher's last sample (cdc.slot_watch): ``level`` 0 ok, 1 warning,
+        """The slot watcher's last sample (cdc.control.slot_watch): ``level`` 0 ok, 1 warning,
         2 critical, 3 lost; ``safe_wal_size`` None: unlimited (shown as -1)."""
         self._slot_retention_warning.set(level)
         if retained_bytes is not None:
@@ -323,7 +323,7 @@ class Metrics:
     def jetstream(
         self, *, up: bool, last_seq: int | None, consumers: Iterable[tuple[str, int, int, int]]
     ) -> None:
-        """The JetStream watcher's sample (cdc.jetstream_watch): ``consumers`` as (name,
+        """The JetStream watcher's sample (cdc.control.jetstream_watch): ``consumers`` as (name,
         pending, ack pending, ack floor)."""
         self._jetstream_up.set(1 if up else 0)
         if last_seq is not None:

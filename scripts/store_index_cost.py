@@ -2,7 +2,7 @@
 into the records table with no index, with only the primary key, with the primary key and one
 secondary index, with everything migration 0001 creates, and through ``Sink.write`` (COPY,
 rollups and checkpoint in one transaction per batch). One run on a throwaway cluster
-(``cdc.embedded``, fsync on); the numbers are in docs/store.md.
+(``cdc.demo.embedded``, fsync on); the numbers are in docs/store.md.
 
     .venv/bin/python scripts/store_index_cost.py [--rows 200000] [--batch 5000] [--repeat 3]
 
@@ -31,13 +31,13 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cdc.activity import RECORD_COLUMNS, ActivityRecord
-from cdc.batching import Checkpoint, Flush
 from cdc.config import settings_from_mapping
-from cdc.embedded import EmbeddedPostgres
+from cdc.control.setup import migration_files, migration_identifiers
+from cdc.demo.embedded import EmbeddedPostgres
 from cdc.lsn import Lsn, format_lsn
-from cdc.provision import migration_files, migration_identifiers
-from cdc.sink import Sink, encode_copy_rows
+from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
+from cdc.pipeline.batching import Checkpoint, Flush
+from cdc.pipeline.sink import Sink, encode_copy_rows
 from cdc.sqlfiles import sql_template
 
 SCHEMA = "activity"
@@ -113,7 +113,7 @@ def make_records(count: int, seed: int = 7) -> list[ActivityRecord]:
                     old,
                     new,
                     changes,
-                    # as cdc.activity writes it: entity, actor, changed columns, action
+                    # as cdc.pipeline.activity writes it: entity, actor, changed columns, action
                     f"{table} {key} {op}d by {row['updated_by']}"
                     + (": status" if op == "update" else "")
                     + f" ({table}.{op})",

@@ -1,4 +1,4 @@
--- Park one refused change (cdc/sink.py, [sink] on_refused = "dead_letter"). A replay after a
+-- Park one refused change (cdc/pipeline/sink.py, [sink] on_refused = "dead_letter"). A replay after a
 -- crash parks the same change again: keep the first.
 INSERT INTO {schema}.dead_letters (slot_name, commit_lsn, seq, schema_name, table_name,
                                    entity_id, operation, error, sqlstate, record)

@@ -1,4 +1,4 @@
-"""Pytest plugin: a 3-node NATS JetStream cluster of the tests' own (cdc.embedded_nats).
+"""Pytest plugin: a 3-node NATS JetStream cluster of the tests' own (cdc.demo.embedded_nats).
 
 Started once per session on free loopback ports, only when a test asks for ``nats_cluster``
 (never the NATS that may run on 4222). Each test gets its own stream, subject prefix and
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from cdc.embedded_nats import NatsCluster
+from cdc.demo.embedded_nats import NatsCluster
 
 
 @pytest.fixture(scope="session")

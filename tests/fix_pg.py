@@ -4,7 +4,7 @@ Where the server comes from, in order:
 
 1. ``CDC_TEST_DSN`` (a superuser DSN of a server with wal_level=logical);
 2. a testcontainers Postgres, when a Docker engine answers;
-3. a throwaway cluster from the server binaries on this machine (cdc.embedded).
+3. a throwaway cluster from the server binaries on this machine (cdc.demo.embedded).
 
 Each test that asks for ``pg`` gets a fresh database, and a unique slot and publication name;
 at teardown every slot of that database is dropped (a leaked slot retains WAL forever) and the
@@ -28,7 +28,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cdc.embedded import EmbeddedPostgres, find_bindir, version_of
+from cdc.demo.embedded import EmbeddedPostgres, find_bindir, version_of
 
 
 @dataclass

@@ -7,7 +7,7 @@ workload that writes its own ground truth; at the end the records must equal it 
 
 What it does (docs/reliability.md has the details and the last results):
 
-1. Starts its own PostgreSQL (``cdc.embedded``, ``wal_level=logical``, ``fsync=on``), creates
+1. Starts its own PostgreSQL (``cdc.demo.embedded``, ``wal_level=logical``, ``fsync=on``), creates
    four audited tables (bigint, composite, uuid and text keys; a TOASTed text column stored
    out of line) and a ledger table that is not published, and runs ``cdc setup``.
 2. Writer threads run a mixed workload: inserts, updates, deletes, multi-statement transactions
@@ -15,7 +15,7 @@ What it does (docs/reliability.md has the details and the last results):
    some transactions rolled back. Every row change writes, in the same statement, a ledger row
    (table, operation, key, xid, md5 of the TOASTed body): committed changes and the ledger agree
    even when a commit's reply is lost in a server crash. Writers reconnect after restarts.
-3. The daemon (``python -m cli ... run``, a subprocess) lives many short lives, each ended by a
+3. The daemon (``python -m cdc ... run``, a subprocess) lives many short lives, each ended by a
    SIGKILL at a random moment or by the failpoint ``CDC_FAILPOINTS=sink.after_commit=N`` (dies
    between the sink commit and the acknowledgement). Some lives also see the source server
    restarted (``fast`` or ``immediate``: a crash), their walsender or their sink backend
@@ -55,15 +55,15 @@ from typing import IO, Any
 
 import psycopg
 
-from cdc.chain import verify_chain
-from cdc.embedded import EmbeddedPostgres
+from cdc.demo.embedded import EmbeddedPostgres
 from cdc.lsn import Lsn
+from cdc.store.chain import verify_chain
 
 REPO = Path(__file__).resolve().parents[1]
 SLOT = "chaos"
 DATABASE = "chaos"
-WALSENDER_NAME = "activity-cdc"  # the daemon's replication connection (cdc.stream)
-SINK_NAME = "activity-cdc sink"  # the daemon's sink connection (cdc.sink)
+WALSENDER_NAME = "activity-cdc"  # the daemon's replication connection (cdc.pipeline.stream)
+SINK_NAME = "activity-cdc sink"  # the daemon's sink connection (cdc.pipeline.sink)
 XID = "mod(txid_current(), 4294967296)"  # the 32-bit xid pgoutput carries
 
 SCHEMA = """
@@ -186,7 +186,7 @@ class Result:
     extra: int = 0
     toast_mismatches: int = 0
     drain_acknowledged: bool = False  # the slot confirms the WAL end at the drain's start
-    chain_checked: int = 0  # records whose hash chain cdc.chain recomputed
+    chain_checked: int = 0  # records whose hash chain cdc.store.chain recomputed
     chain_problem: str | None = None  # None: the chain holds over every record
     samples: dict[str, list[Any]] = field(default_factory=dict)
     # time
@@ -443,7 +443,7 @@ def child_env(failpoint: int | None = None) -> dict[str, str]:
 
 
 def cli(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "cli", "--config", str(config), "--log-level", "info", *args]
+    return [sys.executable, "-m", "cdc", "--config", str(config), "--log-level", "info", *args]
 
 
 def query(dsn: str, sql: str, params: Any = None, *, timeout_s: float = 60.0) -> list[Any]:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from cdc.errors import DecodeError
-from cdc.pgoutput import decode_message
+from cdc.pipeline.pgoutput import decode_message
 
 VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "pgoutput_pg15.json"
 TYPE_BYTES = b"BMCORYIUDTSEcAbPKrp"

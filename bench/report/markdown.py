@@ -292,7 +292,7 @@ def _chain_cost(chain: dict[str, Any]) -> list[str]:
         return []
     return [
         f"The hash chain (tamper evidence): the same {_num(chain['rows'])} records through the "
-        f"daemon's sink (`cdc.sink.Sink`: COPY, rollups, checkpoint, durable commit), "
+        f"daemon's sink (`cdc.pipeline.sink.Sink`: COPY, rollups, checkpoint, durable commit), "
         f"{_num(chain['batch_rows'])} per transaction, {chain['rounds']} interleaved rounds:",
         "",
         *_table(

@@ -30,7 +30,7 @@ from bench.stats import median, ratio
 
 CONSUMERS: tuple[str, ...] = ("cdc", "pg_recvlogical", "python_peer")
 DAEMON_TARGET = 0.6  # of pg_recvlogical's rate, while writing durable records
-DECODER_TARGET = 3.0  # cdc.pgoutput.Decoder vs pypgoutput, same payloads
+DECODER_TARGET = 3.0  # cdc.pipeline.pgoutput.Decoder vs pypgoutput, same payloads
 DBNAME = "drain"
 
 
@@ -77,7 +77,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                 "ratio",
             ),
             target(
-                "decoder: cdc.pgoutput / pypgoutput",
+                "decoder: cdc.pipeline.pgoutput / pypgoutput",
                 decoders["ratio_cdc_to_pypgoutput"],
                 ">=",
                 DECODER_TARGET,

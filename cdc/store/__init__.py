@@ -10,7 +10,8 @@ following new records, and statistics from the rollups.
 
 ``model`` holds the types and the parsing of command-line values, ``queries`` composes the
 statements (and says which index serves which filter), ``reader`` runs them, ``stats`` reads
-the rollups. Writing is the sink's (cdc/sink.py); partitions are cdc/partitions.py's.
+the rollups. Writing is the sink's (cdc/pipeline/sink.py); partitions are
+cdc/control/partitions.py's.
 """
 
 from cdc.store.model import (

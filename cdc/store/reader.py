@@ -17,10 +17,10 @@ from psycopg import sql
 from psycopg.rows import args_row
 
 from cdc.config import Settings
+from cdc.control.setup import connect, values_search_indexes
 from cdc.dsn import describe_target
 from cdc.errors import ConnectError, SinkError
 from cdc.lsn import Lsn
-from cdc.provision import connect, values_search_indexes
 from cdc.store import queries
 from cdc.store.model import RecordCursor, RecordFilter, StoredRecord, split_table
 
@@ -159,7 +159,7 @@ def resolve_table(settings: Settings, text: str) -> tuple[str, str, str]:
             raise ValueError(f"give the table {table!r} as schema.table ({where})")
         schema = schemas[0]
     rules = settings.rules_for(schema, table)
-    # the same default as the mapping (cdc.activity): the table's name
+    # the same default as the mapping (cdc.pipeline.activity): the table's name
     return schema, table, rules.entity_type if rules and rules.entity_type else table
 
 

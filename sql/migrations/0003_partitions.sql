@@ -2,7 +2,7 @@
 -- [2025-06-01 00:00 UTC, 2025-07-01 00:00 UTC). The DEFAULT partition <records>_default
 -- catches any record without a month partition, so a write never fails for want of one.
 --
--- `cdc partitions` (cdc/partitions.py) calls ensure_partitions to create months ahead and
+-- `cdc partitions` (cdc/control/partitions.py) calls ensure_partitions to create months ahead and
 -- detaches and drops months past the retention. The functions find the parent through a
 -- dollar-quoted literal of its quoted name, so they work for any configured table name.
 

@@ -1,6 +1,6 @@
 -- Counts for dashboards, per UTC minute and per UTC hour, by source, category, severity,
 -- table and operation. The sink adds each flush's counts in the transaction that writes its
--- records (cdc/rollups.py), so the counts commit or roll back with the records: exactly once.
+-- records (cdc/pipeline/rollups.py), so the counts commit or roll back with the records: exactly once.
 -- Records without a table (application events) have '' as schema_name and table_name, so
 -- that every column of the key is NOT NULL.
 CREATE TABLE {schema}.activity_per_minute (

@@ -5,7 +5,7 @@
 -- three quarters of the server's cost of writing a record (107.5 µs per record with it, 23.6
 -- without; docs/benchmarks.md) and more than half of the WAL. A GIN over the summary alone
 -- costs ~5 µs. The summary names the entity, the actor, the changed columns and the action
--- (cdc/activity.py), which is what the monitor searches for; values (an email, a reference)
+-- (cdc/pipeline/activity.py), which is what the monitor searches for; values (an email, a reference)
 -- are searched with `[store] search_values = true`, for which `cdc setup` creates the index of
 -- 0001 again (search_vector stays for it). The readers search whichever document is indexed.
 CREATE FUNCTION {schema}.summary_vector(summary text)

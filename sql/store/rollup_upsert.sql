@@ -1,4 +1,4 @@
--- Add one flush's counts (cdc/rollups.py) to the per-minute and per-hour rollups, in the sink
+-- Add one flush's counts (cdc/pipeline/rollups.py) to the per-minute and per-hour rollups, in the sink
 -- transaction that writes its records. Each array parameter holds one column of the counts;
 -- the keys within an array are distinct, as ON CONFLICT DO UPDATE requires.
 WITH per_minute AS (

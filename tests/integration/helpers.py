@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from cdc.config import Settings, settings_from_mapping
-from cdc.daemon import Daemon, RunStats
-from cdc.provision import setup
+from cdc.control.setup import setup
+from cdc.pipeline.daemon import Daemon, RunStats
 from tests.fix_pg import PgDatabase
 
 

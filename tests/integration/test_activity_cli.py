@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from cdc.activity import ActivityRecord
+from cdc.cli.main import main
 from cdc.config import Settings
+from cdc.pipeline.activity import ActivityRecord
 from cdc.store import RecordCursor, parse_moment, severities_for, split_table
-from cli.main import main
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings
 from tests.integration.test_store import (  # the autouse fixture: LSNs that cross 0/10000000

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from cdc.batching import Flush
-from cdc.chain import GENESIS, ChainReport, verify_chain
+from cdc.cli.main import main
 from cdc.config import Settings
-from cdc.sink import Sink
-from cli.main import main
+from cdc.pipeline.batching import Flush
+from cdc.pipeline.sink import Sink
+from cdc.store.chain import GENESIS, ChainReport, verify_chain
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings
 from tests.integration.test_store import (

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from cdc.daemon import Daemon
-from cdc.embedded import EmbeddedPostgres
+from cdc.cli.main import main
+from cdc.demo.embedded import EmbeddedPostgres
 from cdc.errors import PublicationNotFound
 from cdc.lsn import Lsn
-from cli.main import main
+from cdc.pipeline.daemon import Daemon
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import make_settings
 
@@ -176,7 +176,7 @@ def test_server_error_mid_stream_becomes_a_typed_error(pg: PgDatabase) -> None:
     next change, inside the COPY stream."""
     pg.execute("CREATE TABLE t (id int PRIMARY KEY)")
     settings = make_settings(pg, [{"name": "public.t"}])
-    from cdc.provision import setup
+    from cdc.control.setup import setup
 
     setup(settings)
     daemon = Daemon(settings)
@@ -223,7 +223,7 @@ def test_sigterm_finishes_the_batch_acknowledges_and_exits_zero(
         )
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "--config", str(config), "run"],
+        [sys.executable, "-m", "cdc", "--config", str(config), "run"],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

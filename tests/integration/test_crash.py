@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cdc.chain import verify_chain
-from cdc.provision import setup
+from cdc.control.setup import setup
+from cdc.store.chain import verify_chain
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import make_settings
 
@@ -89,7 +89,7 @@ def daemon_command(config: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "cli",
+        "cdc",
         "--config",
         str(config),
         "--log-level",

@@ -21,16 +21,16 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cdc.cli.main import main
 from cdc.config import Settings, settings_from_mapping
-from cdc.daemon import Daemon
-from cdc.demo_workload import PLATFORM_TABLES, GroundTruth, load_platform_schema, run_workload
+from cdc.control.setup import connect, setup
+from cdc.cutover.migration.backup import take_backup
+from cdc.cutover.migration.switch import cutover, rollback
+from cdc.cutover.verify import verify, wait_for_confirmation
+from cdc.demo.workload import PLATFORM_TABLES, GroundTruth, load_platform_schema, run_workload
 from cdc.errors import LagExceeded
 from cdc.lsn import Lsn
-from cdc.migration.backup import take_backup
-from cdc.migration.switch import cutover, rollback
-from cdc.provision import connect, setup
-from cdc.verify import verify, wait_for_confirmation
-from cli.main import main
+from cdc.pipeline.daemon import Daemon
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import make_settings
 

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from cdc.chain import verify_chain
+from cdc.cli.main import main
 from cdc.config import Settings
-from cli.main import main
+from cdc.store.chain import verify_chain
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings
 

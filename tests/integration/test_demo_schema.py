@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from cdc.config import settings_from_mapping
-from cdc.demo_workload import (
+from cdc.demo.workload import (
     PLATFORM_TABLES,
     GroundTruth,
     InDoubt,

@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cdc.daemon import Daemon
+from cdc.control.setup import setup
 from cdc.errors import ConfigError
-from cdc.provision import setup
+from cdc.pipeline.daemon import Daemon
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, make_settings, records, setup_and_settings
 
@@ -273,7 +273,7 @@ def test_a_large_transaction_is_captured_with_bounded_memory(
     # forked test runner's pages (it survives exec).
     script = (
         "import re, sys\n"
-        "from cli.main import main\n"
+        "from cdc.cli.main import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
         "status = open('/proc/self/status').read()\n"
         "print('maxrss_kb', re.search(r'VmHWM:\\s+(\\d+)', status).group(1), file=sys.stderr)\n"

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Json, Jsonb
 
-from cdc.stream import SESSION_OPTIONS
+from cdc.pipeline.stream import SESSION_OPTIONS
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, make_settings, records
 
@@ -179,7 +179,7 @@ INSERT = "INSERT INTO everything (id, {cols}) VALUES (%s, {vals})".format(
 
 @pytest.fixture
 def typed(pg: PgDatabase):  # type: ignore[no-untyped-def]
-    from cdc.provision import setup
+    from cdc.control.setup import setup
 
     pg.execute(SCHEMA)
     settings_ = make_settings(pg, [{"name": "public.everything"}], redaction={"patterns": []})

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cdc.stream import SESSION_OPTIONS
+from cdc.pipeline.stream import SESSION_OPTIONS
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings
 

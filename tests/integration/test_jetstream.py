@@ -19,11 +19,11 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
+from cdc.cli.main import main
 from cdc.config import Settings
-from cdc.embedded_nats import NatsCluster
-from cdc.ingest import Ingest, IngestOptions
-from cdc.jetstream import apply_broker, plan_broker
-from cli.main import main
+from cdc.demo.embedded_nats import NatsCluster
+from cdc.pipeline.ingest import Ingest, IngestOptions
+from cdc.pipeline.jetstream import apply_broker, plan_broker
 from tests.fix_nats import JetStreamNames
 from tests.fix_pg import PgDatabase, PgServer, drop_database
 from tests.integration.helpers import drain, make_settings, setup_and_settings
@@ -197,7 +197,7 @@ def test_records_through_the_stream_equal_what_the_postgres_sink_writes(
     # Two slots on one source: one feeds the PostgreSQL sink, the other the stream.
     direct = setup_and_settings(pg, DDL, TABLES)
     via = jetstream_settings(pg, nats_cluster, jetstream_names, slot=f"{pg.slot}_js")
-    from cdc.provision import setup
+    from cdc.control.setup import setup
 
     setup(via)
     apply_broker(via.sink)
@@ -223,7 +223,7 @@ def test_records_through_the_stream_equal_what_the_postgres_sink_writes(
 
 def _run_cdc(config: Path, *args: str, env: dict[str, str] | None = None) -> int:
     return subprocess.run(
-        [sys.executable, "-m", "cli", "--config", str(config), *args],
+        [sys.executable, "-m", "cdc", "--config", str(config), *args],
         env={**os.environ, **(env or {})},
         capture_output=True,
         timeout=300,
@@ -319,7 +319,7 @@ def test_a_cluster_that_is_down_gets_nothing_acknowledged_and_check_and_lag_say_
         before = _slot_confirmed(pg)
         workload(pg)
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "cli", "--config", str(config), "run"],
+            [sys.executable, "-m", "cdc", "--config", str(config), "run"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

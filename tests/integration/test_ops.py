@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
+from cdc.cli.main import main
 from cdc.config import settings_from_mapping
-from cdc.embedded import EmbeddedPostgres
-from cdc.provision import migration_files
-from cdc.roles import role_sql
-from cli.main import main
+from cdc.control.roles import role_sql
+from cdc.control.setup import migration_files
+from cdc.demo.embedded import EmbeddedPostgres
 from tests.fix_pg import PgDatabase
 
 integration = pytest.mark.integration

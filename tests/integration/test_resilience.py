@@ -28,11 +28,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdc.config import Settings, settings_from_mapping
-from cdc.embedded import EmbeddedPostgres, free_port
+from cdc.control.setup import setup
+from cdc.control.slot_watch import CRITICAL, LOST, OK, WARNING, SlotWatcher
+from cdc.demo.embedded import EmbeddedPostgres, free_port
 from cdc.lsn import Lsn
 from cdc.metrics import Metrics
-from cdc.provision import setup
-from cdc.slot_watch import CRITICAL, LOST, OK, WARNING, SlotWatcher
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain
 
@@ -94,7 +94,7 @@ class DaemonProcess:
             [
                 sys.executable,
                 "-m",
-                "cli",
+                "cdc",
                 "--config",
                 str(config),
                 "--log-level",

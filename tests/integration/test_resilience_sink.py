@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from cdc.config import settings_from_mapping
-from cdc.embedded import EmbeddedPostgres
+from cdc.control.setup import setup
+from cdc.demo.embedded import EmbeddedPostgres
 from cdc.lsn import Lsn, format_lsn
-from cdc.provision import setup
 from tests.integration.test_resilience import (
     EVENTS,
     Writer,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from cdc.cli.main import main
 from tests.fix_pg import PgDatabase
 
 pytestmark = pytest.mark.integration

@@ -15,13 +15,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cdc.activity import ActivityRecord
-from cdc.batching import Checkpoint, Flush
 from cdc.config import Settings
+from cdc.control.partitions import DETACHED_MARK, apply_maintenance, plan_maintenance
+from cdc.control.setup import setup, values_search_indexes
 from cdc.errors import SinkError
-from cdc.partitions import DETACHED_MARK, apply_maintenance, plan_maintenance
-from cdc.provision import setup, values_search_indexes
-from cdc.sink import Sink
+from cdc.pipeline.activity import ActivityRecord
+from cdc.pipeline.batching import Checkpoint, Flush
+from cdc.pipeline.sink import Sink
 from cdc.store import STORED_COLUMNS, RecordCursor, RecordFilter, Store, open_store, queries
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings

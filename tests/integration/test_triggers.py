@@ -16,17 +16,17 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
+from cdc.cli.main import main
 from cdc.config import Settings
-from cdc.demo_workload import PLATFORM_TABLES, load_platform_schema
+from cdc.control.setup import connect, setup
+from cdc.cutover.migration.backup import take_backup
+from cdc.cutover.migration.drop import drop_triggers
+from cdc.cutover.migration.status import migration_status
+from cdc.cutover.migration.switch import cutover, plan_cutover, rollback
+from cdc.cutover.triggers import audited_tables, is_audit_function, list_triggers, resolve_tables
+from cdc.demo.workload import PLATFORM_TABLES, load_platform_schema
 from cdc.errors import ConfigError, PrerequisiteError
-from cdc.migration.backup import take_backup
-from cdc.migration.drop import drop_triggers
-from cdc.migration.status import migration_status
-from cdc.migration.switch import cutover, plan_cutover, rollback
-from cdc.pgoutput import Commit, Decoder, Message
-from cdc.provision import connect, setup
-from cdc.triggers import audited_tables, is_audit_function, list_triggers, resolve_tables
-from cli.main import main
+from cdc.pipeline.pgoutput import Commit, Decoder, Message
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, make_settings
 
@@ -474,7 +474,7 @@ def test_cutover_without_a_running_daemon_or_checkpoint_says_nobody_acknowledges
 
 
 def test_cutover_accepts_a_daemon_that_is_streaming_and_acknowledging(pg: PgDatabase) -> None:
-    from cdc.daemon import Daemon
+    from cdc.pipeline.daemon import Daemon
 
     settings = shop(pg)
     take_backup(settings)

@@ -1,7 +1,8 @@
 """Builders shared by the unit tests: pgoutput messages, whole transactions, activity records.
 
-Everything here builds plain values with the dataclasses of cdc.pgoutput and the record type
-of cdc.activity; nothing decodes bytes or touches a database.
+Everything here builds plain values with the dataclasses of cdc.pipeline.pgoutput and the record
+type
+of cdc.pipeline.activity; nothing decodes bytes or touches a database.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from cdc.activity import ActivityRecord
-from cdc.changes import Change, ChangeAssembler
-from cdc.pgoutput import Begin, Commit, PgOutputMessage, Relation, RelationColumn
+from cdc.pipeline.activity import ActivityRecord
+from cdc.pipeline.changes import Change, ChangeAssembler
+from cdc.pipeline.pgoutput import Begin, Commit, PgOutputMessage, Relation, RelationColumn
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 

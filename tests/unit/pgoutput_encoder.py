@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from datetime import UTC, datetime, timedelta
 
-from cdc.pgoutput import (
+from cdc.pipeline.pgoutput import (
     UNCHANGED_TOAST,
     Begin,
     BeginPrepare,

@@ -1,4 +1,4 @@
-"""Activity mapping (cdc.activity): a committed change becomes one ActivityRecord.
+"""Activity mapping (cdc.pipeline.activity): a committed change becomes one ActivityRecord.
 
 Each test builds Settings from a config mapping (as a TOML file would give it), a relation
 with the columns it needs, and RowChange/TableTruncate values, then reads the record's JSON
@@ -16,8 +16,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cdc.activity import ActivityMapper, ActivityRecord
-from cdc.changes import (
+from cdc.config import Settings, SeverityByOperation, settings_from_mapping
+from cdc.pipeline.activity import ActivityMapper, ActivityRecord
+from cdc.pipeline.changes import (
     RelationInfo,
     RowChange,
     TableTruncate,
@@ -26,8 +27,7 @@ from cdc.changes import (
     TransactionMessage,
     relation_info,
 )
-from cdc.config import Settings, SeverityByOperation, settings_from_mapping
-from cdc.pgoutput import ColumnValue, TupleData
+from cdc.pipeline.pgoutput import ColumnValue, TupleData
 from tests.unit.messages import INT4, T0, TIMESTAMPTZ, relation
 
 BOOL, JSONB, NUMERIC, TEXT_ARRAY, INT4_ARRAY = 16, 3802, 1700, 1009, 1007

@@ -1,6 +1,7 @@
-"""Batching and acknowledgement (cdc.batching): a hypothesis state machine plus examples.
+"""Batching and acknowledgement (cdc.pipeline.batching): a hypothesis state machine plus examples.
 
-The machine drives a Batcher the way cdc.daemon does: records are added inside an open source
+The machine drives a Batcher the way cdc.pipeline.daemon does: records are added inside an open
+source
 transaction, commits carry strictly increasing LSNs, time only moves forward, keepalives come
 only between transactions and carry a WAL end at or past everything seen, and the sink
 confirms checkpointed flushes oldest first. A model keeps what the sink was given: records of
@@ -24,8 +25,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from cdc.activity import ActivityRecord
-from cdc.batching import IDLE_SINK_SHARE, Batcher, Checkpoint, Flush
+from cdc.pipeline.activity import ActivityRecord
+from cdc.pipeline.batching import IDLE_SINK_SHARE, Batcher, Checkpoint, Flush
 from tests.unit.messages import T0, record
 
 

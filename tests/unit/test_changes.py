@@ -1,6 +1,7 @@
-"""Change assembly (cdc.changes): decoded pgoutput messages → committed row changes.
+"""Change assembly (cdc.pipeline.changes): decoded pgoutput messages → committed row changes.
 
-Messages are built with the dataclasses of cdc.pgoutput (tests/unit/messages.py) and fed to a
+Messages are built with the dataclasses of cdc.pipeline.pgoutput (tests/unit/messages.py) and fed
+to a
 ChangeAssembler in stream order; results are compared as whole values.
 """
 
@@ -12,8 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdc.activity import ActivityMapper
-from cdc.changes import (
+from cdc.config import settings_from_mapping
+from cdc.errors import DecodeError
+from cdc.pipeline.activity import ActivityMapper
+from cdc.pipeline.changes import (
     ChangeAssembler,
     RowChange,
     TableTruncate,
@@ -22,9 +25,7 @@ from cdc.changes import (
     TransactionMessage,
     relation_info,
 )
-from cdc.config import settings_from_mapping
-from cdc.errors import DecodeError
-from cdc.pgoutput import (
+from cdc.pipeline.pgoutput import (
     UNCHANGED_TOAST,
     Commit,
     Delete,
@@ -593,9 +594,9 @@ def test_streamed_changes_survive_exactly_unless_their_subtransaction_aborted(
 def test_a_large_ordinary_transaction_overflows_to_disk_and_replays_in_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import cdc.changes
+    import cdc.pipeline.changes
 
-    monkeypatch.setattr(cdc.changes, "IN_MEMORY_MESSAGES", 3)
+    monkeypatch.setattr(cdc.pipeline.changes, "IN_MEMORY_MESSAGES", 3)
     asm = assembler()
     context = Message(True, 0x6F0, "cdc.context", b'{"actor_id": "7"}')
     messages: list[PgOutputMessage] = [

@@ -180,7 +180,7 @@ def test_hostile_table_name_is_kept_as_one_literal_identifier(tmp_path: Path) ->
     settings = load_settings(write_config(tmp_path, content))
     rules = settings.tables[0]
     assert (rules.schema_name, rules.table_name) == ("public", "users; drop table x")
-    # composed the way cdc.provision composes table names: quoted, so it stays one name
+    # composed the way cdc.control.setup composes table names: quoted, so it stays one name
     composed = sql.SQL("{}.{}").format(
         sql.Identifier(rules.schema_name), sql.Identifier(rules.table_name)
     )

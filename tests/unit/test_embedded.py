@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-import cdc.embedded
-from cdc.embedded import find_bindir
+import cdc.demo.embedded
+from cdc.demo.embedded import find_bindir
 
 
 def test_without_installed_binaries_the_pip_installable_server_is_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("CDC_PG_BINDIR", raising=False)
-    monkeypatch.setattr(cdc.embedded.shutil, "which", lambda _name: None)
-    monkeypatch.setattr(cdc.embedded.glob, "glob", lambda _pattern: [])
+    monkeypatch.setattr(cdc.demo.embedded.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(cdc.demo.embedded.glob, "glob", lambda _pattern: [])
     bindir = find_bindir()
     assert bindir.parts[-3:] == ("pgserver", "pginstall", "bin")
     assert (bindir / "initdb").exists()

@@ -1,4 +1,5 @@
-"""What the JetStream sink publishes and ``cdc ingest`` reads back (cdc.jetstream): subjects,
+"""What the JetStream sink publishes and ``cdc ingest`` reads back (cdc.pipeline.jetstream):
+subjects,
 message ids, and payloads that return the exact record, JSON text included."""
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdc.activity import ActivityRecord
 from cdc.config import settings_from_mapping
 from cdc.errors import ConfigError
-from cdc.jetstream import (
+from cdc.pipeline.activity import ActivityRecord
+from cdc.pipeline.jetstream import (
     PayloadError,
     connect_options,
     decode_payload,

@@ -1,4 +1,5 @@
-"""Unit tests of cdc.pgoutput against bytes captured from PostgreSQL 15 and hand-built bytes.
+"""Unit tests of cdc.pipeline.pgoutput against bytes captured from PostgreSQL 15 and hand-built
+bytes.
 
 The captured vectors (tests/vectors/pgoutput_pg15.json, written by capture_pgoutput.py) carry
 LSNs, xids, OIDs and times of the capture run. Tests compare whole dataclasses, taking those
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from cdc.errors import CdcError, DecodeError
-from cdc.pgoutput import (
+from cdc.pipeline.pgoutput import (
     UNCHANGED_TOAST,
     Begin,
     BeginPrepare,

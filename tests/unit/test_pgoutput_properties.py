@@ -1,4 +1,5 @@
-"""Property tests of cdc.pgoutput: garbage in gives DecodeError out, and encode/decode round-trip.
+"""Property tests of cdc.pipeline.pgoutput: garbage in gives DecodeError out, and encode/decode
+round-trip.
 
 The encoder here is test-only and written from the protocol documentation, independently of
 the decoder, so a round trip checks both the field order and the value mapping.
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdc.errors import DecodeError
-from cdc.pgoutput import (
+from cdc.pipeline.pgoutput import (
     UNCHANGED_TOAST,
     Begin,
     BeginPrepare,

@@ -1,4 +1,5 @@
-"""Rollups (cdc.rollups) and the windows of ``cdc stats`` (cdc.store.stats): pure functions,
+"""Rollups (cdc.pipeline.rollups) and the windows of ``cdc stats`` (cdc.store.stats): pure
+functions,
 no database. The counts must equal counting the records one by one, in whatever order and
 batching they arrive."""
 
@@ -10,8 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdc.activity import ActivityRecord
-from cdc.rollups import as_columns, buckets, count_records
+from cdc.pipeline.activity import ActivityRecord
+from cdc.pipeline.rollups import as_columns, buckets, count_records
 from cdc.store.stats import HOUR, MINUTE, Window, trend_of, window_for
 
 

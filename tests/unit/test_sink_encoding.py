@@ -1,4 +1,4 @@
-"""COPY text encoding of activity records (cdc.sink.encode_copy_rows).
+"""COPY text encoding of activity records (cdc.pipeline.sink.encode_copy_rows).
 
 The records are decoded again with a small parser written from PostgreSQL's COPY
 documentation ("Text Format"): lines end at a newline, fields are separated by tabs, ``\\N``
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdc.activity import RECORD_COLUMNS, ActivityRecord
 from cdc.lsn import format_lsn
-from cdc.sink import encode_copy_rows
+from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
+from cdc.pipeline.sink import encode_copy_rows
 from tests.unit.messages import record
 
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from cdc.config import Settings, settings_from_mapping
-from cdc.daemon import RunStats
+from cdc.control.heartbeat import heartbeat_content
+from cdc.control.slot_watch import CRITICAL, LOST, OK, WARNING, SlotSample, judge
 from cdc.errors import (
     CdcError,
     ConfigError,
@@ -27,10 +28,9 @@ from cdc.errors import (
     SlotNotFound,
     StreamError,
 )
-from cdc.heartbeat import heartbeat_content
 from cdc.metrics import Metrics
-from cdc.slot_watch import CRITICAL, LOST, OK, WARNING, SlotSample, judge
-from cdc.supervisor import Backoff, Supervisor, is_connection_loss
+from cdc.pipeline.daemon import RunStats
+from cdc.pipeline.supervisor import Backoff, Supervisor, is_connection_loss
 
 GiB = 1024**3
 MiB = 1024**2

@@ -1,4 +1,5 @@
-"""Value conversion (cdc.values): pgoutput text forms → the JSON PostgreSQL's to_jsonb() makes.
+"""Value conversion (cdc.pipeline.values): pgoutput text forms → the JSON PostgreSQL's to_jsonb()
+makes.
 
 Expected values are what to_jsonb() returns on a session with DateStyle=ISO and TimeZone=UTC
 (the replication session's settings), written out by hand from PostgreSQL's documented
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdc.values import converter_for
+from cdc.pipeline.values import converter_for
 
 BOOL, BYTEA, INT8, INT2, INT4, TEXT, OID, JSON_OID = 16, 17, 20, 21, 23, 25, 26, 114
 FLOAT4, FLOAT8, VARCHAR, DATE, TIME, TIMESTAMP = 700, 701, 1043, 1082, 1083, 1114

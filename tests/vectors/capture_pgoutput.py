@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Capture raw pgoutput messages from a live PostgreSQL 15 into ``pgoutput_pg15.json``.
 
-The unit tests of :mod:`cdc.pgoutput` decode these bytes; they need no database. Re-run this
+The unit tests of :mod:`cdc.pipeline.pgoutput` decode these bytes; they need no database. Re-run
+this
 script only to refresh the vectors (for example against a new server version)::
 
     python tests/vectors/capture_pgoutput.py "host=/tmp/pg port=55499 user=postgres dbname=postgres"

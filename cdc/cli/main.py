@@ -1,0 +1,235 @@
+"""``cdc``: the command line of activity-cdc. Thin: each command reads its options, calls one
+function of ``cdc``, and turns the result or a ``CdcError`` into output and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, TypeVar
+
+import click
+
+from cdc import __version__
+from cdc.config import Settings, load_settings
+from cdc.errors import CdcError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  success                      5  cannot connect / server not ready
+  1  unexpected internal error    6  slot or publication missing or busy
+  2  usage error                  7  malformed replication data
+  3  lag over a threshold         8  the sink could not write records
+  4  configuration error
+"""
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(func: F) -> F:
+    """CdcError → one line on stderr and its exit code; anything else → exit 1, no traceback
+    unless --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CdcError as exc:
+            _fail(str(exc), exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            _fail(
+                f"unexpected internal error: {exc!r} (rerun with --log-level debug for the "
+                "traceback, and please report it)",
+                1,
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+class State:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="cdc")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="CDC_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (TOML). Default: $CDC_CONFIG, else ./cdc.toml.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--log-format",
+    default="human",
+    show_default=True,
+    envvar="CDC_LOG_FORMAT",
+    type=click.Choice(["human", "json"]),
+    help="human: one text line per event; json: one JSON object per line.",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, log_level: str, log_format: str) -> None:
+    """activity-cdc: record every row change of your audited tables as an activity record,
+    from PostgreSQL logical replication instead of audit triggers.
+
+    \b
+    First time:   cdc setup      (schema, publication, replica identity, slot)
+    Verify:       cdc check      (every prerequisite, with the fix)
+    Then:         cdc run        (the daemon; --drain to catch up and exit)
+    Watch:        cdc lag        (how far behind, in bytes and seconds)
+    Remove:       cdc teardown   (slot and publication; never the records)
+    Try it:       cdc demo       (everything on a throwaway local Postgres)
+    """
+    from cdc.logs import configure_logging
+
+    configure_logging(log_level, "json" if log_format == "json" else "human")
+    ctx.obj = State(config_path)
+
+
+@main.command()
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="Record everything committed before the start, acknowledge it, and exit 0 "
+    "(no reconnects: a lost connection exits with its error).",
+)
+@pass_state
+@handles_errors
+def run(state: State, drain: bool) -> None:
+    """Run the daemon. A lost connection (server restart, failover) is retried with backoff;
+    while another daemon streams from the slot this one waits as a hot standby. SIGTERM/SIGINT:
+    finish the batch in hand, acknowledge it, exit 0; a second signal exits at once (nothing
+    unwritten is ever acknowledged). SIGHUP: reload the mapping, redaction and batch settings
+    from the config file."""
+    from cdc.control.heartbeat import HeartbeatEmitter
+    from cdc.control.jetstream_watch import JetStreamWatcher
+    from cdc.control.slot_watch import SlotWatcher
+    from cdc.metrics import start_metrics
+    from cdc.pipeline.daemon import Daemon
+    from cdc.pipeline.supervisor import Supervisor
+
+    settings = state.settings
+    metrics, server = start_metrics(settings.metrics)
+    runner: Daemon | Supervisor = (
+        Daemon(settings, drain=True, metrics=metrics)
+        if drain
+        else Supervisor(settings, metrics=metrics)
+    )
+    helpers: list[HeartbeatEmitter | SlotWatcher | JetStreamWatcher] = []
+    signals_seen = 0
+
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        try:
+            ignored = runner.reload(load_settings(state.config_path))
+        except CdcError as exc:
+            logging.getLogger("cdc.cli").error(
+                "reload refused, keeping the running config: %s", exc
+            )
+            return
+        if ignored:
+            logging.getLogger("cdc.cli").warning(
+                "reload: changes to [%s] need a restart; kept the running ones", ", ".join(ignored)
+            )
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            os._exit(128 + signum)
+        runner.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
+    try:
+        if not drain:
+            options = settings.daemon
+            if options.slot_watch_interval_s > 0:
+                helpers.append(
+                    SlotWatcher(
+                        settings.source.dsn,
+                        settings.source.slot,
+                        options.slot_watch_interval_s,
+                        metrics=metrics,
+                        warn_fraction=options.slot_warn_retained_fraction,
+                    ).start()
+                )
+            if settings.sink.kind == "jetstream" and options.slot_watch_interval_s > 0:
+                helpers.append(
+                    JetStreamWatcher(settings.sink, options.slot_watch_interval_s, metrics).start()
+                )
+            if options.heartbeat_interval_s > 0:
+                helpers.append(
+                    HeartbeatEmitter(
+                        settings.source.dsn,
+                        options.heartbeat_interval_s,
+                        metrics=metrics,
+                        should_emit=lambda: metrics.streaming,  # a standby stays quiet
+                    ).start()
+                )
+        stats = runner.run()
+    finally:
+        for helper in reversed(helpers):
+            helper.stop()
+        runner.close()
+        if server is not None:
+            server.stop()
+    reconnects = getattr(runner, "reconnects", 0)
+    click.echo(
+        f"{stats.records} records from {stats.transactions} transactions "
+        f"({stats.changes} changes, {stats.skipped_transactions} transactions already recorded) "
+        f"in {stats.elapsed_s:.1f}s; acknowledged through {_lsn(stats.flushed_lsn)}"
+        + (f"; {reconnects} reconnects" if reconnects else ""),
+        err=True,
+    )
+
+
+def _lsn(value: int) -> str:
+    from cdc.lsn import format_lsn
+
+    return format_lsn(value)
+
+
+@main.command()
+@click.option("--seconds", default=10.0, show_default=True, help="How long the workload runs.")
+@click.option("--clients", default=2, show_default=True, help="Concurrent workload clients.")
+@handles_errors
+def demo(seconds: float, clients: int) -> None:
+    """Everything on a throwaway local PostgreSQL: the 18-table demo platform, setup, the
+    daemon, a mixed workload, and the records it produced. Cleans up after itself."""
+    from cdc.demo.run import DemoOptions, run_demo
+
+    root = logging.getLogger()
+    root.setLevel(max(root.level, logging.WARNING))  # the demo's own lines tell the story
+    for line in run_demo(DemoOptions(duration_s=seconds, clients=clients)):
+        click.echo(line)

@@ -1,0 +1,202 @@
+"""Operations commands: ``setup`` (plan, dry run, least-privilege role), ``check``, ``lag``
+(with ``--watch``) and ``teardown``. Imported by ``cdc.cli``, after ``cdc.cli.main``.
+
+``setup`` and ``lag`` here replace the first versions that ``cdc/cli/main.py`` defines under the
+same names (``main.command`` registers by name; the later registration wins)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from cdc.cli.main import State, handles_errors, main, pass_state
+from cdc.errors import LagExceeded
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Print the plan's SQL and change nothing.")
+@click.option(
+    "--print-role-sql",
+    is_flag=True,
+    help="Print the SQL for a least-privilege role for the daemon, and exit.",
+)
+@click.option(
+    "--role",
+    default=None,
+    metavar="NAME",
+    help="Role name for --print-role-sql.  [default: activity_cdc]",
+)
+@pass_state
+@handles_errors
+def setup(state: State, dry_run: bool, print_role_sql: bool, role: str | None) -> None:
+    """Create what the daemon needs (idempotent): the activity store, the publication for the
+    configured tables, REPLICA IDENTITY FULL on them, and the replication slot. Shows its plan
+    first; --dry-run shows the exact SQL and stops."""
+    if role is not None and not print_role_sql:
+        raise click.UsageError("--role goes with --print-role-sql")
+    if print_role_sql:
+        from cdc.control.roles import DEFAULT_ROLE, role_sql
+
+        click.echo(role_sql(state.settings, role or DEFAULT_ROLE), nl=False)
+        return
+    from cdc.control.setup import apply_plan, plan_setup
+
+    plan = plan_setup(state.settings)
+    broker = state.settings.sink if state.settings.sink.kind == "jetstream" else None
+    if dry_run:
+        click.echo(plan.script(), nl=False)
+        if broker is not None:
+            from cdc.pipeline.jetstream import plan_broker
+
+            click.echo(plan_broker(broker).script(), nl=False)
+        click.echo("-- dry run: nothing was changed")
+        return
+    if broker is not None:
+        from cdc.pipeline.jetstream import apply_broker
+
+        broker_plan, done = apply_broker(broker)
+        for line in broker_plan.unchanged:
+            click.echo(f"ok:   {line}")
+        for line in done:
+            click.echo(f"done: {line}")
+    for line in plan.unchanged:
+        click.echo(f"ok:   {line}")
+    if not plan.steps:
+        click.echo("nothing to do: everything was already set up")
+        return
+    click.echo(f"plan: {len(plan.steps)} step(s)")
+    for number, step in enumerate(plan.steps, 1):
+        click.echo(f"  {number}. {step.description} ({step.target})")
+    report = apply_plan(state.settings, plan)
+    for line in report.actions:
+        click.echo(f"done: {line}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+@pass_state
+@handles_errors
+def check(state: State, as_json: bool) -> None:
+    """Verify every prerequisite, one line each with the fix. Exit 0 when all pass, else the
+    code of the worst failure: 5 server/privileges, 4 config/tables, 8 activity store,
+    6 publication/replica identity/slot."""
+    from cdc.control.checks import run_checks
+
+    report = run_checks(state.settings)
+    if as_json:
+        click.echo(json.dumps(report.as_json()))
+    else:
+        for item in report.checks:
+            click.echo(item.line())
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+@main.command()
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object (per sample) instead of text."
+)
+@click.option("--max-bytes", type=int, help="Exit 3 when unconfirmed WAL exceeds this.")
+@click.option(
+    "--max-seconds", type=float, help="Exit 3 when the last recorded commit is older than this."
+)
+@click.option(
+    "--watch",
+    "watch_s",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Take a sample every SECONDS until interrupted (one line each).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    help="With --watch: stop after this many samples.",
+)
+@pass_state
+@handles_errors
+def lag(
+    state: State,
+    as_json: bool,
+    max_bytes: int | None,
+    max_seconds: float | None,
+    watch_s: float | None,
+    count: int | None,
+) -> None:
+    """How far behind the daemon is: WAL retained by the slot, WAL not yet confirmed, and the
+    time since the last recorded commit. With --watch, exit 3 if any sample was over a
+    threshold."""
+    from cdc.control.lag import over_thresholds, slot_lag, watch
+
+    if count is not None and watch_s is None:
+        raise click.UsageError("--count goes with --watch")
+    if watch_s is None:
+        result = slot_lag(state.settings)
+        if as_json:
+            click.echo(json.dumps(result.as_json()))
+        else:
+            click.echo("\n".join(result.describe()))
+        over = over_thresholds(result, max_bytes=max_bytes, max_seconds=max_seconds)
+        if over:
+            raise LagExceeded("lag over threshold: " + "; ".join(over))
+        return
+
+    samples = samples_over = 0
+    last_over: list[str] = []
+    try:
+        for result in watch(state.settings, watch_s, count=count):
+            samples += 1
+            click.echo(json.dumps(result.as_json()) if as_json else result.summary())
+            over = over_thresholds(result, max_bytes=max_bytes, max_seconds=max_seconds)
+            if over:
+                samples_over += 1
+                last_over = over
+                click.echo("over threshold: " + "; ".join(over), err=True)
+    except KeyboardInterrupt:
+        pass
+    if samples_over:
+        raise LagExceeded(
+            f"lag over threshold in {samples_over} of {samples} sample(s), last: "
+            + "; ".join(last_over)
+        )
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+@handles_errors
+def teardown(state: State, yes: bool) -> None:
+    """Drop the replication slot and the publication (after confirmation). Refuses while a
+    process streams from the slot. Never drops the activity store: records and checkpoints
+    stay."""
+    from cdc.control.setup import plan_teardown
+    from cdc.control.setup import teardown as run_teardown
+
+    settings = state.settings
+    plan = plan_teardown(settings)
+    if plan.empty:
+        click.echo(
+            f"nothing to drop: slot {settings.source.slot} and publication "
+            f"{settings.source.publication} do not exist on {plan.source}"
+        )
+        return
+    for line in plan.describe():
+        click.echo(f"will {line} on {plan.source}")
+    click.echo(f"will keep the activity store ({settings.sink.table} and its checkpoints)")
+    try:
+        confirmed = yes or click.confirm("Drop them?", default=False)
+    except click.Abort:  # no answer (end of input)
+        confirmed = False
+    if not confirmed:
+        click.echo("nothing was dropped (confirm, or pass --yes)", err=True)
+        sys.exit(2)
+    for line in run_teardown(settings, plan):
+        click.echo(f"done: {line}")
+    if plan.last_commit_lsn:
+        when = plan.last_commit_time.isoformat() if plan.last_commit_time else "unknown time"
+        click.echo(
+            f"the records end at source commit {plan.last_commit_lsn} ({when}); a new "
+            "cdc setup captures from its own start: changes committed in between are not "
+            "recorded (see docs/operations.md)"
+        )

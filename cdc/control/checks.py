@@ -1,0 +1,504 @@
+"""``cdc check``: every prerequisite of the daemon, one :class:`Check` each, with the fix.
+
+Only reads; works with the daemon's least-privilege role. Checks come in the order you would
+fix things: the server, the role, the tables, the publication, the slot, the sink.
+
+Exit code: the worst failing check decides, worst first: 5 (server settings, connections,
+privileges: an administrator must act), 4 (configuration: a configured table does not exist),
+8 (the activity store is missing or behind its migrations), 6 (publication, replica identity or
+slot: ``cdc setup`` creates them; an invalidated slot needs ``cdc teardown`` first). Warnings
+never fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+
+from cdc.config import Settings
+from cdc.control.roles import sink_privileges
+from cdc.control.setup import (
+    PUBLISH,
+    applied_migrations,
+    connect,
+    migration_files,
+    relation_exists,
+)
+from cdc.dsn import describe_target
+from cdc.errors import ConnectError
+
+Status = Literal["ok", "warn", "fail"]
+
+# What a failed check means, as the exit codes of cdc.errors:
+SERVER = 5  # server settings, connections, privileges (PrerequisiteError, ConnectError)
+CONFIG = 4  # a configured table does not exist (ConfigError)
+STORE = 8  # the activity store is missing or behind (SinkError)
+SETUP = 6  # publication, replica identity, slot (SlotError)
+
+# Worst first; a failed check run exits with the first of these that failed.
+EXIT_CODE_RANK = (SERVER, CONFIG, STORE, SETUP)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verified prerequisite. ``message`` says what was found and, when not ok, the fix."""
+
+    name: str
+    status: Status
+    message: str
+    exit_code: int = 0  # what a failure of this check means (see EXIT_CODE_RANK)
+
+    def line(self) -> str:
+        if self.status == "ok":
+            return f"ok   {self.message}"
+        return f"{'FAIL' if self.status == 'fail' else 'warn'} {self.name}: {self.message}"
+
+
+@dataclass
+class CheckReport:
+    checks: list[Check] = field(default_factory=list)
+
+    def ok(self, name: str, message: str) -> None:
+        self.checks.append(Check(name, "ok", message))
+
+    def warn(self, name: str, message: str) -> None:
+        self.checks.append(Check(name, "warn", message))
+
+    def fail(self, name: str, message: str, exit_code: int) -> None:
+        self.checks.append(Check(name, "fail", message, exit_code))
+
+    @property
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if check.status == "fail"]
+
+    @property
+    def exit_code(self) -> int:
+        codes = {check.exit_code for check in self.failed}
+        for code in EXIT_CODE_RANK:
+            if code in codes:
+                return code
+        return max(codes, default=0)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": not self.failed,
+            "exit_code": self.exit_code,
+            "checks": [asdict(check) for check in self.checks],
+        }
+
+
+def run_checks(settings: Settings) -> CheckReport:
+    """Verify everything; never raises a CdcError for a failed prerequisite (it is reported)."""
+    report = CheckReport()
+    try:
+        source = connect(settings.source.dsn)
+    except ConnectError as exc:
+        report.fail("source", str(exc), SERVER)
+        if settings.sink_dsn == settings.source.dsn:
+            return report  # the same failure again would teach nothing
+    else:
+        with source:
+            _check_source(source, settings, report)
+    try:
+        sink = connect(settings.sink_dsn, role="sink")
+    except ConnectError as exc:
+        report.fail("sink", str(exc), SERVER)
+    else:
+        with sink:
+            _check_sink(sink, settings, report)
+    if settings.sink.kind == "jetstream":
+        _check_jetstream(settings, report)
+    return report
+
+
+def _check_jetstream(settings: Settings, report: CheckReport) -> None:
+    """The stream and the bucket the daemon publishes into (docs/scale-out.md)."""
+    from cdc.pipeline.jetstream import jetstream_lag
+
+    sink = settings.sink
+    lag = jetstream_lag(sink)
+    if lag.error is not None:
+        unreachable = "did not answer" in lag.error or "cannot connect" in lag.error
+        report.fail(
+            "jetstream",
+            lag.error
+            + (
+                "; the daemon retries and acknowledges nothing meanwhile: the slot retains "
+                "the WAL until the cluster is back"
+                if unreachable
+                else ""
+            ),
+            SERVER if unreachable else STORE,
+        )
+        return
+    report.ok(
+        "jetstream",
+        f"stream {sink.stream} at {', '.join(sink.servers)}: {lag.messages} messages, "
+        f"{len(lag.consumers)} consumer(s)",
+    )
+
+
+def _setting(conn: psycopg.Connection[Any], name: str) -> str:
+    row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+    return str(row[0]) if row else ""
+
+
+def _check_source(conn: psycopg.Connection[Any], settings: Settings, report: CheckReport) -> None:
+    row = conn.execute(
+        "SELECT current_user, split_part(current_setting('server_version'), ' ', 1)"
+    ).fetchone()
+    assert row is not None
+    user, version = row
+    report.ok(
+        "source",
+        f"source {describe_target(settings.source.dsn)} as {user} (PostgreSQL {version})",
+    )
+    _check_server_settings(conn, settings, report)
+    _check_role(conn, user, report)
+    identities = _check_tables(conn, settings, report)
+    _check_replica_identity(identities, report)
+    _check_publication(conn, settings, report)
+    _check_slot(conn, settings, report)
+
+
+def _check_server_settings(
+    conn: psycopg.Connection[Any], settings: Settings, report: CheckReport
+) -> None:
+    wal_level = _setting(conn, "wal_level")
+    if wal_level == "logical":
+        report.ok("wal_level", "wal_level = logical")
+    else:
+        report.fail(
+            "wal_level",
+            f"{wal_level}, need logical; ALTER SYSTEM SET wal_level = logical and restart the "
+            "server",
+            SERVER,
+        )
+
+    slot = settings.source.slot
+    row = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE slot_name = %s), "
+        "count(*) FILTER (WHERE slot_name = %s AND active) FROM pg_replication_slots",
+        (slot, slot),
+    ).fetchone()
+    assert row is not None
+    slots_used, have_slot, slot_active = int(row[0]), bool(row[1]), bool(row[2])
+    max_slots = int(_setting(conn, "max_replication_slots"))
+    if have_slot or slots_used < max_slots:
+        report.ok(
+            "max_replication_slots",
+            f"max_replication_slots = {max_slots} ({slots_used} in use)",
+        )
+    else:
+        report.fail(
+            "max_replication_slots",
+            f"{slots_used} of {max_slots} in use and slot {slot} does not exist yet; raise "
+            "max_replication_slots (restart) or drop an unused slot",
+            SERVER,
+        )
+
+    row = conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()
+    senders_used = int(row[0]) if row else 0
+    max_senders = int(_setting(conn, "max_wal_senders"))
+    free = max(max_senders - senders_used, 0)
+    needed = 0 if slot_active else 1  # an active slot already has its walsender
+    if free >= needed:
+        report.ok(
+            "max_wal_senders",
+            f"max_wal_senders = {max_senders} ({free} free)",
+        )
+    else:
+        report.fail(
+            "max_wal_senders",
+            f"{free} free of {max_senders}; raise max_wal_senders (restart)",
+            SERVER,
+        )
+
+    keep = _setting(conn, "max_slot_wal_keep_size")
+    if keep == "-1":
+        report.warn(
+            "max_slot_wal_keep_size",
+            "-1 (unlimited): a stopped daemon makes the slot keep WAL until the disk fills; "
+            "set a limit (ALTER SYSTEM SET max_slot_wal_keep_size = '50GB'; SELECT "
+            "pg_reload_conf()) and alert on cdc lag --max-bytes",
+        )
+    else:
+        report.ok("max_slot_wal_keep_size", f"max_slot_wal_keep_size = {keep}")
+
+
+def _check_role(conn: psycopg.Connection[Any], user: str, report: CheckReport) -> None:
+    row = conn.execute(
+        "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    superuser, replication = (bool(row[0]), bool(row[1])) if row else (False, False)
+    if superuser:
+        report.ok(
+            "role",
+            f"role {user} is a superuser (a least-privilege role is better: "
+            "cdc setup --print-role-sql)",
+        )
+    elif replication:
+        report.ok("role", f"role {user} has REPLICATION")
+    else:
+        report.fail(
+            "role",
+            f"{user} has neither REPLICATION nor SUPERUSER; ALTER ROLE {user} REPLICATION "
+            "(or use the role of cdc setup --print-role-sql)",
+            SERVER,
+        )
+
+
+def _check_tables(
+    conn: psycopg.Connection[Any], settings: Settings, report: CheckReport
+) -> dict[str, tuple[str, bool]]:
+    """Each configured table exists; returns name -> (replica identity, has primary key)."""
+    rows = conn.execute(
+        "SELECT w.name, c.relreplident::text, "
+        "       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
+        "  FROM unnest(%s::text[], %s::text[], %s::text[]) AS w(name, s, t) "
+        "  JOIN pg_namespace n ON n.nspname = w.s "
+        "  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.t "
+        "   AND c.relkind IN ('r', 'p')",
+        (
+            [r.name for r in settings.tables],
+            [r.schema_name for r in settings.tables],
+            [r.table_name for r in settings.tables],
+        ),
+    ).fetchall()
+    found = {str(name): (str(identity), bool(pk)) for name, identity, pk in rows}
+    missing = [r.name for r in settings.tables if r.name not in found]
+    if missing:
+        report.fail(
+            "tables",
+            f"{_shown(missing)} do(es) not exist in the source database; create them or "
+            "remove them from [[tables]]",
+            CONFIG,
+        )
+    else:
+        report.ok("tables", f"the {len(found)} configured table(s) exist")
+    return found
+
+
+def _check_replica_identity(identities: dict[str, tuple[str, bool]], report: CheckReport) -> None:
+    problems = []
+    for name, (identity, has_pk) in sorted(identities.items()):
+        if identity == "f":
+            continue
+        if identity == "n" or (identity == "d" and not has_pk):
+            problems.append(
+                f"{name} has none (the application's UPDATE and DELETE fail once it is published)"
+            )
+        elif identity == "i":
+            problems.append(f"{name} is USING INDEX (old rows carry only the key)")
+        else:
+            problems.append(f"{name} is DEFAULT (updates carry no old row, so no diff)")
+    if problems:
+        report.fail(
+            "replica identity",
+            "; ".join(problems[:4])
+            + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+            + "; FULL expected: run cdc setup",
+            SETUP,
+        )
+    elif identities:
+        report.ok("replica identity", f"replica identity FULL on the {len(identities)} table(s)")
+
+
+def _check_publication(
+    conn: psycopg.Connection[Any], settings: Settings, report: CheckReport
+) -> None:
+    name = settings.source.publication
+    row = conn.execute(
+        "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate "
+        "FROM pg_publication WHERE pubname = %s",
+        (name,),
+    ).fetchone()
+    if row is None:
+        report.fail("publication", f"{name} does not exist; run cdc setup", SETUP)
+        return
+    if row[0]:
+        report.fail(
+            "publication",
+            f"{name} is FOR ALL TABLES; drop it (cdc teardown) and run cdc setup",
+            SETUP,
+        )
+        return
+    published = {
+        f"{schema}.{table}"
+        for schema, table in conn.execute(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (name,)
+        )
+    }
+    wanted = {f"{r.schema_name}.{r.table_name}" for r in settings.tables}
+    missing = sorted(wanted - published)
+    operations = [op for op, on in zip(PUBLISH.split(", "), row[1:], strict=True) if not on]
+    if missing or operations:
+        problems = []
+        if missing:
+            problems.append(f"does not publish {_shown(missing)}")
+        if operations:
+            problems.append(f"does not publish {', '.join(operations)} operations")
+        report.fail("publication", f"{name} " + " and ".join(problems) + "; run cdc setup", SETUP)
+        return
+    extra = sorted(published - wanted)
+    if extra:
+        report.warn(
+            "publication",
+            f"{name} also publishes {_shown(extra)}, which is not configured (its changes are "
+            "decoded and dropped); run cdc setup to remove it",
+        )
+    else:
+        report.ok("publication", f"publication {name} publishes exactly the {len(wanted)} table(s)")
+
+
+def _check_slot(conn: psycopg.Connection[Any], settings: Settings, report: CheckReport) -> None:
+    slot = settings.source.slot
+    row = conn.execute(
+        "SELECT slot_type, plugin, database, wal_status, active_pid, "
+        "       confirmed_flush_lsn::text "
+        "  FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    ).fetchone()
+    if row is None:
+        report.fail("slot", f"{slot} does not exist; run cdc setup", SETUP)
+        return
+    slot_type, plugin, database, wal_status, pid, confirmed = row
+    if slot_type != "logical" or plugin != "pgoutput":
+        report.fail(
+            "slot",
+            f"{slot} is a {slot_type} slot with plugin {plugin or 'none'}, not a logical "
+            "pgoutput slot; choose another [source] slot name",
+            SETUP,
+        )
+        return
+    if database != conn.info.dbname:
+        report.fail(
+            "slot",
+            f"{slot} belongs to database {database}, not {conn.info.dbname}; choose another "
+            "[source] slot name",
+            SETUP,
+        )
+        return
+    if wal_status == "lost":
+        report.fail(
+            "slot",
+            f"{slot} is invalidated (wal_status lost): the server removed WAL it needed, so "
+            f"changes after {confirmed or 'its last confirmed position'} were lost; see "
+            'docs/operations.md "An invalidated slot": cdc teardown, cdc setup, reconcile the gap',
+            SETUP,
+        )
+        return
+    state = f"active (pid {pid})" if pid is not None else "inactive"
+    if wal_status == "unreserved":
+        report.warn(
+            "slot",
+            f"{slot} retains more WAL than max_slot_wal_keep_size allows (wal_status "
+            "unreserved): it is invalidated at the next checkpoint unless the daemon catches up",
+        )
+    else:
+        report.ok("slot", f"slot {slot}: logical pgoutput, wal_status {wal_status}, {state}")
+
+
+def _check_sink(conn: psycopg.Connection[Any], settings: Settings, report: CheckReport) -> None:
+    schema, table = settings.sink.schema_name, settings.sink.table_name
+    missing = [
+        f"{schema}.{name}"
+        for name in (table, "checkpoints", "schema_migrations")
+        if not relation_exists(conn, schema, name)
+    ]
+    if missing:
+        report.fail(
+            "activity store",
+            f"{', '.join(missing)} missing in {describe_target(settings.sink_dsn)}; run cdc setup",
+            STORE,
+        )
+        return
+    try:
+        applied = applied_migrations(conn, schema)
+    except psycopg.errors.InsufficientPrivilege:
+        report.warn(
+            "activity store",
+            f"cannot read {schema}.schema_migrations as {conn.info.user} (the daemon does not "
+            "need to); run cdc check as the setup role to verify the migrations",
+        )
+    else:
+        pending = [name for version, name in migration_files() if version not in applied]
+        if pending:
+            report.fail(
+                "activity store",
+                f"migration(s) {', '.join(pending)} not applied; run cdc setup",
+                STORE,
+            )
+        else:
+            report.ok(
+                "activity store",
+                f"activity store {settings.sink.table}: {len(applied)} migration(s), current",
+            )
+    _check_sink_privileges(conn, settings, report)
+    _check_dead_letters(conn, schema, report)
+
+
+def _check_dead_letters(conn: psycopg.Connection[Any], schema: str, report: CheckReport) -> None:
+    """Parked changes are not in the records: say so while any is left."""
+    if not relation_exists(conn, schema, "dead_letters"):
+        return
+    try:
+        row = conn.execute(
+            sql.SQL(
+                "SELECT count(*), min(parked_at), min(commit_lsn)::text FROM {}.dead_letters"
+            ).format(sql.Identifier(schema))
+        ).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        conn.rollback()
+        return
+    if row is None or not row[0]:
+        return
+    report.warn(
+        "dead letters",
+        f"{row[0]} change(s) the sink refused are parked in {schema}.dead_letters (first parked "
+        f"{row[1]:%Y-%m-%d %H:%M:%S %Z}, from commit {row[2]}): they are NOT in the activity "
+        'records; fix each and move it (docs/operations.md "Dead letters")',
+    )
+
+
+def _check_sink_privileges(
+    conn: psycopg.Connection[Any], settings: Settings, report: CheckReport
+) -> None:
+    """What the daemon's sink session needs (cdc.control.roles.sink_privileges)."""
+    schema = settings.sink.schema_name
+    row = conn.execute(
+        "SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = %s",
+        (schema,),
+    ).fetchone()
+    missing = [] if row and row[0] else [f"USAGE on schema {schema}"]
+    for table_schema, table, privileges in sink_privileges(settings):
+        for privilege in privileges:
+            row = conn.execute(
+                "SELECT has_table_privilege(c.oid, %s) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (privilege, table_schema, table),
+            ).fetchone()
+            if not (row and row[0]):
+                missing.append(f"{privilege} on {table_schema}.{table}")
+    if settings.sink.hash_chain:
+        row = conn.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone()
+        if not (row and row[0]):
+            missing.append("TEMPORARY on the sink database (the hash chain's staging table)")
+    user = conn.info.user
+    if missing:
+        report.fail(
+            "sink privileges",
+            f"{user} lacks {', '.join(missing)}; grant them (cdc setup --print-role-sql)",
+            SERVER,
+        )
+    else:
+        report.ok("sink privileges", f"{user} may write records, checkpoints and rollups")
+
+
+def _shown(names: list[str], limit: int = 4) -> str:
+    extra = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {extra} more" if extra > 0 else "")

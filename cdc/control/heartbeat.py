@@ -1,0 +1,154 @@
+"""Heartbeat: a logical message every few seconds, so a quiet database still moves the slot.
+
+With ``[daemon] heartbeat_interval_s`` set, a thread with its own (regular) connection to the
+source runs::
+
+    SELECT pg_logical_emit_message(false, 'cdc.heartbeat',
+                                   '{"sent_at": "2025-06-01T12:00:00.123456+00:00"}')
+
+every interval. The message is non-transactional: it is written to WAL at once and reaches
+the daemon through the slot like any change, outside a transaction. That does two things
+when the audited tables are quiet:
+
+* the daemon acknowledges past it, so the slot's ``restart_lsn`` / ``confirmed_flush_lsn``
+  advance and the server can recycle WAL (other databases' traffic also moves it, through
+  keepalives; the heartbeat makes it independent of them);
+* the daemon turns each received heartbeat into ``activity_cdc_heartbeat_latency_seconds``
+  (received minus ``sent_at``): the end-to-end latency of the whole path, measured all the
+  time, not only when someone writes.
+
+``pg_logical_emit_message`` is executable by PUBLIC by default (checked on 15 and 16), so the
+daemon's role needs nothing more; where an administrator revoked it, grant EXECUTE on
+``pg_logical_emit_message(boolean, text, text)`` to that role.
+
+Failures never stop the daemon: the thread logs the first failure of a series (and the
+recovery), drops the connection and tries again at the next interval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from cdc.dsn import describe_target
+from cdc.metrics import Metrics
+
+log = logging.getLogger("cdc.heartbeat")  # log lines keep the name they had
+
+HEARTBEAT_PREFIX = "cdc.heartbeat"
+_EMIT = "SELECT pg_logical_emit_message(false, %s, %s)::text"
+
+
+def heartbeat_content(sent_at: datetime) -> str:
+    """The message body: ``{"sent_at": "<ISO 8601 UTC time, microseconds>"}``."""
+    return json.dumps({"sent_at": sent_at.astimezone(UTC).isoformat(timespec="microseconds")})
+
+
+class HeartbeatEmitter:
+    """Emits a heartbeat every ``interval_s`` from a background thread, while
+    ``should_emit()`` says so (e.g. only while this process streams: a standby stays quiet).
+    Use :meth:`start` and :meth:`stop`, or ``with``."""
+
+    def __init__(
+        self,
+        dsn: str,
+        interval_s: float,
+        *,
+        metrics: Metrics | None = None,
+        should_emit: Callable[[], bool] = lambda: True,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self._dsn = dsn
+        self.interval_s = interval_s
+        self._metrics = metrics
+        self._should_emit = should_emit
+        self._now = now
+        self._conn: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="activity-cdc-heartbeat", daemon=True
+        )
+        self._failing = False
+        self.sent = 0
+
+    def start(self) -> HeartbeatEmitter:
+        self._thread.start()
+        log.info("heartbeat every %gs to %s", self.interval_s, describe_target(self._dsn))
+        return self
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        self._close()
+
+    def __enter__(self) -> HeartbeatEmitter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def emit_once(self) -> str:
+        """Emit one heartbeat now; returns its LSN. Raises psycopg.Error."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self._dsn,
+                autocommit=True,
+                connect_timeout=10,
+                application_name="activity-cdc heartbeat",
+                options="-c statement_timeout=10000",
+            )
+        row = self._conn.execute(
+            _EMIT, (HEARTBEAT_PREFIX, heartbeat_content(self._now()))
+        ).fetchone()
+        self.sent += 1
+        if self._metrics is not None:
+            self._metrics.heartbeat_sent()
+        return str(row[0]) if row else ""
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if not self._should_emit():
+                continue
+            try:
+                lsn = self.emit_once()
+            except psycopg.Error as exc:
+                self._close()
+                if not self._failing:
+                    self._failing = True
+                    log.warning("heartbeat failed (trying again every %gs): %s%s",
+                                self.interval_s, _first_line(exc), _hint(exc))  # fmt: skip
+                continue
+            if self._failing:
+                self._failing = False
+                log.info("heartbeat works again (at %s)", lsn)
+            else:
+                log.debug("heartbeat at %s", lsn)
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+
+def _hint(exc: psycopg.Error) -> str:
+    if exc.sqlstate == "42501":
+        return (
+            "; grant it: GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) "
+            "TO <the daemon's role>"
+        )
+    return ""
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

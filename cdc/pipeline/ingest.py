@@ -1,0 +1,234 @@
+"""``cdc ingest``: records from a JetStream stream into a PostgreSQL activity store, exactly once.
+
+Many sources publish into one stream (cdc/pipeline/jetstream_sink.py); any number of ingest
+processes
+read it through one durable pull consumer (JetStream hands each message to one of them) and
+write one store. Per batch of messages:
+
+1. decode each payload back into the record the daemon built (its JSON columns as the exact
+   text, cdc/pipeline/jetstream.py);
+2. in ONE store transaction: claim the batch's stream sequences in ``<schema>.ingested``
+   (``sql/ingest_claim.sql``: a sequence already there, or at or below the consumer's floor,
+   is not returned), write the records of the claimed ones exactly as the PostgreSQL sink
+   does (COPY, hash chain, rollups: :class:`cdc.pipeline.sink.Sink`), commit;
+3. only then acknowledge the messages to JetStream.
+
+A crash before the commit leaves nothing and JetStream delivers the messages again after
+``ack_wait``; a crash (or a lost ack) after it makes JetStream deliver them again, to this or
+another process, and the claim finds them written: they are acknowledged and not written twice.
+Two processes that both hold a redelivered message wait on each other's claim and one of them
+writes it. The sequences at or below the consumer's ack floor (written and acknowledged, never
+delivered again) are pruned from ``ingested`` (``sql/ingest_floor.sql``).
+
+Memory is bounded by one batch (``batch_max`` messages). ``drain``: stop once every message the
+stream held at the start is acknowledged (by this or another process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import api
+
+from cdc.config import Settings
+from cdc.control.setup import setup_store
+from cdc.errors import BrokerError, BrokerUnavailable
+from cdc.pipeline.activity import ActivityRecord
+from cdc.pipeline.batching import Flush
+from cdc.pipeline.jetstream import (
+    UNAVAILABLE,
+    NatsLoop,
+    PayloadError,
+    decode_payload,
+    open_connection,
+)
+from cdc.pipeline.sink import Sink
+from cdc.sqlfiles import sql_template
+
+log = logging.getLogger("cdc.ingest")  # log lines keep the name they had
+
+DEFAULT_CONSUMER = "activity_ingest"
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0  # messages received (redeliveries included)
+    records: int = 0  # records written to the store
+    already_stored: int = 0  # redelivered messages whose record was in the store
+    rejected: int = 0  # messages that are not records (terminated, logged)
+    batches: int = 0
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    store_dsn: str
+    consumer: str = DEFAULT_CONSUMER
+    batch_max: int = 2000
+    ack_wait_s: float = 30.0
+    drain: bool = False
+    fetch_wait_s: float = 1.0
+
+
+class Ingest:
+    """One ingest process; :meth:`run` until :meth:`request_stop` (or drained)."""
+
+    def __init__(self, settings: Settings, options: IngestOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.stats = IngestStats()
+        self._stopping = threading.Event()
+        sink = settings.sink
+        self._stream = sink.stream
+        self._claim_sql = sql_template("ingest_claim.sql", schema=sink.schema_name)
+        self._floor_sql = sql_template("ingest_floor.sql", schema=sink.schema_name)
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand (commit, acknowledge) and return. Signal-safe."""
+        self._stopping.set()
+
+    def run(self) -> IngestStats:
+        started = time.monotonic()
+        settings = self.settings
+        for line in setup_store(settings, self.options.store_dsn).actions:
+            log.info("store: %s", line)
+        store = Sink(
+            self.options.store_dsn,
+            schema=settings.sink.schema_name,
+            table=settings.sink.table_name,
+            slot=f"jetstream:{self._stream}:{self.options.consumer}",
+            hash_chain=settings.sink.hash_chain,
+            dead_letter=settings.sink.on_refused == "dead_letter",
+        )
+        store.open()
+        loop = NatsLoop("activity-cdc-ingest")
+        try:
+            loop.run(self._session(store, loop), timeout_s=None)
+        finally:
+            store.close()
+            loop.close()
+            self.stats.elapsed_s = time.monotonic() - started
+        return self.stats
+
+    async def _session(self, store: Sink, loop: NatsLoop) -> None:
+        sink = self.settings.sink
+        nc = await open_connection(sink, f"activity-cdc ingest {self.options.consumer}")
+        try:
+            js = nc.jetstream(timeout=10)
+            try:
+                info = await js.stream_info(sink.stream)
+            except nats.js.errors.NotFoundError:
+                raise BrokerError(
+                    f'JetStream stream {sink.stream} does not exist; run "cdc setup" for a '
+                    "source first"
+                ) from None
+            target = info.state.last_seq if self.options.drain else None
+            subscription = await js.pull_subscribe(
+                f"{sink.subject_prefix}.>",
+                durable=self.options.consumer,
+                stream=sink.stream,
+                config=api.ConsumerConfig(
+                    ack_policy=api.AckPolicy.EXPLICIT,
+                    ack_wait=self.options.ack_wait_s,
+                    deliver_policy=api.DeliverPolicy.ALL,
+                    max_ack_pending=max(self.options.batch_max * 8, 1000),
+                    max_deliver=-1,
+                ),
+            )
+            log.info(
+                "ingesting stream %s through consumer %s%s",
+                sink.stream,
+                self.options.consumer,
+                f" up to sequence {target}" if target is not None else "",
+            )
+            last_floor_at = time.monotonic()
+            while not self._stopping.is_set():
+                try:
+                    messages = await subscription.fetch(
+                        self.options.batch_max, timeout=self.options.fetch_wait_s
+                    )
+                except (TimeoutError, nats.errors.TimeoutError):
+                    messages = []
+                if messages:
+                    # The store's I/O is synchronous: off the loop, so the client keeps
+                    # answering pings while a large batch commits.
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, self._write, store, messages
+                    )
+                    for msg in messages:
+                        await msg.ack()
+                    await nc.flush(timeout=10)
+                now = time.monotonic()
+                if target is not None or not messages or now - last_floor_at > 10:
+                    floor = await self._floor(js)
+                    last_floor_at = now
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, self._store_floor, store, floor
+                    )
+                    if target is not None and floor >= target:
+                        log.info("drained: stream %s acknowledged through %d", sink.stream, floor)
+                        return
+        except UNAVAILABLE as exc:
+            raise BrokerUnavailable(
+                f"JetStream did not answer: {str(exc).strip() or type(exc).__name__}; nothing "
+                "unwritten was acknowledged, run ingest again"
+            ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    async def _floor(self, js: Any) -> int:
+        info = await js.consumer_info(self._stream, self.options.consumer)
+        return int(info.ack_floor.stream_seq) if info.ack_floor else 0
+
+    def _write(self, store: Sink, messages: list[Msg]) -> None:
+        """Claim, write, commit: one store transaction for the batch."""
+        by_seq: dict[int, ActivityRecord] = {}
+        for msg in messages:
+            seq = msg.metadata.sequence.stream
+            try:
+                by_seq[seq] = decode_payload(msg.data)
+            except PayloadError as exc:
+                self.stats.rejected += 1
+                log.error(
+                    "stream %s sequence %d (subject %s) is not an activity record (%s); "
+                    "acknowledged without writing it",
+                    self._stream,
+                    seq,
+                    msg.subject,
+                    exc,
+                )
+        self.stats.messages += len(messages)
+        if not by_seq:
+            return
+        rows = store.execute(self._claim_sql, {"stream": self._stream, "seqs": sorted(by_seq)})
+        claimed = sorted((row[0] for row in rows), key=lambda seq: _order(by_seq[seq]))
+        records = [by_seq[seq] for seq in claimed]
+        if records:
+            store.write(Flush(records, None))
+        store.commit()
+        self.stats.batches += 1
+        self.stats.records += len(records)
+        self.stats.already_stored += len(by_seq) - len(records)
+
+    def _store_floor(self, store: Sink, floor: int) -> None:
+        store.execute(
+            self._floor_sql,
+            {"stream": self._stream, "consumer": self.options.consumer, "floor_seq": floor},
+        )
+        store.commit()
+
+
+def _order(record: ActivityRecord) -> tuple[int, str, int]:
+    # The chain orders a batch by (commit_lsn, seq); records of different sources interleave.
+    high, _, low = record.commit_lsn.partition("/")
+    return (int(high, 16) << 32 | int(low, 16), record.occurred_at, record.seq)

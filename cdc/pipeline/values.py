@@ -1,0 +1,334 @@
+"""Column values as JSON text, the way PostgreSQL's ``to_jsonb()`` renders them.
+
+pgoutput sends each column in its type's text output form. The records store ``old``/``new``
+as jsonb that must equal ``to_jsonb(row)``, so each type OID gets a converter from that text
+to a JSON fragment. The converters return JSON *text* (not Python objects): the fragments are
+concatenated into the row's JSON document without a parse/serialise round trip, and numerics
+keep every digit because they are never turned into floats.
+
+Session settings matter: the replication session runs with ``DateStyle=ISO`` and
+``TimeZone=UTC`` (see cdc.pipeline.stream), so date/time text is ISO and the conversion to the
+XSD-style that ``to_jsonb`` uses is a fixed rewrite.
+"""
+
+from __future__ import annotations
+
+import json.encoder
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+JsonConverter = Callable[[str], str]
+
+# C-accelerated JSON string encoder used by json.dumps(ensure_ascii=False): quotes and escapes.
+encode_json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring
+
+# Built-in type OIDs (pg_type.dat); stable across PostgreSQL versions.
+BOOL = 16
+BYTEA = 17
+INT8 = 20
+INT2 = 21
+INT4 = 23
+TEXT = 25
+OID = 26
+JSON = 114
+FLOAT4 = 700
+FLOAT8 = 701
+VARCHAR = 1043
+DATE = 1082
+TIME = 1083
+TIMESTAMP = 1114
+TIMESTAMPTZ = 1184
+TIMETZ = 1266
+NUMERIC = 1700
+JSONB = 3802
+
+_NUMBER_TYPES = frozenset({INT2, INT4, INT8, FLOAT4, FLOAT8, NUMERIC})
+
+# Every built-in array type (pg_type, OID < 10000, stable across versions) -> its element type.
+# Elements whose type has no converter of its own render as strings, as to_jsonb does.
+# fmt: off
+ARRAY_ELEMENT: Final[dict[int, int]] = {
+    22: 21, 30: 26, 143: 142, 199: 114, 210: 71, 270: 75, 271: 5069, 272: 81, 273: 83, 629: 628,
+    651: 650, 719: 718, 775: 774, 791: 790, 1000: 16, 1001: 17, 1002: 18, 1003: 19, 1005: 21,
+    1006: 22, 1007: 23, 1008: 24, 1009: 25, 1010: 27, 1011: 28, 1012: 29, 1013: 30, 1014: 1042,
+    1015: 1043, 1016: 20, 1017: 600, 1018: 601, 1019: 602, 1020: 603, 1021: 700, 1022: 701,
+    1027: 604, 1028: 26, 1034: 1033, 1040: 829, 1041: 869, 1115: 1114, 1182: 1082, 1183: 1083,
+    1185: 1184, 1187: 1186, 1231: 1700, 1263: 2275, 1270: 1266, 1561: 1560, 1563: 1562,
+    2201: 1790, 2207: 2202, 2208: 2203, 2209: 2204, 2210: 2205, 2211: 2206, 2949: 2970,
+    2951: 2950, 3221: 3220, 3643: 3614, 3644: 3642, 3645: 3615, 3735: 3734, 3770: 3769,
+    3807: 3802, 3905: 3904, 3907: 3906, 3909: 3908, 3911: 3910, 3913: 3912, 3927: 3926,
+    4073: 4072, 4090: 4089, 4097: 4096, 4192: 4191, 5039: 5038, 6150: 4451, 6151: 4532,
+    6152: 4533, 6153: 4534, 6155: 4535, 6157: 4536,
+}
+# fmt: on
+
+# array_out quotes an element that holds one of these (array_isspace), and skips them
+# around unquoted elements on input; no other whitespace is special.
+_ARRAY_SPACE = frozenset(" \t\n\r\v\f")
+
+
+def as_string(text: str) -> str:
+    return encode_json_string(text)
+
+
+def as_raw_json(text: str) -> str:
+    return text
+
+
+def as_bool(text: str) -> str:
+    return "true" if text == "t" else "false"
+
+
+def as_number(text: str) -> str:
+    # to_jsonb keeps a number only if its text is a valid JSON number: NaN and the
+    # infinities become strings.
+    if text[-1] in "0123456789":
+        return text
+    return encode_json_string(text)
+
+
+def _xsd_offset(text: str) -> str:
+    # ISO output writes a whole-hour offset as "+05"; to_jsonb writes "+05:00".
+    if len(text) >= 3 and text[-3] in "+-" and text[-2:].isdigit():
+        return text + ":00"
+    return text
+
+
+def as_timestamp(text: str) -> str:
+    # to_jsonb writes "T" between date and time; "infinity" and a " BC" suffix stay as they are.
+    if text[4:5] == "-" and text[10:11] == " " and text[-1] != "C":
+        # The common case, "2024-05-06 07:08:09.123": digits and separators, nothing to escape.
+        return '"' + text[:10] + "T" + text[11:] + '"'
+    if not text[0].isdigit():
+        return encode_json_string(text)
+    return encode_json_string(text.replace(" ", "T", 1))
+
+
+def as_timestamptz(text: str) -> str:
+    if text[-3:] == "+00" and text[4:5] == "-" and text[10:11] == " ":
+        # The common case: the stream's session runs with TimeZone=UTC (cdc.pipeline.stream), so a
+        # timestamptz reads "2024-05-06 07:08:09.123+00"; to_jsonb writes "...T...+00:00".
+        return '"' + text[:10] + "T" + text[11:] + ':00"'
+    if not text[0].isdigit():
+        return encode_json_string(text)
+    if text.endswith(" BC"):
+        return encode_json_string(_xsd_offset(text[:-3].replace(" ", "T", 1)) + " BC")
+    return encode_json_string(_xsd_offset(text.replace(" ", "T", 1)))
+
+
+def parse_array(text: str) -> list[str | None] | list[object]:
+    """Split an array's text form into nested lists of element texts (None for NULL).
+
+    Follows ReadArrayStr's rules: optional ``[lo:hi]=`` dimension decoration, braces for
+    each dimension, elements separated by commas, double quotes with backslash escapes,
+    unquoted ``NULL`` (any case) is SQL NULL.
+    """
+    pos = 0
+    if text.startswith("["):
+        pos = text.index("=") + 1
+    stack: list[list[object]] = []
+    result: list[object] = []
+    n = len(text)
+    while pos < n:
+        ch = text[pos]
+        if ch == "{":
+            new: list[object] = []
+            if stack:
+                stack[-1].append(new)
+            else:
+                result = new
+            stack.append(new)
+            pos += 1
+        elif ch == "}":
+            stack.pop()
+            pos += 1
+        elif ch == "," or ch in _ARRAY_SPACE:
+            pos += 1
+        elif ch == '"':
+            pos += 1
+            chars = []
+            while text[pos] != '"':
+                if text[pos] == "\\":
+                    pos += 1
+                chars.append(text[pos])
+                pos += 1
+            pos += 1
+            stack[-1].append("".join(chars))
+        else:
+            start = pos
+            while pos < n and text[pos] not in ",}":
+                pos += 1
+            token = text[start:pos].strip(" \t\n\r\v\f")
+            stack[-1].append(None if token.upper() == "NULL" else token)
+    return result
+
+
+def array_converter(element: JsonConverter) -> JsonConverter:
+    def render(items: object) -> str:
+        if isinstance(items, list):
+            return "[" + ",".join(render(item) for item in items) + "]"
+        if items is None:
+            return "null"
+        assert isinstance(items, str)
+        return element(items)
+
+    def convert(text: str) -> str:
+        return render(parse_array(text))
+
+    return convert
+
+
+def scalar_converter(type_oid: int) -> JsonConverter:
+    if type_oid in _NUMBER_TYPES:
+        return as_number
+    if type_oid == BOOL:
+        return as_bool
+    if type_oid in (JSON, JSONB):
+        return as_raw_json
+    if type_oid == TIMESTAMP:
+        return as_timestamp
+    if type_oid == TIMESTAMPTZ:
+        return as_timestamptz
+    return as_string
+
+
+def converter_for(type_oid: int) -> JsonConverter:
+    """The converter for a column of this type; unknown types render as their text."""
+    element = ARRAY_ELEMENT.get(type_oid)
+    if element is not None:
+        return array_converter(scalar_converter(element))
+    return scalar_converter(type_oid)
+
+
+def parse_composite(text: str) -> list[str | None]:
+    """Split a row value's text form ``(a,"b c",,"x""y")`` into field texts (None for NULL).
+
+    record_out quotes a field when needed and doubles quotes and backslashes inside quotes;
+    an empty unquoted field is NULL, an empty quoted one is the empty string.
+    """
+    fields: list[str | None] = []
+    pos = 1  # after "("
+    end = len(text) - 1  # the closing ")"
+    while pos <= end:
+        if text[pos] in ",)":
+            fields.append(None)
+            pos += 1
+            continue
+        chars: list[str] = []
+        while pos < end and text[pos] != ",":
+            ch = text[pos]
+            if ch == '"':
+                pos += 1
+                while True:
+                    ch = text[pos]
+                    if ch == '"':
+                        if text[pos + 1] == '"':
+                            chars.append('"')
+                            pos += 2
+                            continue
+                        pos += 1
+                        break
+                    if ch == "\\":
+                        pos += 1
+                        ch = text[pos]
+                    chars.append(ch)
+                    pos += 1
+            else:
+                if ch == "\\":
+                    pos += 1
+                    ch = text[pos]
+                chars.append(ch)
+                pos += 1
+        fields.append("".join(chars))
+        pos += 1  # the comma or the closing parenthesis
+    return fields
+
+
+def composite_converter(fields: list[tuple[str, JsonConverter]]) -> JsonConverter:
+    keys = [encode_json_string(name) + ":" for name, _ in fields]
+    converters = [converter for _, converter in fields]
+
+    def convert(text: str) -> str:
+        values = parse_composite(text)
+        parts = []
+        for key, converter, value in zip(keys, converters, values, strict=False):
+            parts.append(key + ("null" if value is None else converter(value)))
+        return "{" + ",".join(parts) + "}"
+
+    return convert
+
+
+@dataclass(frozen=True, slots=True)
+class TypeInfo:
+    """What the catalog says about a type that is not built in (pg_type)."""
+
+    oid: int
+    kind: str  # typtype: b base, c composite, d domain, e enum, r range, m multirange
+    element_oid: int = 0  # arrays: typelem
+    base_oid: int = 0  # domains: typbasetype
+    fields: tuple[tuple[str, int], ...] = ()  # composites: (attname, atttypid) in order
+
+
+class TypeRegistry:
+    """Converters for every type OID: built-in ones from the tables above, user-defined ones
+    (domains, composites, arrays of them, enums) from :class:`TypeInfo` the daemon looked up
+    in the catalog when a Relation message named them. Pure: lookups are done elsewhere."""
+
+    def __init__(self) -> None:
+        self._info: dict[int, TypeInfo] = {}
+        self._converters: dict[int, JsonConverter] = {}
+
+    def add(self, info: TypeInfo) -> None:
+        self._info[info.oid] = info
+        self._converters.clear()  # a composite or array may depend on it
+
+    def known(self, type_oid: int) -> bool:
+        return type_oid < FIRST_NORMAL_OID or type_oid in self._info
+
+    def missing(self, type_oids: Iterable[int]) -> set[int]:
+        """OIDs whose catalog entries are still needed, including those they refer to."""
+        wanted: set[int] = set()
+        for oid in type_oids:
+            self._walk(oid, wanted, depth=0)
+        return wanted
+
+    def _walk(self, oid: int, wanted: set[int], depth: int) -> None:
+        if depth > 32 or oid in wanted:
+            return
+        if oid < FIRST_NORMAL_OID:
+            return
+        info = self._info.get(oid)
+        if info is None:
+            wanted.add(oid)
+            return
+        for child in (info.element_oid, info.base_oid, *(t for _, t in info.fields)):
+            if child:
+                self._walk(child, wanted, depth + 1)
+
+    def converter(self, type_oid: int) -> JsonConverter:
+        converter = self._converters.get(type_oid)
+        if converter is None:
+            converter = self._build(type_oid, depth=0)
+            self._converters[type_oid] = converter
+        return converter
+
+    def _build(self, type_oid: int, depth: int) -> JsonConverter:
+        if type_oid < FIRST_NORMAL_OID:
+            return converter_for(type_oid)
+        info = self._info.get(type_oid)
+        if info is None or depth > 32:
+            return as_string  # unknown: its text form, as to_jsonb renders most types
+        if info.element_oid:
+            return array_converter(self._build(info.element_oid, depth + 1))
+        if info.kind == "d":
+            return self._build(info.base_oid, depth + 1)
+        if info.kind == "c":
+            return composite_converter(
+                [(name, self._build(oid, depth + 1)) for name, oid in info.fields]
+            )
+        return as_string  # enums, ranges, multirange, base types of extensions
+
+
+# OIDs below this are assigned by initdb (built-in objects); user types are above.
+FIRST_NORMAL_OID = 16384
