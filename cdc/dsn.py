@@ -1,4 +1,8 @@
-"""DSN helpers: show a connection string without its secrets."""
+"""DSN helpers: show a connection string, or an error about one, without its secrets.
+
+libpq quotes the text it could not parse (``missing "=" after "tail of the password"``), so an
+error about a DSN is never shown as libpq wrote it: :func:`connect_failure` masks it first.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,23 @@ import re
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+# How a password is written in a DSN (keyword value, quoted or not; a URL's user info), for
+# hiding the text as written as well as the value libpq parsed from it.
+_WRITTEN_PASSWORDS = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)|://[^:/@]*:([^@]*)@")
+
+UNPARSABLE = (
+    "it is not a valid connection string (quote a value that holds a space or a quote: "
+    "password='my secret', or use a postgresql:// URL)"
+)
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """Why the DSN cannot be parsed, in words that quote none of it; None: it parses."""
+    try:
+        conninfo_to_dict(dsn)
+    except Exception:
+        return UNPARSABLE
+    return None
 
 
 def redact_dsn(dsn: str) -> str:
@@ -18,6 +39,30 @@ def redact_dsn(dsn: str) -> str:
     if "password" in params:
         params["password"] = "***"
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+def mask_secrets(text: str, dsn: str) -> str:
+    """``text`` (a driver's message about ``dsn``) with the DSN's password hidden.
+
+    An unparsable DSN has no password we could find, and libpq's parse errors quote the DSN:
+    such a message is replaced as a whole."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception:
+        return UNPARSABLE
+    secrets = {str(params["password"])} if params.get("password") else set()
+    for match in _WRITTEN_PASSWORDS.finditer(dsn):
+        written = match.group(1) or match.group(2) or ""
+        secrets.update({written, written.strip("'")})
+    for secret in sorted(secrets - {""}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def connect_failure(exc: BaseException, dsn: str) -> str:
+    """The first line of a connection error, safe to print: see :func:`mask_secrets`."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return mask_secrets(first, dsn)
 
 
 def describe_target(dsn: str) -> str:

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
-from cdc.dsn import describe_target
+from cdc.dsn import connect_failure, describe_target
 from cdc.errors import (
     CdcError,
     ConfigError,
@@ -105,9 +105,9 @@ def connect(dsn: str, *, role: str = "source", autocommit: bool = True) -> psyco
             dsn, autocommit=autocommit, connect_timeout=10, application_name="activity-cdc control"
         )
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or ["connection failed"])[0]
         raise ConnectError(
-            f"cannot connect to the {role} database {describe_target(dsn)}: {first}; "
+            f"cannot connect to the {role} database {describe_target(dsn)}: "
+            f"{connect_failure(exc, dsn)}; "
             f"check [{role}] dsn or CDC_{role.upper()}_DSN"
         ) from None
 

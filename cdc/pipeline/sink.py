@@ -43,7 +43,7 @@ import psycopg
 from psycopg import sql
 
 from cdc import failpoints
-from cdc.dsn import describe_target
+from cdc.dsn import connect_failure, describe_target
 from cdc.errors import CdcError, ConnectError, SinkError
 from cdc.lsn import Lsn, format_lsn
 from cdc.metrics import Metrics, tally
@@ -156,7 +156,7 @@ class Sink:
         except psycopg.Error as exc:
             raise ConnectError(
                 f"cannot connect to the sink database {describe_target(self._dsn)}: "
-                f"{str(exc).strip().splitlines()[0]}; check [sink] dsn or CDC_SINK_DSN"
+                f"{connect_failure(exc, self._dsn)}; check [sink] dsn or CDC_SINK_DSN"
             ) from None
         if self.hash_chain:
             self._open_chain()

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict
 
-from cdc.dsn import describe_target
+from cdc.dsn import connect_failure, describe_target
 from cdc.errors import (
     CdcError,
     ConnectError,
@@ -177,8 +177,8 @@ class ReplicationStream:
         except psycopg.Error as exc:
             raise ConnectError(
                 f"cannot open a replication connection to {describe_target(self._dsn)}: "
-                f"{_first_line(exc)}; check [source] dsn or CDC_SOURCE_DSN, and that pg_hba.conf "
-                "allows replication connections for this role"
+                f"{connect_failure(exc, self._dsn)}; check [source] dsn or CDC_SOURCE_DSN, and "
+                "that pg_hba.conf allows replication connections for this role"
             ) from None
         conn = self._conn
         publication = sql.Identifier(self.publication).as_string(conn)

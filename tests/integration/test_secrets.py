@@ -68,3 +68,36 @@ def test_a_known_password_never_appears_in_any_output(pg: PgDatabase, tmp_path: 
     finally:
         if server is not None:
             server.stop()
+
+
+# Passwords that libpq cannot parse unquoted, or that break a URL: its parse errors quote the
+# text after the break ("missing "=" after ..."), which must never reach any output.
+MALFORMED = [
+    f"host=127.0.0.1 port=1 user=x password=Sup3r {PASSWORD} connect_timeout=1",
+    f"host=127.0.0.1 port=1 user=x password='{PASSWORD} connect_timeout=1",
+    f"host=127.0.0.1 port=1 user=x password={PASSWORD}\\",
+    f"postgresql://x:{PASSWORD}@127.0.0.1:1/db?connect_timeout=1&bad option",
+    f"postgresql://x:{PASSWORD}@[127.0.0.1:1/db",
+    f"postgresql://x:{PASSWORD} tail@127.0.0.1:1/db?sslmode=nonsense",
+]
+
+
+@pytest.mark.parametrize("dsn", MALFORMED)
+def test_a_malformed_dsn_never_shows_its_password(dsn: str, tmp_path: Path) -> None:
+    config = tmp_path / "cdc.toml"
+    config.write_text("[[tables]]\nname = 'public.t'\n")
+    runner = CliRunner()
+    outputs = []
+    for log_format in ("human", "json"):
+        base = ["--config", str(config), "--log-level", "debug", "--log-format", log_format]
+        for command in (["setup"], ["check"], ["check", "--json"], ["run", "--drain"], ["lag"],
+                        ["lag", "--json"], ["activity"], ["stats"]):  # fmt: skip
+            for env in ({"CDC_SOURCE_DSN": dsn}, {"CDC_SOURCE_DSN": "host=127.0.0.1 port=1",
+                                                  "CDC_SINK_DSN": dsn}):  # fmt: skip
+                result = runner.invoke(main, [*base, *command], env=env)
+                outputs.append(result.output)
+                assert result.exit_code in (4, 5), (command, result.output)
+                assert "Traceback" not in result.output
+    text = "\n".join(outputs)
+    for fragment in (PASSWORD, PASSWORD[-8:], "Sup3r"):
+        assert fragment not in text
