@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
-from cdc.control.roles import sink_privileges
+from cdc.control.roles import sink_privileges, source_functions
 from cdc.control.setup import (
     PUBLISH,
     applied_migrations,
@@ -158,6 +158,7 @@ def _check_source(conn: psycopg.Connection[Any], settings: Settings, report: Che
     )
     _check_server_settings(conn, settings, report)
     _check_role(conn, user, report)
+    _check_functions(conn, settings, user, report)
     identities = _check_tables(conn, settings, report)
     _check_replica_identity(identities, report)
     _check_publication(conn, settings, report)
@@ -400,6 +401,35 @@ def _check_slot(conn: psycopg.Connection[Any], settings: Settings, report: Check
         )
     else:
         report.ok("slot", f"slot {slot}: logical pgoutput, wal_status {wal_status}, {state}")
+
+
+def _check_functions(
+    conn: psycopg.Connection[Any], settings: Settings, user: str, report: CheckReport
+) -> None:
+    """What the heartbeat calls (cdc.roles.source_functions), as the heartbeat's role."""
+    functions = source_functions(settings)
+    if not functions:
+        return
+    missing = []
+    for function in functions:
+        row = conn.execute("SELECT has_function_privilege(%s, 'EXECUTE')", (function,)).fetchone()
+        if not (row and row[0]):
+            missing.append(function)
+    if missing:
+        report.fail(
+            "heartbeat",
+            f"{user} may not execute {', '.join(missing)}, which heartbeats call every "
+            f"{settings.daemon.heartbeat_interval_s:g}s; GRANT EXECUTE ON FUNCTION "
+            f"{missing[0]} TO {user} (cdc setup --print-role-sql), or set [daemon] "
+            "heartbeat_interval_s = 0",
+            SERVER,
+        )
+    else:
+        report.ok(
+            "heartbeat",
+            f"heartbeat every {settings.daemon.heartbeat_interval_s:g}s: {user} may execute "
+            "pg_logical_emit_message",
+        )
 
 
 def _check_sink(conn: psycopg.Connection[Any], settings: Settings, report: CheckReport) -> None:

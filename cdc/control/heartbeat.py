@@ -17,9 +17,10 @@ when the audited tables are quiet:
   (received minus ``sent_at``): the end-to-end latency of the whole path, measured all the
   time, not only when someone writes.
 
-``pg_logical_emit_message`` is executable by PUBLIC by default (checked on 15 and 16), so the
-daemon's role needs nothing more; where an administrator revoked it, grant EXECUTE on
-``pg_logical_emit_message(boolean, text, text)`` to that role.
+``pg_logical_emit_message`` is executable by PUBLIC by default, but a superuser's ``cdc setup``
+revokes that (no role may forge a transaction context), so the daemon's role needs EXECUTE on
+``pg_logical_emit_message(boolean, text, text)`` by name: ``cdc setup --print-role-sql`` grants
+it while heartbeats are on, and ``cdc check`` fails (exit 5) when the role lacks it.
 
 Failures never stop the daemon: the thread logs the first failure of a series (and the
 recovery), drops the connection and tries again at the next interval.
@@ -37,6 +38,7 @@ from typing import Any
 
 import psycopg
 
+from cdc.control.roles import EMIT_MESSAGE
 from cdc.dsn import describe_target
 from cdc.metrics import Metrics
 
@@ -144,8 +146,8 @@ class HeartbeatEmitter:
 def _hint(exc: psycopg.Error) -> str:
     if exc.sqlstate == "42501":
         return (
-            "; grant it: GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) "
-            "TO <the daemon's role>"
+            f"; grant it: GRANT EXECUTE ON FUNCTION {EMIT_MESSAGE} TO <the daemon's role> "
+            "(cdc setup --print-role-sql prints it; cdc check tests it)"
         )
     return ""
 

@@ -7,6 +7,9 @@ What the daemon does, and what each part needs (verified on PostgreSQL 15 by
   Streaming through a publication checks no privilege on the published tables; SELECT is only
   needed for a subscriber's initial table copy, which activity-cdc never does. So the role gets
   no SELECT on the source tables, and no USAGE on their schemas.
+* heartbeats (``[daemon] heartbeat_interval_s`` > 0): ``EXECUTE`` on
+  ``pg_logical_emit_message(boolean, text, text)``, which a superuser's ``cdc setup`` revokes
+  from PUBLIC (sql/context_functions.sql), so it is granted to the role by name.
 * the control queries (``pg_replication_slots``, ``pg_publication``, ``pg_index``,
   ``pg_current_wal_insert_lsn()``): nothing; the catalogs and these functions are public.
 * the sink: ``USAGE`` on the activity schema, ``INSERT`` on the records table (COPY names its
@@ -52,6 +55,16 @@ def sink_privileges(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]
     return privileges
 
 
+# What heartbeats call on the source. `cdc setup` (as a superuser) revokes it from PUBLIC, so
+# that no role can forge a transaction context; the daemon's role then needs its own grant.
+EMIT_MESSAGE = "pg_catalog.pg_logical_emit_message(boolean, text, text)"
+
+
+def source_functions(settings: Settings) -> list[str]:
+    """Functions the daemon calls on the source (EXECUTE), for the role's SQL and ``cdc check``."""
+    return [EMIT_MESSAGE] if settings.daemon.heartbeat_interval_s > 0 else []
+
+
 def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
     """A SQL script that creates ``role`` with exactly what the daemon needs."""
     name = sql.Identifier(role).as_string()
@@ -67,12 +80,25 @@ def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
         f"-- Then give it a password (psql: \\password {role}) and allow it in pg_hba.conf",
         "-- (a logical replication connection matches the database name there, not the",
         "-- 'replication' keyword, which is for physical replication).",
-        "-- Source: nothing to grant. Streaming through the publication needs only REPLICATION;",
-        "-- PostgreSQL checks no SELECT on published tables except for an initial table copy,",
-        "-- which activity-cdc never does.",
-        "-- Heartbeats ([daemon] heartbeat_interval_s) call pg_logical_emit_message(), which",
-        "-- PUBLIC may execute by default; only if an administrator revoked that:",
-        f"-- GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO {name};",
+        "-- Source: streaming through the publication needs only REPLICATION; PostgreSQL checks",
+        "-- no SELECT on published tables except for an initial table copy, which activity-cdc",
+        "-- never does.",
+    ]
+    if source_functions(settings):
+        lines += [
+            "-- Heartbeats ([daemon] heartbeat_interval_s) call pg_logical_emit_message(), which",
+            "-- cdc setup (as a superuser) revokes from PUBLIC:",
+        ]
+    else:
+        lines += [
+            "-- Heartbeats are off ([daemon] heartbeat_interval_s = 0); when you turn them on,",
+            "-- print this script again: it then grants EXECUTE on pg_logical_emit_message().",
+        ]
+    lines += [
+        f"GRANT EXECUTE ON FUNCTION {function} TO {name};"
+        for function in source_functions(settings)
+    ]
+    lines += [
         "",
         "-- Sink ("
         + (

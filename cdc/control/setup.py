@@ -18,7 +18,9 @@ Identifiers are always composed with ``psycopg.sql``; table names come from the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -513,6 +515,7 @@ def _plan(
 ) -> SetupPlan:
     check_wal_level(source)
     table_oids(source, settings)  # unknown tables fail before anything is planned
+    _check_privileges(source, sink, settings)
     plan = SetupPlan(
         source=describe_target(settings.source.dsn), sink=describe_target(settings.sink_dsn)
     )
@@ -710,8 +713,56 @@ def plan_setup(settings: Settings) -> SetupPlan:
     with (
         connect(settings.source.dsn) as source,
         connect(settings.sink_dsn, role="sink") as sink,
+        _needs_owner("setup", source),
     ):
         return _plan(source, sink, settings)
+
+
+def _check_privileges(
+    source: psycopg.Connection[Any], sink: psycopg.Connection[Any], settings: Settings
+) -> None:
+    """Every privilege setup needs and lacks, named before anything is planned (exit 5)."""
+    tables = [qualified(r.schema_name, r.table_name).as_string(source) for r in settings.tables]
+    missing = [
+        row[0]
+        for row in source.execute(
+            sql_text("setup_privileges.sql"),
+            {
+                "tables": tables,
+                "publication": settings.source.publication,
+                "slot": settings.source.slot,
+            },
+        ).fetchall()
+    ]
+    missing += [
+        f"{row[0]} on the sink" if settings.sink_dsn != settings.source.dsn else row[0]
+        for row in sink.execute(
+            sql_text("store_privileges.sql"), {"schema": settings.sink.schema_name}
+        ).fetchall()
+    ]
+    if missing:
+        user = source.info.user
+        raise PrerequisiteError(
+            f"cdc setup as role {user} lacks {'; '.join(missing)}; run cdc setup as the owner "
+            "of the tables and of the activity store (or a superuser); a role made by "
+            '"cdc setup --print-role-sql" is only for cdc run, check and lag'
+        )
+
+
+@contextlib.contextmanager
+def _needs_owner(command: str, conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A privilege the connection's role lacks while planning → exit 5, naming the privilege
+    and who runs the command (the daemon's least-privilege role cannot)."""
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        user = conn.info.user
+        raise PrerequisiteError(
+            f"cdc {command} as role {user}: {(exc.diag.message_primary or str(exc)).strip()}; "
+            f"run cdc {command} as the owner of the tables and of the activity store (or a "
+            f"superuser): {user} lacks that privilege, and a role made by "
+            '"cdc setup --print-role-sql" is only for cdc run, check and lag'
+        ) from None
 
 
 def apply_plan(settings: Settings, plan: SetupPlan) -> SetupReport:
@@ -729,7 +780,9 @@ def setup(settings: Settings) -> SetupReport:
         connect(settings.source.dsn) as source,
         connect(settings.sink_dsn, role="sink") as sink,
     ):
-        return _apply(source, sink, _plan(source, sink, settings))
+        with _needs_owner("setup", source):
+            plan = _plan(source, sink, settings)
+        return _apply(source, sink, plan)
 
 
 def setup_store(settings: Settings, dsn: str) -> SetupReport:
@@ -774,10 +827,19 @@ def plan_teardown(settings: Settings) -> TeardownPlan:
             "WHERE slot_name = %s",
             (slot_name,),
         ).fetchone()
-        has_publication = source.execute(
-            "SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)
+        publication_row = source.execute(
+            "SELECT pg_has_role(pubowner, 'USAGE') FROM pg_publication WHERE pubname = %s",
+            (publication,),
         ).fetchone()
+        has_publication = publication_row is not None
         current_db = source.info.dbname
+        user = source.info.user
+    if publication_row is not None and not publication_row[0]:
+        # checked before the slot is dropped, so that teardown never stops half way
+        raise PrerequisiteError(
+            f"cdc teardown as role {user}: must be owner of publication {publication}; run "
+            "cdc teardown as the role that ran cdc setup (the owner of the tables, or a superuser)"
+        )
     if slot is not None:
         pid, slot_type, plugin, database = slot
         if slot_type != "logical" or plugin != "pgoutput" or database != current_db:

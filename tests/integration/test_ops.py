@@ -310,15 +310,93 @@ def test_the_least_privilege_role_runs_the_daemon_end_to_end_and_can_do_nothing_
 
 
 @integration
-def test_setup_as_the_limited_role_fails_with_the_step_and_the_fix(
+def test_setup_as_the_limited_role_names_every_missing_privilege_with_exit_5(
     pg: PgDatabase, config: Path, role: str
 ) -> None:
-    pg.execute(sql.SQL("CREATE ROLE {} LOGIN REPLICATION").format(sql.Identifier(role)))
+    pg.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    pg.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM PUBLIC").format(sql.Identifier(pg.name)))
     code, out = cdc(config, "setup", env={"CDC_SOURCE_DSN": pg.server.dsn_for(pg.name, user=role)})
-    assert code == 5
-    assert "setup step 1 of" in out and "permission denied" in out
-    assert "as the owner of the tables" in out and "--print-role-sql" in out
+    assert code == 5, out
+    assert out == (
+        f"error: cdc setup as role {role} lacks ownership of table public.t (to publish it and "
+        f"set REPLICA IDENTITY FULL); CREATE on database {pg.name} (to create the publication); "
+        f"REPLICATION (to create the replication slot); CREATE on database {pg.name} (to create "
+        "schema activity); run cdc setup as the owner of the tables and of the activity store "
+        '(or a superuser); a role made by "cdc setup --print-role-sql" is only for cdc run, '
+        "check and lag\n"
+    )
     assert not slot_exists(pg)
+
+
+@integration
+def test_setup_and_teardown_as_the_daemon_role_after_a_superuser_setup_exit_5(
+    pg: PgDatabase, config: Path, role: str
+) -> None:
+    assert cdc(config, "setup")[0] == 0
+    pg.execute(cdc(config, "setup", "--print-role-sql", "--role", role)[1])
+    limited = {"CDC_SOURCE_DSN": pg.server.dsn_for(pg.name, user=role)}
+    for args in (["setup"], ["setup", "--dry-run"]):
+        code, out = cdc(config, *args, env=limited)
+        assert code == 5, out
+        assert out.startswith(
+            f"error: cdc setup as role {role} lacks ownership of table public.t (to publish it "
+            f"and set REPLICA IDENTITY FULL); ownership of publication {pg.publication} (to "
+            "change its tables); ownership of schema activity (to migrate the activity store); "
+        )
+    code, out = cdc(config, "teardown", "--yes", env=limited)
+    assert code == 5
+    assert out.splitlines()[-1] == (
+        f"error: cdc teardown as role {role}: must be owner of publication {pg.publication}; "
+        "run cdc teardown as the role that ran cdc setup (the owner of the tables, or a superuser)"
+    )
+    assert slot_exists(pg)  # nothing was dropped half way
+
+
+@integration
+def test_heartbeats_as_the_daemon_role_agree_with_its_sql_and_check(
+    pg: PgDatabase, config: Path, role: str
+) -> None:
+    """A superuser's setup revokes pg_logical_emit_message from PUBLIC: the role's SQL grants it
+    while heartbeats are on, check tests it, and the heartbeat then works as that role."""
+    from cdc.control.heartbeat import HeartbeatEmitter
+
+    assert cdc(config, "setup")[0] == 0
+    limited = {"CDC_SOURCE_DSN": pg.server.dsn_for(pg.name, user=role)}
+    without = cdc(config, "setup", "--print-role-sql", "--role", role)[1]
+    assert "GRANT EXECUTE" not in without
+    pg.execute(without)
+    beating = config.with_name("beating.toml")
+    beating.write_text(config.read_text() + "[daemon]\nheartbeat_interval_s = 5\n")
+    code, out = cdc(beating, "check", env=limited)
+    assert code == 5
+    assert check_line(out, "heartbeat") == (
+        f"FAIL heartbeat: {role} may not execute pg_catalog.pg_logical_emit_message(boolean, "
+        "text, text), which heartbeats call every 5s; GRANT EXECUTE ON FUNCTION "
+        f"pg_catalog.pg_logical_emit_message(boolean, text, text) TO {role} (cdc setup "
+        "--print-role-sql), or set [daemon] heartbeat_interval_s = 0"
+    )
+    emitter = HeartbeatEmitter(pg.server.dsn_for(pg.name, user=role), 5)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        emitter.emit_once()
+    emitter.stop()
+
+    code, script = cdc(beating, "setup", "--print-role-sql", "--role", role)
+    grant = (
+        "GRANT EXECUTE ON FUNCTION pg_catalog.pg_logical_emit_message(boolean, text, text) "
+        f'TO "{role}";'
+    )
+    assert grant in script.splitlines()
+    pg.execute(grant)
+    code, out = cdc(beating, "check", env=limited)
+    assert code == 0, out
+    assert check_line(out, "heartbeat") == (
+        f"ok   heartbeat every 5s: {role} may execute pg_logical_emit_message"
+    )
+    emitter = HeartbeatEmitter(pg.server.dsn_for(pg.name, user=role), 5)
+    try:
+        assert "/" in emitter.emit_once()
+    finally:
+        emitter.stop()
 
 
 # -- check -------------------------------------------------------------------------------------
