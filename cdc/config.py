@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cdc.dsn import dsn_problem
 from cdc.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("cdc.toml")
@@ -59,15 +58,6 @@ def split_qualified_name(name: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def _parsable_dsn(value: str) -> str:
-    # Checked here so that no command ever hands libpq a DSN whose parse error would quote it
-    # (a password with a space, unquoted, ends up in libpq's message).
-    problem = dsn_problem(value) if value else None
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -80,11 +70,6 @@ class SourceSettings(_Strict):
     # The walsender streams a transaction to us (we spill it to disk) once decoding it takes
     # more than this; smaller ones are held in memory until their commit. Bounds our memory.
     decoding_work_mem: Annotated[str, Field(pattern=r"^[1-9][0-9]*(kB|MB|GB)$")] = "8MB"
-
-    @field_validator("dsn")
-    @classmethod
-    def _dsn(cls, value: str) -> str:
-        return _parsable_dsn(value)
 
 
 class SinkSettings(_Strict):
@@ -120,11 +105,6 @@ class SinkSettings(_Strict):
     # Flow control: publishes awaiting their PubAck at most; a batch waits for all of them.
     max_pending_publishes: Annotated[int, Field(ge=1, le=100_000)] = 4000
     publish_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
-
-    @field_validator("dsn")
-    @classmethod
-    def _dsn(cls, value: str) -> str:
-        return _parsable_dsn(value)
 
     @field_validator("table")
     @classmethod

@@ -30,6 +30,18 @@ def dsn_problem(dsn: str) -> str | None:
     return None
 
 
+def require_parsable(dsn: str, role: str) -> None:
+    """A ConfigError (exit 4) for a DSN libpq cannot parse, before anything hands it to libpq,
+    whose parse error would quote it (an unquoted password with a space shows its tail)."""
+    from cdc.errors import ConfigError
+
+    if dsn_problem(dsn):
+        raise ConfigError(
+            f"[{role}] dsn (or CDC_{role.upper()}_DSN): {UNPARSABLE}; fix it and run the "
+            "command again"
+        )
+
+
 def redact_dsn(dsn: str) -> str:
     """The DSN with any password replaced by ``***``; safe for logs and error messages."""
     try:

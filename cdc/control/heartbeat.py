@@ -39,7 +39,7 @@ from typing import Any
 import psycopg
 
 from cdc.control.roles import EMIT_MESSAGE
-from cdc.dsn import describe_target
+from cdc.dsn import connect_failure, describe_target
 from cdc.metrics import Metrics
 
 log = logging.getLogger("cdc.heartbeat")  # log lines keep the name they had
@@ -127,8 +127,9 @@ class HeartbeatEmitter:
                 self._close()
                 if not self._failing:
                     self._failing = True
+                    reason = connect_failure(exc, self._dsn)
                     log.warning("heartbeat failed (trying again every %gs): %s%s",
-                                self.interval_s, _first_line(exc), _hint(exc))  # fmt: skip
+                                self.interval_s, reason, _hint(exc))  # fmt: skip
                 continue
             if self._failing:
                 self._failing = False
@@ -150,7 +151,3 @@ def _hint(exc: psycopg.Error) -> str:
             "(cdc setup --print-role-sql prints it; cdc check tests it)"
         )
     return ""
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
-from cdc.dsn import connect_failure, describe_target
+from cdc.dsn import connect_failure, describe_target, require_parsable
 from cdc.errors import (
     CdcError,
     ConfigError,
@@ -102,6 +102,7 @@ class SetupReport:
 
 
 def connect(dsn: str, *, role: str = "source", autocommit: bool = True) -> psycopg.Connection[Any]:
+    require_parsable(dsn, role)
     try:
         return psycopg.connect(
             dsn, autocommit=autocommit, connect_timeout=10, application_name="activity-cdc control"

@@ -35,6 +35,7 @@ from typing import Any
 
 import psycopg
 
+from cdc.dsn import connect_failure
 from cdc.metrics import Metrics
 from cdc.sqlfiles import sql_text
 
@@ -213,8 +214,9 @@ class SlotWatcher:
             self._close()
             if not self._failing:
                 self._failing = True
+                reason = connect_failure(exc, self._dsn)
                 log.warning("slot watch: cannot sample slot %s (trying again every %gs): %s",
-                            self.slot, self.interval_s, _first_line(exc))  # fmt: skip
+                            self.slot, self.interval_s, reason)  # fmt: skip
             return None
         if self._failing:
             self._failing = False
@@ -258,7 +260,3 @@ class SlotWatcher:
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -43,7 +43,7 @@ import psycopg
 from psycopg import sql
 
 from cdc import failpoints
-from cdc.dsn import connect_failure, describe_target
+from cdc.dsn import connect_failure, describe_target, require_parsable
 from cdc.errors import CdcError, ConnectError, SinkError
 from cdc.lsn import Lsn, format_lsn
 from cdc.metrics import Metrics, tally
@@ -144,6 +144,7 @@ class Sink:
         self._rollups = Rollups(schema)
 
     def open(self) -> None:
+        require_parsable(self._dsn, "sink")
         try:
             self._conn = psycopg.connect(
                 self._dsn, application_name="activity-cdc sink", connect_timeout=10

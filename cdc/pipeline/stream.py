@@ -27,7 +27,7 @@ import psycopg
 from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict
 
-from cdc.dsn import connect_failure, describe_target
+from cdc.dsn import connect_failure, describe_target, require_parsable
 from cdc.errors import (
     CdcError,
     ConnectError,
@@ -152,6 +152,7 @@ class ReplicationStream:
         """Connect and start streaming from ``start_lsn`` (the server starts from the slot's
         confirmed position if that is later). From protocol version 2 on, large transactions
         are streamed while they run (``streaming 'on'``) instead of spilled on the server."""
+        require_parsable(self._dsn, "source")
         # TCP keepalives, unless the DSN sets its own: a vanished server is noticed in about a
         # minute instead of the kernel's two hours.
         params: dict[str, Any] = {
