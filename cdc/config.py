@@ -271,9 +271,10 @@ class ContextSettings(_Strict):
 
 
 class MetricsSettings(_Strict):
-    """Prometheus metrics, /healthz and /readyz over HTTP (cdc.metrics); port 0: off."""
+    """Prometheus metrics, /healthz and /readyz over HTTP (cdc.metrics): on by default, on
+    the loopback interface only; port 0: off. A port in use is retried, not fatal."""
 
-    port: Annotated[int, Field(ge=0, le=65535)] = 0
+    port: Annotated[int, Field(ge=0, le=65535)] = 9187
     bind: Annotated[str, Field(min_length=1)] = "127.0.0.1"
     ready_max_lag_seconds: Annotated[float, Field(gt=0)] = 60.0
 

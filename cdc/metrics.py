@@ -17,9 +17,12 @@ Exposed (units in the names)::
     activity_cdc_lag_seconds                      age of the oldest unacknowledged commit
     activity_cdc_streaming                        1 while streaming, else 0
     activity_cdc_reconnects_total
-    activity_cdc_errors_total{kind}               kind: an error class name, e.g. SinkError
+    activity_cdc_errors_total{kind}               kind: an error class name, e.g. SinkError;
+                                                  every kind of error_kinds() exists at 0
+    activity_cdc_build_info{version,python}       1
+    process_*                                     the standard process collector (memory,
+                                                  CPU seconds, file descriptors, start time)
     activity_cdc_toast_unavailable_total          unchanged TOAST values that were not available
-    activity_cdc_resident_memory_bytes            RSS of the process, read at each scrape
     activity_cdc_standby                          1 while waiting for a slot another process holds
     activity_cdc_heartbeat_latency_seconds        sent_at of the last cdc.heartbeat → received
     activity_cdc_heartbeats_received_total        heartbeat messages seen in the stream
@@ -37,34 +40,45 @@ Exposed (units in the names)::
 Labels hold table names, operations, error class names and JetStream consumer names only:
 never a DSN or a message.
 
-``/healthz`` answers 200 while the process runs. ``/readyz`` answers 200 only when the daemon
-said it streams (:meth:`Metrics.set_streaming`) and the last reported ``lag_seconds`` is at most
+``/healthz`` answers 200 while the process runs (GET and HEAD: HEAD answers every path as GET
+would, without the body). ``/readyz`` answers 200 only when the daemon said it streams
+(:meth:`Metrics.set_streaming`) and the last reported ``lag_seconds`` is at most
 ``ready_max_lag_seconds``; otherwise 503 with the reason as the body.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import logging
-import os
+import platform
 import re
-import resource
-import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from operator import attrgetter
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import Collector
 
+from cdc import __version__
 from cdc.config import MetricsSettings
-from cdc.errors import ConfigError
+from cdc.errors import CdcError, ConfigError
 
 log = logging.getLogger(__name__)
+
+# No `*_created` series beside every counter and histogram: they double the series scraped and
+# no dashboard reads them. prometheus_client only offers this process-wide.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 BATCH_ROWS_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000, 100_000)
 BATCH_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -96,24 +110,17 @@ def tally(records: Iterable[_Record]) -> collections.Counter[tuple[str, str]]:
     return counts
 
 
-def resident_memory_bytes() -> int:
-    """Current RSS from /proc; elsewhere the peak RSS (all getrusage offers)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
-
-
-class _MemoryCollector(Collector):
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily(
-            "activity_cdc_resident_memory_bytes",
-            "Resident memory of the daemon process, read at scrape time.",
-            value=resident_memory_bytes(),
-        )
+def error_kinds() -> tuple[str, ...]:
+    """Every kind :meth:`Metrics.error` is called with by this code base, so that each counter
+    exists at 0 from the start (an alert on ``increase(...) > 0`` then sees the first error):
+    every class of the error hierarchy, psycopg's lost connection, a parked dead letter."""
+    kinds: list[str] = []
+    pending: list[type[CdcError]] = [CdcError]
+    while pending:
+        cls = pending.pop(0)
+        kinds.append(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return (*sorted(set(kinds)), "OperationalError", "dead_letter", "other")
 
 
 class Metrics:
@@ -235,7 +242,13 @@ class Metrics:
             ["consumer"],
             registry=registry,
         )
-        registry.register(_MemoryCollector())
+        # process_resident_memory_bytes, process_cpu_seconds_total, open fds, start time...
+        ProcessCollector(registry=registry)
+        Info("activity_cdc_build", "The running version.", registry=registry).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
+        for kind in error_kinds():
+            self._errors.labels(kind=kind)
         self._lock = threading.Lock()
         self._is_streaming = False
         self._not_streaming_reason = "not streaming yet"
@@ -357,37 +370,87 @@ class Metrics:
 
 class MetricsServer:
     """``/metrics``, ``/healthz``, ``/readyz`` on ``bind:port`` in a background thread.
-    ``port=0`` picks a free port (see :attr:`port`)."""
+    ``port=0`` picks a free port (see :attr:`port`).
 
-    def __init__(self, metrics: Metrics, *, bind: str = "127.0.0.1", port: int = 0) -> None:
+    A port another process holds is not a configuration error: it is most often the daemon
+    being replaced (still shutting down) or a standby on the same host with the same config.
+    The server then tries again every ``retry_s`` in its thread and serves as soon as the port
+    is free, so the endpoint follows the daemon that outlives the other. An address that
+    cannot work (not on this host, a privileged port) is a ConfigError (exit 4)."""
+
+    def __init__(
+        self, metrics: Metrics, *, bind: str = "127.0.0.1", port: int = 0, retry_s: float = 5.0
+    ) -> None:
         self.metrics = metrics
-        handler = _handler_for(metrics)
-        try:
-            self._server = ThreadingHTTPServer((bind, port), handler)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot serve metrics on {bind}:{port}: {exc.strerror}; choose another "
-                "[metrics] port or bind"
-            ) from None
-        self._server.daemon_threads = True
+        self._bind, self._port, self._retry_s = bind, port, retry_s
+        self._handler = _handler_for(metrics)
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = self._listen()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="activity-cdc-metrics", daemon=True
+            target=self._serve, name="activity-cdc-metrics", daemon=True
         )
+
+    def _listen(self) -> ThreadingHTTPServer | None:
+        """The bound server; None: the port is in use."""
+        try:
+            server = ThreadingHTTPServer((self._bind, self._port), self._handler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return None
+            raise ConfigError(
+                f"cannot serve metrics on {self._bind}:{self._port}: {exc.strerror}; choose "
+                "another [metrics] port or bind"
+            ) from None
+        server.daemon_threads = True
+        return server
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        server = self._server
+        return int(server.server_address[1]) if server is not None else self._port
+
+    @property
+    def serving(self) -> bool:
+        """False while the port is held by another process (see the class docstring)."""
+        return self._server is not None
 
     def start(self) -> MetricsServer:
+        if self._server is None:
+            log.warning(
+                "metrics port %s:%d is in use (another daemon on this host?); trying again "
+                "every %gs, serving as soon as it is free",
+                self._bind,
+                self._port,
+                self._retry_s,
+            )
         self._thread.start()
-        log.info("metrics on http://%s:%d/metrics", self._server.server_address[0], self.port)
         return self
 
+    def _serve(self) -> None:
+        while self._server is None:
+            if self._stopping.wait(self._retry_s):
+                return
+            server = self._listen()
+            with self._lock:
+                if self._stopping.is_set():
+                    if server is not None:
+                        server.server_close()
+                    return
+                self._server = server
+        log.info("metrics on http://%s:%d/metrics", self._server.server_address[0], self.port)
+        self._server.serve_forever()
+
     def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            server = self._server
+        if server is not None and self._thread.is_alive():
+            server.shutdown()
         if self._thread.is_alive():
-            self._server.shutdown()
             self._thread.join()
-        self._server.server_close()
+        if server is not None:
+            server.server_close()
 
     def __enter__(self) -> MetricsServer:
         return self.start()
@@ -399,6 +462,11 @@ class MetricsServer:
 def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "activity-cdc"
+
+        def do_HEAD(self) -> None:
+            # what GET would answer, without the body (probes that only look at the status)
+            self._head_only = True
+            self.do_GET()
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -419,7 +487,8 @@ def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not getattr(self, "_head_only", False):
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("metrics http: " + format, *args)

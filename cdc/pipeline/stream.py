@@ -100,7 +100,8 @@ def server_error(exc_or_result: Any, *, slot: str, publication: str) -> CdcError
     if sqlstate == "55006":
         return SlotInUse(
             f"{text}: another process is streaming from the slot; stop it, or run this "
-            "daemon as a standby that waits for the slot"
+            "daemon as a standby that waits for the slot: cdc run without --drain waits while "
+            "the slot is busy and takes over when it is free"
         )
     if (
         "invalidated" in message

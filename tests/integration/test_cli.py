@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -167,8 +168,60 @@ def test_slot_in_use_by_another_process_exits_six(pg: PgDatabase, config: Path) 
         code, out = cdc(config, "run", "--drain")
         assert code == 6
         assert "is active for PID" in out and "another process" in out
+        assert out.rstrip().endswith(
+            "run this daemon as a standby that waits for the slot: cdc run without --drain "
+            "waits while the slot is busy and takes over when it is free"
+        )
     finally:
         holder.close()
+
+
+def test_a_standby_on_the_same_host_shares_the_busy_slot_and_metrics_port_without_exiting(
+    pg: PgDatabase, config: Path, tmp_path: Path
+) -> None:
+    """deploy/README.md: a second `cdc run` on a busy slot waits as a standby, and a metrics
+    port held by the first one is retried, not a configuration error (exit 4)."""
+    assert cdc(config, "setup")[0] == 0
+    holder = psycopg.connect(pg.dsn, replication="database", autocommit=True)
+    port_holder = socket.socket()
+    port_holder.bind(("127.0.0.1", 0))
+    port_holder.listen()
+    port = port_holder.getsockname()[1]
+    config.write_text(config.read_text() + f"[metrics]\nport = {port}\n")
+    log = tmp_path / "standby.log"
+    try:
+        holder.execute(
+            f"START_REPLICATION SLOT \"{pg.slot}\" LOGICAL 0/0 (proto_version '1', "
+            f"publication_names '\"{pg.publication}\"')"
+        )
+        with log.open("w") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cli", "--config", str(config), "run"],
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+                stdout=sink,
+                stderr=sink,
+                text=True,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                text = log.read_text()
+                if "standby: slot" in text and f"metrics port 127.0.0.1:{port} is in use" in text:
+                    break
+                time.sleep(0.2)
+            assert proc.poll() is None, log.read_text()  # still running: a standby
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        port_holder.close()
+        holder.close()
+    text = log.read_text()
+    assert "standby: slot" in text and f"metrics port 127.0.0.1:{port} is in use" in text
+    assert SECRET not in text
 
 
 def test_server_error_mid_stream_becomes_a_typed_error(pg: PgDatabase) -> None:

@@ -4,7 +4,9 @@ and /healthz and /readyz."""
 from __future__ import annotations
 
 import collections
+import platform
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,9 +15,10 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cdc import __version__
 from cdc.config import MetricsSettings, settings_from_mapping
 from cdc.errors import ConfigError
-from cdc.metrics import Metrics, MetricsServer, start_metrics, tally
+from cdc.metrics import Metrics, MetricsServer, error_kinds, start_metrics, tally
 
 
 @pytest.fixture
@@ -61,7 +64,18 @@ def test_a_fresh_daemon_exposes_every_metric_at_zero(server: MetricsServer) -> N
         "activity_cdc_toast_unavailable_total",
     ):
         assert samples[(name, ())] == 0, name
-    assert samples[("activity_cdc_resident_memory_bytes", ())] > 1_000_000
+    # the standard process collector, not a gauge of our own
+    assert samples[("process_resident_memory_bytes", ())] > 1_000_000
+    assert samples[("process_cpu_seconds_total", ())] > 0
+    assert ("activity_cdc_resident_memory_bytes", ()) not in samples
+    build = [labels for name, labels in samples if name == "activity_cdc_build_info"]
+    assert build == [(("python", platform.python_version()), ("version", __version__))]
+    # every error kind at 0 from the start, and no *_created series beside any counter
+    errors = {dict(labels)["kind"]: value for (name, labels), value in samples.items()
+              if name == "activity_cdc_errors_total"}  # fmt: skip
+    assert errors == dict.fromkeys(error_kinds(), 0.0)
+    assert {"SinkError", "ConnectError", "SlotInUse", "DecodeError", "dead_letter"} <= set(errors)
+    assert not [name for name, _ in samples if name.endswith("_created")]
 
 
 def test_written_batches_count_records_by_table_and_operation(
@@ -140,6 +154,19 @@ def test_healthz_answers_while_the_process_runs(server: MetricsServer) -> None:
     assert get(server, "/healthz") == (200, "ok\n")
 
 
+@pytest.mark.parametrize(("path", "status"), [("/healthz", 200), ("/readyz", 503), ("/x", 404)])
+def test_head_answers_like_get_without_a_body(
+    server: MetricsServer, path: str, status: int
+) -> None:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            answer = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        answer = exc.code, exc.read()
+    assert answer == (status, b"")
+
+
 def test_readyz_is_503_until_the_daemon_streams(metrics: Metrics, server: MetricsServer) -> None:
     assert get(server, "/readyz") == (503, "not ready: not streaming yet\n")
     metrics.set_streaming(True)
@@ -198,33 +225,52 @@ def test_tally_counts_records_per_qualified_table_and_operation() -> None:
     )
 
 
-def test_metrics_are_off_when_the_port_is_zero() -> None:
-    metrics, server = start_metrics(MetricsSettings())
+def test_metrics_are_on_by_default_on_loopback_and_off_when_the_port_is_zero() -> None:
+    assert (MetricsSettings().bind, MetricsSettings().port) == ("127.0.0.1", 9187)
+    metrics, server = start_metrics(MetricsSettings(port=0))
     assert server is None
     assert metrics.ready_max_lag_seconds == 60
 
 
-def test_a_configured_port_serves_and_a_busy_port_is_a_config_error() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    metrics, server = start_metrics(MetricsSettings(port=port, ready_max_lag_seconds=5))
-    assert server is not None
+def test_a_busy_port_is_retried_and_served_once_free_while_a_bad_address_is_a_config_error() -> (
+    None
+):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    metrics = Metrics()
+    server = MetricsServer(metrics, port=port, retry_s=0.05).start()
     try:
+        assert not server.serving  # a standby on the same host: no exit, no collision
+        holder.close()  # the other daemon is gone: this one takes the port over
+        deadline = time.monotonic() + 30
+        while not server.serving and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert server.port == port
         assert get(server, "/healthz")[0] == 200
-        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}.*choose another"):
-            MetricsServer(metrics, bind="127.0.0.1", port=port)
     finally:
+        holder.close()
         server.stop()
+    with pytest.raises(ConfigError, match=r"192\.0\.2\.1:.*choose another"):
+        MetricsServer(metrics, bind="192.0.2.1", port=port)  # not an address of this host
+
+
+def test_a_server_stopped_while_waiting_for_a_busy_port_stops_at_once() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        server = MetricsServer(Metrics(), port=holder.getsockname()[1], retry_s=3600).start()
+        server.stop()
+        assert not server.serving
 
 
 def test_the_metrics_section_is_validated_like_the_rest_of_the_config() -> None:
     tables = [{"name": "public.t"}]
     settings = settings_from_mapping(
-        {"source": {"dsn": "x"}, "metrics": {"port": 9187}, "tables": tables}, env={}
+        {"source": {"dsn": "x"}, "metrics": {"port": 9188}, "tables": tables}, env={}
     )
-    assert (settings.metrics.port, settings.metrics.bind) == (9187, "127.0.0.1")
+    assert (settings.metrics.port, settings.metrics.bind) == (9188, "127.0.0.1")
     with pytest.raises(ConfigError, match=r"metrics\.port"):
         settings_from_mapping(
             {"source": {"dsn": "x"}, "metrics": {"port": 70000}, "tables": tables}, env={}
