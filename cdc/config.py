@@ -8,6 +8,7 @@ the field and the problem.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -413,6 +414,31 @@ class Settings(_Strict):
     @property
     def sink_dsn(self) -> str:
         return self.sink.dsn or self.source.dsn
+
+    def configured_tables(self, name: str) -> list[TableRules]:
+        """The rules of the tables called ``name`` (``schema.table``, or a table's own name: one
+        per schema that has it); a ConfigError naming the closest configured table when none
+        is, so that a typo never reads as "no records"."""
+        try:
+            schema, table = split_qualified_name(name)
+        except ValueError:
+            schema, table = None, name
+        found = [
+            rules
+            for rules in self.tables
+            if rules.table_name == table and (schema is None or rules.schema_name == schema)
+        ]
+        if found:
+            return found
+        names = [rules.name for rules in self.tables]
+        close = difflib.get_close_matches(
+            name, names + [rules.table_name for rules in self.tables], n=1
+        )
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"unknown table {name!r}: it is not in the config's [[tables]]; {hint}"
+            f"configured: {', '.join(names)}"
+        )
 
     def rules_for(self, schema: str, table: str) -> TableRules | None:
         for rules in self.tables:

@@ -16,8 +16,8 @@ _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 _WRITTEN_PASSWORDS = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)|://[^:/@]*:([^@]*)@")
 
 UNPARSABLE = (
-    "it is not a valid connection string (quote a value that holds a space or a quote: "
-    "password='my secret', or use a postgresql:// URL)"
+    "it is not a valid connection string (put a value that holds a space or a quote in single "
+    "quotes, with \\' for a quote inside, or use a postgresql:// URL)"
 )
 
 

@@ -4,6 +4,7 @@ function of ``cdc``, and turns the result or a ``CdcError`` into output and an e
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import signal
@@ -30,21 +31,43 @@ Exit codes:
 """
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+def _fail(message: str, code: int, kind: str = "error") -> None:
+    """The one line of a failure, with its exit code. Under ``--json`` it is a JSON object on
+    stdout (every outcome of such a command is JSON); with ``--log-format json`` it is a JSON
+    log line on stderr; else ``error: ...`` on stderr. Secrets are masked in all three."""
+    from cdc.logs import mask_secrets
+
+    message = mask_secrets(message)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("as_json"):
+        click.echo(json.dumps({"ok": False, "error": message, "kind": kind, "exit_code": code}))
+    elif logging.getLogger().handlers and _json_logs(ctx):
+        logging.getLogger("cdc.cli").error(message, extra={"kind": kind, "exit_code": code})
+    else:
+        click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
+def _json_logs(ctx: click.Context | None) -> bool:
+    root = ctx.find_root() if ctx is not None else None
+    return bool(root is not None and root.params.get("log_format") == "json")
+
+
 def handles_errors(func: F) -> F:
-    """CdcError → one line on stderr and its exit code; anything else → exit 1, no traceback
-    unless --debug."""
+    """CdcError → one line (see :func:`_fail`) and its exit code; anything else → exit 1, no
+    traceback unless --log-level debug."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except CdcError as exc:
-            _fail(str(exc), exc.exit_code)
+            _fail(str(exc), exc.exit_code, type(exc).__name__)
+        except click.UsageError as exc:
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and ctx.params.get("as_json"):
+                _fail(exc.format_message(), exc.exit_code, "UsageError")
+            raise
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise
         except Exception as exc:
@@ -54,6 +77,7 @@ def handles_errors(func: F) -> F:
                 f"unexpected internal error: {exc!r} (rerun with --log-level debug for the "
                 "traceback, and please report it)",
                 1,
+                "internal",
             )
 
     return wrapper  # type: ignore[return-value]
@@ -74,7 +98,37 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
-@click.group(epilog=EXIT_CODES_HELP)
+def _config_after_subcommand(
+    ctx: click.Context, _param: click.Parameter, value: str | None
+) -> None:
+    if value is not None:
+        state = ctx.find_object(State)
+        if state is not None:
+            state.config_path = value
+
+
+class _Group(click.Group):
+    """A group whose every command (and subgroup, and their commands) also takes ``--config``,
+    so that ``cdc check --config x`` works as well as ``cdc --config x check``."""
+
+    group_class = type  # subgroups are _Groups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any("--config" in getattr(param, "opts", ()) for param in cmd.params):
+            cmd.params.append(
+                click.Option(
+                    ["--config", "_config_path"],
+                    type=click.Path(dir_okay=False),
+                    expose_value=False,
+                    is_eager=True,
+                    callback=_config_after_subcommand,
+                    help="Config file (TOML); the same as cdc --config.",
+                )
+            )
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Group, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="cdc")
 @click.option(
     "--config",
@@ -204,11 +258,13 @@ def run(state: State, drain: bool) -> None:
         runner.close()
         if server is not None:
             server.stop()
+    from cdc.human import human_seconds
+
     reconnects = getattr(runner, "reconnects", 0)
     click.echo(
         f"{stats.records} records from {stats.transactions} transactions "
         f"({stats.changes} changes, {stats.skipped_transactions} transactions already recorded) "
-        f"in {stats.elapsed_s:.1f}s; acknowledged through {_lsn(stats.flushed_lsn)}"
+        f"in {human_seconds(stats.elapsed_s)}; acknowledged through {_lsn(stats.flushed_lsn)}"
         + (f"; {reconnects} reconnects" if reconnects else ""),
         err=True,
     )

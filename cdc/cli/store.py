@@ -157,6 +157,8 @@ def activity(
         schema_name, table_name = split_table(table) if table else (None, None)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--table") from None
+    if table:
+        state.settings.configured_tables(table)  # a typo must not read as "no records"
     with open_store(state.settings) as store:
         now = store.now()  # the clock the commit times come from
         record_filter = RecordFilter(
@@ -219,6 +221,7 @@ class _Output:
     def __init__(self, fmt: str) -> None:
         self.fmt = fmt
         self._csv: Any = None
+        self._header_shown = False
 
     def write(self, records: list[StoredRecord]) -> list[StoredRecord]:
         if self.fmt == "csv":
@@ -228,6 +231,9 @@ class _Output:
             for r in records:
                 self._csv.writerow([_csv_value(v) for v in r.as_json().values()])
         else:
+            if self.fmt == "table" and records and not self._header_shown:
+                click.echo(TABLE_HEADER)
+                self._header_shown = True
             for r in records:
                 click.echo(_json_line(r) if self.fmt == "json" else _table_line(r))
         return records
@@ -252,10 +258,15 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+TABLE_HEADER = (
+    f"{'time (UTC)':<19}  {'severity':<8}  {'operation':<9}  {'entity':<24}  {'actor':<10}  summary"
+)
+
+
 def _table_line(r: StoredRecord) -> str:
     entity = f"{r.entity_type or '-'} {r.entity_id or ''}".strip()
     return (
-        f"{_when(r.occurred_at)}  {r.severity:<8}  {r.operation:<8}  {entity:<24}  "
+        f"{_when(r.occurred_at)}  {r.severity:<8}  {r.operation:<9}  {entity:<24}  "
         f"{r.actor_id or '-':<10}  {r.summary or r.action}"
     )
 

@@ -18,6 +18,7 @@ from psycopg import sql
 from cdc.config import Settings
 from cdc.control.setup import connect
 from cdc.errors import SlotNotFound
+from cdc.human import human_bytes, human_seconds
 from cdc.pipeline.jetstream import JetStreamLag, checkpoint_key, jetstream_lag
 from cdc.sqlfiles import sql_text
 
@@ -52,15 +53,15 @@ class SlotLag:
         age = self.seconds_since_last_recorded_commit
         activity = f"active (pid {self.active_pid})" if self.active else "inactive"
         last = (
-            f"{self.last_recorded_commit_at.isoformat()} ({age:.1f}s ago)"
+            f"{self.last_recorded_commit_at.isoformat()} ({human_seconds(age)} ago)"
             if self.last_recorded_commit_at is not None and age is not None
             else "none yet"
         )
         return [
             f"slot {self.slot}: {activity}, wal_status {self.wal_status}",
-            f"  unconfirmed: {self.unconfirmed_bytes} bytes "
+            f"  unconfirmed: {human_bytes(self.unconfirmed_bytes)} "
             f"(confirmed {self.confirmed_flush_lsn}, server at {self.current_lsn})",
-            f"  retained:    {self.retained_bytes} bytes (restart {self.restart_lsn})",
+            f"  retained:    {human_bytes(self.retained_bytes)} (restart {self.restart_lsn})",
             f"  last recorded commit: {last}",
         ] + (self.jetstream.describe() if self.jetstream is not None else [])
 
@@ -71,8 +72,9 @@ class SlotLag:
         return (
             f"{at.strftime('%Y-%m-%dT%H:%M:%SZ')} slot {self.slot} "
             f"{'active pid ' + str(self.active_pid) if self.active else 'inactive'} "
-            f"unconfirmed {self.unconfirmed_bytes} B retained {self.retained_bytes} B "
-            f"last commit {'never' if age is None else f'{age:.1f}s ago'} "
+            f"unconfirmed {human_bytes(self.unconfirmed_bytes)} "
+            f"retained {human_bytes(self.retained_bytes)} "
+            f"last commit {'never' if age is None else human_seconds(age) + ' ago'} "
             f"wal_status {self.wal_status}"
             + (_jetstream_summary(self.jetstream) if self.jetstream is not None else "")
         )
@@ -92,12 +94,15 @@ def over_thresholds(
     as over ``max_seconds``."""
     over = []
     if max_bytes is not None and (lag.unconfirmed_bytes or 0) > max_bytes:
-        over.append(f"unconfirmed {lag.unconfirmed_bytes} bytes > {max_bytes}")
+        over.append(
+            f"unconfirmed {human_bytes(lag.unconfirmed_bytes)} ({lag.unconfirmed_bytes} bytes) "
+            f"> {max_bytes} bytes"
+        )
     if max_seconds is not None:
         age = lag.seconds_since_last_recorded_commit
         if age is None or age > max_seconds:
-            shown = "never" if age is None else f"{age:.1f}s ago"
-            over.append(f"last recorded commit {shown} > {max_seconds}s")
+            shown = "never" if age is None else f"{human_seconds(age)} ago"
+            over.append(f"last recorded commit {shown} > {human_seconds(max_seconds)}")
     return over
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import psycopg
 
 from cdc.dsn import connect_failure
+from cdc.human import human_bytes
 from cdc.metrics import Metrics
 from cdc.sqlfiles import sql_text
 
@@ -67,17 +68,6 @@ class Retention:
     message: str  # empty when ok
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 _WHAT_TO_DO = (
     "check that the daemon runs and keeps up (cdc lag; activity_cdc_lag_bytes); if the backlog "
     "is expected, raise max_slot_wal_keep_size (ALTER SYSTEM SET max_slot_wal_keep_size = "
@@ -93,7 +83,7 @@ def judge(sample: SlotSample, *, warn_fraction: float) -> Retention:
         sample.max_slot_wal_keep_size,
         sample.safe_wal_size,
     )
-    limit = f"max_slot_wal_keep_size {_size(keep)}" if keep is not None else "no limit"
+    limit = f"max_slot_wal_keep_size {human_bytes(keep)}" if keep is not None else "no limit"
     if status == "lost":
         return Retention(
             LOST,
@@ -104,7 +94,7 @@ def judge(sample: SlotSample, *, warn_fraction: float) -> Retention:
     if status == "unreserved":
         return Retention(
             CRITICAL,
-            f"slot {slot} retains {_size(retained)} of WAL, past {limit} (wal_status "
+            f"slot {slot} retains {human_bytes(retained)} of WAL, past {limit} (wal_status "
             f"unreserved): the server removes that WAL at its next checkpoint and invalidates "
             f"the slot, and the changes in it are lost; act now: {_WHAT_TO_DO}",
         )
@@ -112,15 +102,16 @@ def judge(sample: SlotSample, *, warn_fraction: float) -> Retention:
     if used is not None and used >= warn_fraction:
         return Retention(
             WARNING,
-            f"slot {slot} retains {_size(retained)} of WAL, {used:.0%} of {limit} "
-            f"({_size(safe)} left before the server invalidates the slot); {_WHAT_TO_DO}",
+            f"slot {slot} retains {human_bytes(retained)} of WAL, {used:.0%} of {limit} "
+            f"({human_bytes(safe)} left before the server invalidates the slot); {_WHAT_TO_DO}",
         )
     if status == "extended":
-        left = f"; {_size(safe)} left before it is invalidated" if safe is not None else ""
+        left = f"; {human_bytes(safe)} left before it is invalidated" if safe is not None else ""
         return Retention(
             WARNING,
-            f"slot {slot} retains {_size(retained)} of WAL, more than max_wal_size "
-            f"{_size(sample.max_wal_size)} (wal_status extended, {limit}{left}); {_WHAT_TO_DO}",
+            f"slot {slot} retains {human_bytes(retained)} of WAL, more than max_wal_size "
+            f"{human_bytes(sample.max_wal_size)} (wal_status extended, {limit}{left}); "
+            + _WHAT_TO_DO,
         )
     return Retention(OK, "")
 

@@ -261,12 +261,35 @@ def test_the_table_format_shows_time_severity_operation_entity_actor_and_summary
     settings, config = store
     workload(pg, settings)
     lines = ok(config, "activity", "--entity-id", "2").splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 2
+    assert lines[0] == (
+        "time (UTC)           severity  operation  entity                    actor       summary"
+    )
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  error\s+delete\s+account 2\s+8\s+"
         r"account 2 deleted by 8 \(account\.delete\)",
-        lines[0],
+        lines[1],
     ), lines
+    # the header's columns start where the record's do
+    for column in ("severity", "operation", "entity", "actor", "summary"):
+        start = lines[0].index(column)
+        assert lines[1][start - 2 : start] == "  " and lines[1][start] != " ", column
+
+
+@pytest.mark.integration
+def test_an_unknown_table_is_a_config_error_naming_the_closest_one(
+    pg: PgDatabase, store: tuple[Settings, Path]
+) -> None:
+    settings, config = store
+    workload(pg, settings)
+    result = cdc(config, "activity", "--table", "acounts")
+    assert result.exit_code == 4
+    assert result.output == (
+        "error: unknown table 'acounts': it is not in the config's [[tables]]; did you mean "
+        "accounts? configured: public.accounts, public.notes\n"
+    )
+    assert cdc(config, "activity", "--table", "public.accounts").exit_code == 0
+    assert cdc(config, "activity", "--table", "accounts").exit_code == 0
 
 
 @pytest.mark.integration

@@ -196,7 +196,7 @@ def test_a_standby_on_the_same_host_shares_the_busy_slot_and_metrics_port_withou
         )
         with log.open("w") as sink:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "--config", str(config), "run"],
+                [sys.executable, "-m", "cdc", "--config", str(config), "run"],
                 env={**os.environ, "PYTHONPATH": str(REPO)},
                 stdout=sink,
                 stderr=sink,
