@@ -406,7 +406,7 @@ def _check_slot(conn: psycopg.Connection[Any], settings: Settings, report: Check
 def _check_functions(
     conn: psycopg.Connection[Any], settings: Settings, user: str, report: CheckReport
 ) -> None:
-    """What the heartbeat calls (cdc.roles.source_functions), as the heartbeat's role."""
+    """What the heartbeat calls (cdc.control.roles.source_functions), as the heartbeat's role."""
     functions = source_functions(settings)
     if not functions:
         return
