@@ -12,11 +12,9 @@ Timing needs no server: the same file times any version of the code (before/afte
 Stages, each over all the changes of the file, the best of ``--repeats`` runs in CPU time of
 this process (on a shared machine the least disturbed run is the closest to the code's cost):
 ``decode`` (cdc.pipeline.pgoutput), ``assemble`` (cdc.pipeline.changes), ``map``
-(cdc.pipeline.activity + cdc.pipeline.values),
-``batch`` (cdc.pipeline.batching), then per batch of 5,000 records what the sink thread does in
-Python:
-``encode`` (the COPY text, cdc.pipeline.sink) and ``rollups`` (cdc.pipeline.rollups counting). Not
-here: the
+(cdc.pipeline.activity + cdc.pipeline.values), ``batch`` (cdc.pipeline.batching), then per batch
+of 5,000 records what the sink thread does in Python: ``encode`` (the COPY text,
+cdc.pipeline.sink) and ``rollups`` (cdc.pipeline.rollups counting). Not here: the
 daemon loop itself and the waits (``python -m bench profile`` has them).
 """
 

@@ -19,7 +19,7 @@ from pathlib import Path
 class Rule:
     stage: str
     function: str | None = None  # exact function name (py-spy's, e.g. "SinkWriter.submit")
-    module: str | None = None  # file path suffix, e.g. "cdc/pipeline/pgoutput.py"
+    module: str | None = None  # a file ("cdc/pipeline/sink.py") or a package (".../pgoutput/")
 
 
 # Order matters: waits first (their innermost frames are in threading/queue/psycopg), then the
@@ -27,7 +27,7 @@ class Rule:
 MAIN_RULES: Sequence[Rule] = (
     Rule("wait: sink queue full (back-pressure)", function="SinkWriter.submit"),
     Rule("wait: replication socket (idle)", function="ReplicationStream.poll"),
-    Rule("decode (pgoutput)", module="cdc/pipeline/pgoutput.py"),
+    Rule("decode (pgoutput)", module="cdc/pipeline/pgoutput/"),
     Rule("assemble (changes)", module="cdc/pipeline/changes.py"),
     Rule("assemble (changes)", module="cdc/pipeline/spill.py"),
     Rule("assemble (changes)", module="cdc/pipeline/catalog.py"),
@@ -50,7 +50,11 @@ SINK_RULES: Sequence[Rule] = (
 def _matches(rule: Rule, function: str, path: str) -> bool:
     if rule.function is not None and rule.function != function:
         return False
-    return not (rule.module is not None and not path.endswith(rule.module))
+    if rule.module is None:
+        return True
+    if rule.module.endswith("/"):
+        return rule.module in path
+    return path.endswith(rule.module)
 
 
 def _frame(text: str) -> tuple[str, str]:

@@ -49,7 +49,7 @@ from cdc.pipeline.pgoutput import (
     Type,
     UnchangedToast,
     Update,
-    _decode_checked,
+    decode_checked,
     decode_message,
 )
 
@@ -178,7 +178,7 @@ def test_every_captured_vector_decodes_to_the_class_its_name_says(name: str) -> 
 
 @pytest.mark.parametrize("name", _vector_names())
 def test_fast_and_checked_decoders_give_equal_results_on_every_vector(name: str) -> None:
-    assert decoded(name) == _decode_checked(raw(name), in_stream(name))
+    assert decoded(name) == decode_checked(raw(name), in_stream(name))
 
 
 @pytest.mark.parametrize("name", _vector_names())

@@ -41,7 +41,7 @@ from cdc.pipeline.pgoutput import (
     TupleData,
     Type,
     Update,
-    _decode_checked,
+    decode_checked,
     decode_message,
 )
 
@@ -66,7 +66,7 @@ def decodes_or_raises_decode_error(data: bytes, in_stream: bool) -> None:
         assert 0 <= error.offset <= len(data)
         return
     # Whatever the fast path accepts, the checked decoder must accept identically.
-    assert _decode_checked(data, in_stream) == message
+    assert decode_checked(data, in_stream) == message
 
 
 # --- garbage in ----------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def test_encoded_messages_round_trip_through_decode_message(
         in_stream = message.xid is not None
     data = encode(message)
     assert decode_message(data, in_stream=in_stream) == message
-    assert _decode_checked(data, in_stream) == message
+    assert decode_checked(data, in_stream) == message
 
 
 @settings(max_examples=300)
