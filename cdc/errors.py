@@ -5,25 +5,26 @@ process exit code that the CLI uses, and its message says what is wrong *and wha
 next*. Driver errors (``psycopg.Error``) are wrapped where the I/O happens, with
 ``raise ... from exc``, so nothing above the stream and the sink needs to know psycopg.
 
-Exit codes (documented in README.md, used by ``cdc/cli/``):
-
-====  ==========================================================
- 0    success
- 1    unexpected internal error (a bug: please report it)
- 2    usage error (bad command-line options; click's own code)
- 3    lag over a threshold (``cdc lag --max-bytes/--max-seconds``)
- 4    configuration error (bad or missing config file, bad values)
- 5    cannot connect, or the server is not set up for logical replication
-      (``wal_level``, privileges, replication slots)
- 6    replication slot or publication missing, invalid or in use
- 7    malformed replication protocol data
- 8    the sink could not write the activity records
- 9    ``cdc verify`` found differences between the legacy audit log and the records, or
-      ``cdc verify-chain`` found the records' hash chain broken (tampering)
-====  ==========================================================
+Exit codes: :data:`EXIT_CODES` below, the one table (``cdc --help`` prints it, README.md
+documents it); every class's ``exit_code`` is one of its keys.
 """
 
 from __future__ import annotations
+
+from typing import Final
+
+EXIT_CODES: Final[dict[int, str]] = {
+    0: "success",
+    1: "unexpected internal error (a bug: please report it)",
+    2: "usage error (bad command-line options)",
+    3: "lag over a threshold (cdc lag --max-bytes/--max-seconds)",
+    4: "configuration error (bad or missing config file or values)",
+    5: "cannot connect, or the server is not set up for logical replication",
+    6: "replication slot or publication missing, invalid or in use",
+    7: "malformed replication protocol data",
+    8: "the sink could not write the activity records",
+    9: "cdc verify found differences, or verify-chain a broken hash chain",
+}
 
 
 class CdcError(Exception):

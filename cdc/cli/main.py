@@ -17,18 +17,14 @@ import click
 
 from cdc import __version__
 from cdc.config import Settings, load_settings
-from cdc.errors import CdcError
+from cdc.errors import EXIT_CODES, CdcError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0  success                      5  cannot connect / server not ready
-  1  unexpected internal error    6  slot or publication missing or busy
-  2  usage error                  7  malformed replication data
-  3  lag over a threshold         8  the sink could not write records
-  4  configuration error
-"""
+# The exit codes, generated from the one table in cdc/errors.py ("\b": click keeps the lines).
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "".join(
+    f"  {code}  {meaning}\n" for code, meaning in EXIT_CODES.items()
+)
 
 
 def _fail(message: str, code: int, kind: str = "error") -> None:
