@@ -4,6 +4,7 @@ workload that writes its own ground truth; at the end the records must equal it 
     python -m tools.chaos --quick  # ~1.5 min: 22 kills (6 at the failpoint), 4 restarts, 6 cuts
     python -m tools.chaos          # ~13 min: 120 kills (30 at the failpoint), 16 restarts, 24 cuts
     python -m tools.chaos --kills 40 --failpoint-kills 10 --restarts 4 --cuts 6 --duration 120
+    python -m tools.chaos --jetstream [--quick]   # through NATS JetStream: tools/chaos_jetstream.py
 
 What it does (docs/reliability.md has the details and the last results):
 
@@ -1011,7 +1012,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the summary here as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parser.add_argument("--bindir", type=Path, help="PostgreSQL server binaries to use")
+    parser.add_argument(
+        "--jetstream",
+        action="store_true",
+        help="two sources -> JetStream (3 nodes) -> two ingest processes -> one store "
+        "(tools/chaos_jetstream.py)",
+    )
     args = parser.parse_args(argv)
+    if args.jetstream:
+        from tools import chaos_jetstream
+
+        return chaos_jetstream.main(args.quick, args.seed, args.out, args.keep)
     plan = parse_plan(args)
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
 

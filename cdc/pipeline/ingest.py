@@ -41,7 +41,7 @@ from nats.js import api
 
 from cdc.config import Settings
 from cdc.control.setup import setup_store
-from cdc.errors import BrokerError, BrokerUnavailable
+from cdc.errors import BrokerError, BrokerUnavailable, ConnectError, SinkError
 from cdc.pipeline.activity import ActivityRecord
 from cdc.pipeline.batching import Flush
 from cdc.pipeline.jetstream import (
@@ -53,6 +53,7 @@ from cdc.pipeline.jetstream import (
 )
 from cdc.pipeline.sink import Sink
 from cdc.sqlfiles import sql_template
+from cdc.pipeline.supervisor import Backoff, is_connection_loss
 
 log = logging.getLogger("cdc.ingest")  # log lines keep the name they had
 
@@ -87,6 +88,7 @@ class Ingest:
         self.options = options
         self.stats = IngestStats()
         self._stopping = threading.Event()
+        self.reconnects = 0
         sink = settings.sink
         self._stream = sink.stream
         self._claim_sql = sql_template("ingest_claim.sql", schema=sink.schema_name)
@@ -97,10 +99,35 @@ class Ingest:
         self._stopping.set()
 
     def run(self) -> IngestStats:
+        """Ingest until stopped (or drained). A lost connection to the store or to NATS is
+        retried with backoff (``[daemon] reconnect_*``), like the daemon's supervisor does:
+        nothing unwritten was acknowledged, so the messages come again."""
         started = time.monotonic()
-        settings = self.settings
-        for line in setup_store(settings, self.options.store_dsn).actions:
+        options = self.settings.daemon
+        backoff = Backoff(options.reconnect_initial_s, options.reconnect_max_s)
+        for line in setup_store(self.settings, self.options.store_dsn).actions:
             log.info("store: %s", line)
+        try:
+            while True:
+                attempt_started = time.monotonic()
+                try:
+                    self._attempt()
+                    return self.stats
+                except (ConnectError, SinkError) as exc:
+                    if not is_connection_loss(exc) or self._stopping.is_set():
+                        raise
+                    if time.monotonic() - attempt_started > options.reconnect_reset_after_s:
+                        backoff.reset()
+                    delay = backoff.next_delay()
+                    self.reconnects += 1
+                    log.warning("%s; reconnecting in %.1fs", exc, delay)
+                    if self._stopping.wait(delay):
+                        return self.stats
+        finally:
+            self.stats.elapsed_s = time.monotonic() - started
+
+    def _attempt(self) -> None:
+        settings = self.settings
         store = Sink(
             self.options.store_dsn,
             schema=settings.sink.schema_name,
@@ -109,17 +136,15 @@ class Ingest:
             hash_chain=settings.sink.hash_chain,
             dead_letter=settings.sink.on_refused == "dead_letter",
         )
-        store.open()
         loop = NatsLoop("activity-cdc-ingest")
         try:
-            loop.run(self._session(store, loop), timeout_s=None)
+            store.open()
+            loop.run(self._session(store), timeout_s=None)
         finally:
             store.close()
             loop.close()
-            self.stats.elapsed_s = time.monotonic() - started
-        return self.stats
 
-    async def _session(self, store: Sink, loop: NatsLoop) -> None:
+    async def _session(self, store: Sink) -> None:
         sink = self.settings.sink
         nc = await open_connection(sink, f"activity-cdc ingest {self.options.consumer}")
         try:
