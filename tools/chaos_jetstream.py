@@ -175,12 +175,14 @@ class Result:
 class Proc:
     """One long-running child (a daemon or an ingest process) that the run restarts."""
 
-    def __init__(self, name: str, argv: list[str], log: IO[bytes]) -> None:
+    def __init__(self, name: str, argv: list[str], log: IO[bytes], ready: str) -> None:
         self.name = name
         self.argv = argv
         self.log = log
+        self.ready_line = ready.encode()  # logged once it works (its signal handlers are set)
         self.proc: subprocess.Popen[bytes] | None = None
         self.expect_death = False
+        self._log_offset = 0
 
     def start(self, failpoint: str | None = None) -> None:
         env = child_env()
@@ -189,6 +191,7 @@ class Proc:
         self.expect_death = failpoint is not None
         self.log.write(f"--- {self.name} start {failpoint or ''}\n".encode())
         self.log.flush()
+        self._log_offset = self.log.tell()
         self.proc = subprocess.Popen(
             self.argv, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, env=env
         )
@@ -197,6 +200,20 @@ class Proc:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Until this life has logged its ready line (a SIGTERM before the handler is set up
+        would only prove that Python dies of it)."""
+        deadline = time.monotonic() + timeout_s
+        path = Path(self.log.name)
+        while time.monotonic() < deadline:
+            with path.open("rb") as handle:
+                handle.seek(self._log_offset)
+                if self.ready_line in handle.read():
+                    return
+            if self.proc is not None and self.proc.poll() is not None:
+                return
+            time.sleep(0.2)
 
     def terminate(self) -> int | None:
         if self.proc is None:
@@ -262,7 +279,9 @@ class JetStreamChaos:
 
     def start_processes(self) -> None:
         for name in SOURCES:
-            self.daemons.append(Proc(name, _cli(self.configs[name], "run"), self._log(name)))
+            self.daemons.append(
+                Proc(name, _cli(self.configs[name], "run"), self._log(name), "streaming from slot")
+            )
         for index in range(2):
             argv = _cli(
                 self.configs[SOURCES[0]],
@@ -276,7 +295,9 @@ class JetStreamChaos:
                 "--batch",
                 "500",
             )
-            self.ingests.append(Proc(f"ingest{index}", argv, self._log(f"ingest{index}")))
+            self.ingests.append(
+                Proc(f"ingest{index}", argv, self._log(f"ingest{index}"), "ingesting stream")
+            )
         for proc in (*self.daemons, *self.ingests):
             proc.start()
 
@@ -371,6 +392,8 @@ class JetStreamChaos:
     def finish(self) -> None:
         started = time.monotonic()
         self.check_alive()
+        for proc in (*self.daemons, *self.ingests):
+            proc.wait_ready()
         for proc in self.daemons:
             self.result.graceful_stop_exits.append(proc.terminate())
         for name in SOURCES:

@@ -80,6 +80,8 @@ class NatsLoop:
         try:
             return future.result(timeout_s)
         except concurrent.futures.TimeoutError:
+            if future.done():
+                raise  # the coroutine's own timeout (the same class since Python 3.11)
             future.cancel()
             raise TimeoutError(f"no answer within {timeout_s:g}s") from None
 

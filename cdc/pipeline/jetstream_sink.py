@@ -278,7 +278,13 @@ class JetStreamSink:
             raise BrokerUnavailable(self._unavailable(what, exc)) from None
 
     def _unavailable(self, what: str, exc: BaseException) -> str:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = (
+            str(exc).strip().splitlines()[0]
+            if str(exc).strip()
+            else f"no PubAck within {self.settings.publish_timeout_s:g}s"
+            if isinstance(exc, TimeoutError)
+            else type(exc).__name__
+        )
         return (
             f"JetStream at {describe_servers(self.settings.servers)} did not {what} in time "
             f"({reason}); nothing was acknowledged, retrying"

@@ -228,13 +228,18 @@ def _records(
     where = sql.SQL("")
     params: tuple[Any, ...] = ()
     if start is not None:
-        where = sql.SQL("WHERE (r.commit_lsn, r.seq) >= (%s::pg_lsn, %s)")
+        where = sql.SQL(
+            "WHERE r.chain_position IS NULL OR r.chain_position >= (SELECT s.chain_position "
+            "FROM {}.{} s WHERE (s.commit_lsn, s.seq) = (%s::pg_lsn, %s))"
+        ).format(sql.Identifier(schema), sql.Identifier(table))
         params = start
     query = sql.SQL(
-        # r.-qualified: the output columns commit_lsn and seq are text, and ORDER BY would
-        # take them (text order puts 0/10000000 before 0/FFFFFFF)
+        # The chain's own order: a daemon writes in commit order, but `cdc ingest` writes the
+        # records of many sources as their batches commit (docs/scale-out.md). Records from
+        # before the chain (no position) first. r.-qualified: the output columns commit_lsn
+        # and seq are text, and ORDER BY would take them (0/10000000 before 0/FFFFFFF).
         "SELECT {}, r.prev_hash, r.hash, r.tableoid::regclass::text FROM {}.{} r {} "
-        "ORDER BY r.commit_lsn, r.seq"
+        "ORDER BY r.chain_position NULLS FIRST, r.commit_lsn, r.seq"
     ).format(_CANONICAL_COLUMNS, sql.Identifier(schema), sql.Identifier(table), where)
     with conn.cursor(name="activity_cdc_verify_chain") as cur:
         cur.itersize = FETCH_ROWS
