@@ -35,8 +35,8 @@ _SUMMARY = re.compile(
 )
 
 
-def cdc_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cdc", "--config", str(CONFIG_PATH), *args]
+def cdc_command(*args: str, config: Path = CONFIG_PATH) -> list[str]:
+    return [sys.executable, "-m", "cdc", "--config", str(config), *args]
 
 
 def cdc_env(source_dsn: str) -> dict[str, str]:
@@ -96,10 +96,13 @@ class DaemonExit:
 class DaemonProcess:
     """``cdc run [--drain]`` in the background, with its resident memory watched."""
 
-    def __init__(self, source_dsn: str, log_path: Path, *, drain: bool = False) -> None:
+    def __init__(
+        self, source_dsn: str, log_path: Path, *, drain: bool = False, config: Path = CONFIG_PATH
+    ) -> None:
         self.source_dsn = source_dsn
         self.log_path = log_path
         self.drain = drain
+        self.config = config
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._sampler: UsageSampler | None = None
@@ -115,7 +118,7 @@ class DaemonProcess:
         self._log = self.log_path.open("wb")
         self._started = time.monotonic()
         self._proc = subprocess.Popen(
-            cdc_command(*args),
+            cdc_command(*args, config=self.config),
             env=cdc_env(self.source_dsn),
             stdout=self._log,
             stderr=subprocess.STDOUT,

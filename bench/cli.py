@@ -8,7 +8,7 @@ JSON results, a markdown table and a PNG chart generated from that JSON.
     python -m bench report [--out DIR]   # regenerate results.md and results.png from JSON
     python -m bench --compare REF [--quick] [drain|write]   # REF's daemon vs this checkout's
 
-Parts: write, drain, latency, memory, queries, profile. Results go to --out (default
+Parts: write, drain, latency, memory, queries, profile, jetstream. Results go to --out (default
 bench/results): results.json, results.md, results.png and logs/. With --compare (bench/compare.py):
 compare.json, and the ratios head ÷ REF on stdout.
 """
@@ -38,9 +38,10 @@ DEFAULT_OUT = Path(__file__).parent / "results"
 
 
 def _sections() -> dict[str, Callable[[BenchContext], dict[str, Any]]]:
-    from bench.sections import drain, latency, memory, profile, queries, write_path
+    from bench.sections import drain, jetstream, latency, memory, profile, queries, write_path
 
     return {
+        "jetstream": jetstream.run,
         "write": write_path.run,
         "drain": drain.run,
         "latency": latency.run,
@@ -50,7 +51,7 @@ def _sections() -> dict[str, Callable[[BenchContext], dict[str, Any]]]:
     }
 
 
-PARTS = ("write", "drain", "latency", "memory", "queries", "profile")
+PARTS = ("write", "drain", "latency", "memory", "queries", "profile", "jetstream")
 COMPARE_PARTS = ("drain", "write")
 
 

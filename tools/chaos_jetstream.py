@@ -536,7 +536,7 @@ def _count(dsn: str) -> int:
 
 
 def _cli(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "cli", "--config", str(config), "--log-level", "info", *args]
+    return [sys.executable, "-m", "cdc", "--config", str(config), "--log-level", "info", *args]
 
 
 def verdict(result: Result) -> tuple[bool, str]:

@@ -34,6 +34,7 @@ def render_markdown(results: dict[str, Any], *, chart_name: str) -> str:
         "memory": ("4. Daemon memory", _memory),
         "queries": ("5. Monitor queries", _queries),
         "profile": ("Profile: where `cdc run --drain` spends its time", _profile),
+        "jetstream": ("7. NATS JetStream: drain into a stream, ingest into a store", _jetstream),
     }
     for part, (title, render) in renderers.items():
         section = results.get(part)
@@ -68,7 +69,7 @@ def _header(results: dict[str, Any]) -> list[str]:
 
 def _targets(results: dict[str, Any]) -> list[str]:
     rows = []
-    for part in ("write", "drain", "latency", "memory", "queries"):
+    for part in ("write", "drain", "latency", "memory", "queries", "jetstream"):
         section = results.get(part) or {}
         for item in section.get("targets", []):
             unit = "" if item["unit"] == "ratio" else f" {item['unit']}"
@@ -149,6 +150,28 @@ def _drain(section: Section) -> list[str]:
         f"cdc.pgoutput is **{decoders['ratio_cdc_to_pypgoutput']:.2f}x** pypgoutput.",
         "",
         *_table(["decoder", "changes/s", "µs/change"], decoder_rows),
+    ]
+
+
+def _jetstream(section: Section) -> list[str]:
+    rates = section["changes_per_s"]
+    ratios = section["ratios_to_postgres_sink"]
+    names = {
+        "cdc_postgres": "`cdc run --drain`, PostgreSQL sink",
+        "cdc_jetstream_r1": "`cdc run --drain`, JetStream sink, 1 replica",
+        "cdc_jetstream_r3": "`cdc run --drain`, JetStream sink, 3 replicas",
+        "pg_recvlogical": "`pg_recvlogical` → /dev/null",
+    }
+    rows = [[names[name], _num(rates[name]), _num(ratios[name], 3)] for name in names]
+    return [
+        f"Backlog: {_num(section['backlog']['row_changes'])} row changes (median of "
+        f"{len(section['rounds'])} round(s)); each consumer drains a copy of the slot; a "
+        "3-node NATS cluster on the same machine.",
+        "",
+        *_table(["consumer", "changes/s", "x PostgreSQL sink"], rows),
+        f"`cdc ingest --drain` from the 3-replica stream into a fresh store: "
+        f"{_num(section['ingest_records_per_s'])} records/s.",
+        "",
     ]
 
 

@@ -14,7 +14,7 @@ import pytest
 pytestmark = [pytest.mark.bench, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("write", "drain", "latency", "memory", "queries", "profile")
+PARTS = ("write", "drain", "latency", "memory", "queries", "profile", "jetstream")
 
 # Smaller than --quick: the whole suite in about a minute.
 TINY = [
