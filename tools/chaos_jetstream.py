@@ -51,9 +51,9 @@ from typing import IO, Any
 import psycopg
 from psycopg import sql
 
-from cdc.store.chain import verify_chain
 from cdc.demo.embedded import EmbeddedPostgres
 from cdc.demo.embedded_nats import NatsCluster
+from cdc.store.chain import verify_chain
 from tools.chaos import (
     SCHEMA,
     TABLES,

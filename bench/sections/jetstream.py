@@ -37,7 +37,7 @@ from bench.platform_db import create_platform_db
 from bench.recvlogical import run_pg_recvlogical
 from bench.slots import copy_slot
 from bench.stats import median, ratio
-from cdc.embedded_nats import NatsCluster
+from cdc.demo.embedded_nats import NatsCluster
 
 CONSUMERS: tuple[str, ...] = (
     "cdc_postgres",

@@ -225,7 +225,7 @@ def _start_of(
 def _records(
     conn: psycopg.Connection[Any], schema: str, table: str, start: tuple[str, int] | None
 ) -> Iterator[ChainedRecord]:
-    where = sql.SQL("")
+    where: sql.Composable = sql.SQL("")
     params: tuple[Any, ...] = ()
     if start is not None:
         where = sql.SQL(
