@@ -123,3 +123,17 @@ class VerifyFailed(CdcError):
 
 class ChainBroken(VerifyFailed):
     """``cdc verify-chain``: a record was changed, deleted or inserted out of band."""
+
+
+# How a supervisor should treat each exit code of ``cdc run``. The daemon already retries what
+# time can fix (lost connections, a busy slot, a sink that is down) inside the process, so an
+# exit is final for this attempt; these are the codes another attempt cannot change without a
+# person (deploy/activity-cdc.service: RestartPreventExitStatus, tests/unit/test_deploy.py):
+#   2 usage, 4 configuration: the same command line and file fail the same way;
+#   6 the slot or publication is missing or invalidated: re-creating it silently would hide
+#     the changes lost in between (docs/operations.md, "An invalidated slot");
+#   7 malformed replication data: the same WAL would be decoded again, and fail again.
+# 1 (a bug that may be transient), 5 (a server or role not ready: fixed by an administrator
+# without touching the daemon) and 8 (the sink refused or failed: disk, permissions) are
+# restarted with a delay.
+EXIT_CODES_NOT_RESTARTED: tuple[int, ...] = (2, 4, 6, 7)
