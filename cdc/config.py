@@ -1,22 +1,39 @@
-"""Settings: one TOML file, validated by pydantic, with environment overrides for secrets.
+"""Settings: one TOML file, validated by pydantic, every key overridable from the environment
+(pydantic-settings).
 
-Where the file comes from: ``--config PATH``, else ``$CDC_CONFIG``, else ``./cdc.toml``.
-``CDC_SOURCE_DSN`` and ``CDC_SINK_DSN`` override the DSNs so that passwords need not live in
-the file. Validation errors become one :class:`~cdc.errors.ConfigError` that names the file,
-the field and the problem.
+Where the file comes from: ``--config PATH``, else ``$CDC_CONFIG``, else ``./cdc.toml``. Any
+key can be set from the environment as ``CDC_<SECTION>__<KEY>`` (``CDC_BATCH__MAX_ROWS=2000``,
+``CDC_METRICS__PORT=9188``; lists and tables as JSON), which wins over the file; the DSNs also
+as ``CDC_SOURCE_DSN`` and ``CDC_SINK_DSN``, so that passwords need not live in the file.
+Validation errors become one :class:`~cdc.errors.ConfigError` that names the file, the key
+(``tables[public.investors].entity_typ``), the problem, the closest valid key for a typo, and
+the environment variable when the value came from there.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from cdc.errors import ConfigError
 
@@ -387,7 +404,57 @@ class MigrationSettings(_Strict):
         return split_qualified_name(self.legacy_table)[1]
 
 
-class Settings(_Strict):
+# The environment the settings read (settings_from_mapping sets it); empty otherwise, so that
+# Settings(...) and Settings.model_validate(...) never read the process's environment by chance.
+_ENVIRONMENT: ContextVar[Mapping[str, str]] = ContextVar(
+    "cdc_settings_environment", default=MappingProxyType({})
+)
+
+ENV_PREFIX = "CDC_"
+ENV_NESTED_DELIMITER = "__"
+# Older names that stay: the DSNs (deploy files, docs) and the NATS servers as a comma list.
+_ENV_ALIASES = {"CDC_SOURCE_DSN": "CDC_SOURCE__DSN", "CDC_SINK_DSN": "CDC_SINK__DSN"}
+
+
+class _Environment(EnvSettingsSource):
+    """``CDC_<SECTION>__<KEY>`` variables of a given mapping (the process's environment, or
+    a test's), as pydantic-settings' environment source reads them."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+class Settings(BaseSettings):
+    """The whole configuration: the TOML file, with every key overridable from the
+    environment as ``CDC_<SECTION>__<KEY>`` (``CDC_BATCH__MAX_ROWS=2000``; lists and tables as
+    JSON), the environment winning."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_ignore_empty=True,
+        case_sensitive=False,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (_Environment(settings_cls, _ENVIRONMENT.get()), init_settings)
+
     source: SourceSettings = SourceSettings()
     sink: SinkSettings = SinkSettings()
     batch: BatchSettings = BatchSettings()
@@ -447,20 +514,107 @@ class Settings(_Strict):
         return None
 
 
-def _format_validation_error(origin: str, exc: ValidationError) -> str:
+def _format_validation_error(
+    origin: str, exc: ValidationError, data: Mapping[str, Any], env: Mapping[str, str]
+) -> str:
     problems = []
     errors = exc.errors()
     for error in errors:
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        loc = error["loc"]
         if error["type"] == "too_short" and any(
-            len(other["loc"]) > len(error["loc"])
-            and other["loc"][: len(error["loc"])] == error["loc"]
-            for other in errors
+            len(other["loc"]) > len(loc) and other["loc"][: len(loc)] == loc for other in errors
         ):
             continue  # the list is "too short" only because an entry of it is invalid
         message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
+        if error["type"] == "extra_forbidden" and loc:
+            close = difflib.get_close_matches(str(loc[-1]), _keys_at(loc[:-1]), n=1)
+            message = "unknown key" + (f"; did you mean {close[0]}?" if close else "")
+        variable = _env_name(loc)
+        if variable in env or variable.lower() in {k.lower() for k in env}:
+            message += f" (from the environment: {variable})"
+        problems.append(f"{_where(loc, data)}: {message}")
     return f"{origin}: invalid configuration: " + "; ".join(problems)
+
+
+def _not_json(environ: Mapping[str, str]) -> str:
+    problems = []
+    for variable, value in environ.items():
+        if ENV_NESTED_DELIMITER not in variable:
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            parts = variable[len(ENV_PREFIX) :].lower().split(ENV_NESTED_DELIMITER)
+            if len(parts) == 2 and parts[1] in _keys_at((parts[0],)):
+                field = _model_in(Settings.model_fields[parts[0]].annotation).model_fields[parts[1]]
+                if not _is_scalar(field.annotation):
+                    problems.append(
+                        f"{'.'.join(parts)}: a list or a table in the environment is JSON, "
+                        f'e.g. ["a", "b"] (from the environment: {variable})'
+                    )
+    return "; ".join(problems) or "an environment variable CDC_... is not valid JSON"
+
+
+def _is_scalar(annotation: Any) -> bool:
+    args = typing.get_args(annotation)
+    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType, Literal):
+        return (
+            all(_is_scalar(arg) for arg in args)
+            if typing.get_origin(annotation) is not Literal
+            else True
+        )
+    if typing.get_origin(annotation) is Annotated:
+        return _is_scalar(args[0])
+    return annotation in (str, int, float, bool, type(None))
+
+
+def _where(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+    """``source.slot``; in a table, by its name and then its position in the file:
+    ``tables[public.investors].entity_typ (tables.0.entity_typ)``."""
+    dotted = ".".join(str(part) for part in loc) or "(top level)"
+    if loc[:1] == ("tables",) and len(loc) > 1 and isinstance(loc[1], int):
+        tables = data.get("tables")
+        entry = tables[loc[1]] if isinstance(tables, list) and loc[1] < len(tables) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str):
+            rest = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[2:])
+            return f"tables[{name}]{rest} ({dotted})"
+    return dotted
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in loc if not isinstance(part, int)]
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(parts).upper()
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The valid keys of the section at ``loc`` (for suggesting the closest to a typo)."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if _is_model(model) else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    if not _is_model(model):
+        return []
+    keys = [field.alias or name for name, field in model.model_fields.items()]
+    return keys + (["actor_column"] if model is TableRules else [])
+
+
+def _is_model(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+
+def _model_in(annotation: Any) -> Any:
+    if _is_model(annotation):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def settings_from_mapping(
@@ -470,26 +624,33 @@ def settings_from_mapping(
     env: Mapping[str, str] | None = None,
     require_source: bool = True,
 ) -> Settings:
-    """Validate a parsed config (a TOML document as a dict) and apply the env overrides."""
-    env = os.environ if env is None else env
-    merged: dict[str, Any] = {key: value for key, value in data.items()}
-    for section, key, var in (
-        ("source", "dsn", "CDC_SOURCE_DSN"),
-        ("sink", "dsn", "CDC_SINK_DSN"),
-        ("sink", "servers", "CDC_NATS_SERVERS"),
-    ):
-        if env.get(var):
-            part = merged.get(section, {})
-            if not isinstance(part, dict):
-                raise ConfigError(f"{origin}: invalid configuration: [{section}] must be a table")
-            value: Any = env[var]
-            if key == "servers":
-                value = [url.strip() for url in value.split(",") if url.strip()]
-            merged[section] = {**part, key: value}
+    """Validate a parsed config (a TOML document as a dict) with the environment's overrides
+    (``CDC_<SECTION>__<KEY>``; ``env``: instead of the process's environment)."""
+    environ = {
+        key: value
+        for key, value in (os.environ if env is None else env).items()
+        if key.upper().startswith(ENV_PREFIX)
+    }
+    for old, new in _ENV_ALIASES.items():
+        if environ.get(old) and not environ.get(new):
+            environ[new] = environ[old]
+    if environ.get("CDC_NATS_SERVERS") and not environ.get("CDC_SINK__SERVERS"):
+        servers = [url.strip() for url in environ["CDC_NATS_SERVERS"].split(",") if url.strip()]
+        environ["CDC_SINK__SERVERS"] = json.dumps(servers)
+    for section, value in data.items():
+        overridden = f"{ENV_PREFIX}{section}{ENV_NESTED_DELIMITER}".upper()
+        if not isinstance(value, dict) and any(k.upper().startswith(overridden) for k in environ):
+            # the environment's keys would silently replace what the file says
+            raise ConfigError(f"{origin}: invalid configuration: [{section}] must be a table")
+    token = _ENVIRONMENT.set(environ)
     try:
-        settings = Settings.model_validate(merged)
+        settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(origin, exc)) from None
+        raise ConfigError(_format_validation_error(origin, exc, data, environ)) from None
+    except SettingsError:  # a list or a table from the environment that is not JSON
+        raise ConfigError(f"{origin}: invalid configuration: " + _not_json(environ)) from None
+    finally:
+        _ENVIRONMENT.reset(token)
     if settings.sink.kind == "jetstream" and not settings.sink.servers:
         raise ConfigError(
             f'{origin}: invalid configuration: sink.servers: [sink] kind = "jetstream" needs '

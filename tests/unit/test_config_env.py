@@ -1,0 +1,125 @@
+"""Every setting from the environment (``CDC_<SECTION>__<KEY>``, pydantic-settings), and config
+errors that name the table, the closest valid key and the environment variable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from cdc.config import Settings, TableRules, settings_from_mapping
+from cdc.errors import ConfigError
+
+FILE: dict[str, Any] = {
+    "source": {"dsn": "host=db"},
+    "batch": {"max_rows": 100},
+    "tables": [{"name": "public.investors"}],
+}
+NOT_A_VALUE = "@@ not a value @@"
+
+
+def sections() -> list[tuple[str, str, Any]]:
+    """(section, key, field) of every key of every [section] of the config."""
+    found = []
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            found += [(section, key, sub) for key, sub in model.model_fields.items()]
+    return found
+
+
+def test_the_environment_wins_over_the_file() -> None:
+    settings = settings_from_mapping(
+        FILE,
+        env={
+            "CDC_BATCH__MAX_ROWS": "2000",
+            "CDC_METRICS__PORT": "9188",
+            "cdc_daemon__heartbeat_interval_s": "5",  # names are not case-sensitive
+            "CDC_REDACTION__PATTERNS": '["pin", "iban"]',
+            "CDC_SOURCE__SLOT": "second",
+        },
+    )
+    assert settings.batch.max_rows == 2000
+    assert settings.metrics.port == 9188
+    assert settings.daemon.heartbeat_interval_s == 5
+    assert settings.redaction.patterns == ("pin", "iban")
+    assert settings.source.slot == "second" and settings.source.dsn == "host=db"
+    assert settings_from_mapping(FILE, env={}).batch.max_rows == 100
+
+
+def test_the_dsn_variables_keep_their_short_names() -> None:
+    settings = settings_from_mapping(
+        FILE, env={"CDC_SOURCE_DSN": "host=a", "CDC_SINK_DSN": "host=b"}
+    )
+    assert (settings.source.dsn, settings.sink.dsn) == ("host=a", "host=b")
+    both = {"CDC_SOURCE_DSN": "host=a", "CDC_SOURCE__DSN": "host=c"}
+    assert settings_from_mapping(FILE, env=both).source.dsn == "host=c"
+
+
+def test_variables_that_are_not_settings_are_left_alone() -> None:
+    env = {"CDC_CONFIG": "x.toml", "CDC_LOG_FORMAT": "json", "CDC_REDACTION_KEY": "k",
+           "CDC_FAILPOINTS": "", "PATH": "/bin"}  # fmt: skip
+    assert settings_from_mapping(FILE, env=env).batch.max_rows == 100
+
+
+@pytest.mark.parametrize(("section", "key"), [(s, k) for s, k, _ in sections()])
+def test_every_key_of_every_section_is_read_from_the_environment(section: str, key: str) -> None:
+    variable = f"CDC_{section}__{key}".upper()
+    try:
+        settings = settings_from_mapping(FILE, env={variable: NOT_A_VALUE})
+    except ConfigError as exc:  # the value was read, and refused by that key's rules
+        assert f"{section}.{key}" in str(exc) and f"(from the environment: {variable})" in str(exc)
+    else:  # a free text key took the value
+        assert getattr(getattr(settings, section), key) == NOT_A_VALUE
+
+
+def test_an_unknown_key_names_the_table_and_the_closest_valid_key() -> None:
+    data = {
+        **FILE,
+        "tables": [{"name": "public.users"}, {"name": "public.investors", "entity_typ": "x"}],
+    }
+    with pytest.raises(ConfigError) as error:
+        settings_from_mapping(data, origin="cdc.toml", env={})
+    assert str(error.value) == (
+        "cdc.toml: invalid configuration: tables[public.investors].entity_typ "
+        "(tables.1.entity_typ): unknown key; did you mean entity_type?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"batch": {"max_rowz": 1}}, "batch.max_rowz: unknown key; did you mean max_rows?"),
+        ({"sourcee": {}}, "sourcee: unknown key; did you mean source?"),
+        ({"batch": {"zzz": 1}}, "batch.zzz: unknown key"),
+        ({"tables": [{"name": "public.t", "severity": {"updat": "info"}}]},
+         "tables[public.t].severity.updat (tables.0.severity.updat): unknown key; did you mean "
+         "update?"),
+        ({"tables": [{"name": "public.t", "rules": [{"column": "s", "to": 1, "action": "a",
+                                                     "fro": 0}]}]},
+         "tables[public.t].rules[0].fro (tables.0.rules.0.fro): unknown key; did you mean from?"),
+        ({"tables": [{"name": "public.t", "actor_colum": "a"}]},
+         "tables[public.t].actor_colum (tables.0.actor_colum): unknown key; did you mean "
+         "actor_column?"),
+    ],
+)  # fmt: skip
+def test_typos_get_the_closest_valid_key(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        settings_from_mapping({**FILE, **data}, origin="f", env={})
+    assert str(error.value) == f"f: invalid configuration: {message}"
+
+
+def test_a_bad_value_from_the_environment_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as error:
+        settings_from_mapping(FILE, origin="f", env={"CDC_BATCH__MAX_ROWS": "0"})
+    assert str(error.value) == (
+        "f: invalid configuration: batch.max_rows: Input should be greater than or equal to 1 "
+        "(from the environment: CDC_BATCH__MAX_ROWS)"
+    )
+    with pytest.raises(ConfigError, match="CDC_REDACTION__PATTERNS"):
+        settings_from_mapping(FILE, origin="f", env={"CDC_REDACTION__PATTERNS": "[not json"})
+
+
+def test_table_rules_keep_their_alias() -> None:
+    assert "actor_column" not in TableRules.model_fields  # an alias, suggested all the same
