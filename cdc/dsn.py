@@ -10,6 +10,8 @@ import re
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cdc.errors import first_line
+
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 # How a password is written in a DSN (keyword value, quoted or not; a URL's user info), for
 # hiding the text as written as well as the value libpq parsed from it.
@@ -73,8 +75,7 @@ def mask_secrets(text: str, dsn: str) -> str:
 
 def connect_failure(exc: BaseException, dsn: str) -> str:
     """The first line of a connection error, safe to print: see :func:`mask_secrets`."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return mask_secrets(first, dsn)
+    return mask_secrets(first_line(exc), dsn)
 
 
 def describe_target(dsn: str) -> str:

@@ -27,6 +27,12 @@ EXIT_CODES: Final[dict[int, str]] = {
 }
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (its class name when it has none): what a one-line
+    message or log line quotes of it."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class CdcError(Exception):
     """Base of every error activity-cdc raises on purpose."""
 

@@ -9,7 +9,7 @@ import click
 
 from cdc.cli.main import State, handles_errors, main, pass_state
 from cdc.cli.store import _moment  # the same TIME forms as cdc activity --since
-from cdc.control.setup import connect
+from cdc.connect import connect
 from cdc.errors import ChainBroken
 from cdc.store import parse_moment
 from cdc.store.chain import ChainReport, verify_chain

@@ -78,7 +78,7 @@ def triggers() -> None:
 def list_command(state: State, as_json: bool, audit_only: bool) -> None:
     """Every trigger on the configured tables, and whether it is an audit trigger ([migration]
     audit_functions). Non-audit triggers (updated_at, business rules) are never touched."""
-    from cdc.control.setup import connect
+    from cdc.connect import connect
     from cdc.cutover.triggers import list_triggers
 
     with connect(state.settings.source.dsn) as conn:
@@ -126,7 +126,7 @@ def backup(state: State, out: str | None, as_json: bool) -> None:
     """Back up every audit trigger and its function (definition, enabled state, owner,
     SECURITY DEFINER, settings, comments): a SQL file that recreates them, and a copy with
     its SHA-256 in <activity schema>.trigger_backups, read back and verified."""
-    from cdc.control.setup import connect
+    from cdc.connect import connect
     from cdc.cutover.migration.backup import take_backup
 
     settings = state.settings

@@ -19,14 +19,9 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
+from cdc.connect import connect
 from cdc.control.roles import sink_privileges, source_functions
-from cdc.control.setup import (
-    PUBLISH,
-    applied_migrations,
-    connect,
-    migration_files,
-    relation_exists,
-)
+from cdc.control.setup import PUBLISH, applied_migrations, migration_files, relation_exists
 from cdc.dsn import describe_target
 from cdc.errors import ConnectError
 

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
-from cdc.control.setup import connect
+from cdc.connect import connect
 from cdc.errors import SlotNotFound
 from cdc.human import human_bytes, human_seconds
 from cdc.pipeline.jetstream import JetStreamLag, checkpoint_key, jetstream_lag

@@ -39,7 +39,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
-from cdc.control.setup import connect
+from cdc.connect import connect, server_message
 from cdc.errors import ConfigError, SinkError
 
 log = logging.getLogger("cdc.partitions")  # log lines keep the name they had
@@ -310,7 +310,7 @@ def _store_errors(settings: Settings) -> Iterator[None]:
             f'({(exc.diag.message_primary or "").strip()}); run "cdc setup"'
         ) from None
     except psycopg.Error as exc:
-        message = (exc.diag.message_primary or str(exc)).strip()
+        message = server_message(exc)
         raise SinkError(
             f"partition maintenance of {settings.sink.table} failed: {message}"
         ) from None

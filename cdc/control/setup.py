@@ -29,7 +29,8 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
-from cdc.dsn import connect_failure, describe_target, require_parsable
+from cdc.connect import connect, server_message
+from cdc.dsn import describe_target
 from cdc.errors import (
     CdcError,
     ConfigError,
@@ -99,20 +100,6 @@ class SetupReport:
 
     def kept(self, text: str) -> None:
         self.unchanged.append(text)
-
-
-def connect(dsn: str, *, role: str = "source", autocommit: bool = True) -> psycopg.Connection[Any]:
-    require_parsable(dsn, role)
-    try:
-        return psycopg.connect(
-            dsn, autocommit=autocommit, connect_timeout=10, application_name="activity-cdc control"
-        )
-    except psycopg.Error as exc:
-        raise ConnectError(
-            f"cannot connect to the {role} database {describe_target(dsn)}: "
-            f"{connect_failure(exc, dsn)}; "
-            f"check [{role}] dsn or CDC_{role.upper()}_DSN"
-        ) from None
 
 
 def check_wal_level(conn: psycopg.Connection[Any]) -> None:
@@ -693,7 +680,7 @@ def _apply(
 
 
 def _step_failure(number: int, total: int, step: Step, exc: psycopg.Error) -> CdcError:
-    message = (exc.diag.message_primary or str(exc)).strip()
+    message = server_message(exc)
     before = f"steps 1-{number - 1} of {total} were applied; " if number > 1 else ""
     text = (
         f'setup step {number} of {total} ("{step.description}") failed: {message}; '
@@ -759,7 +746,7 @@ def _needs_owner(command: str, conn: psycopg.Connection[Any]) -> Iterator[None]:
     except psycopg.errors.InsufficientPrivilege as exc:
         user = conn.info.user
         raise PrerequisiteError(
-            f"cdc {command} as role {user}: {(exc.diag.message_primary or str(exc)).strip()}; "
+            f"cdc {command} as role {user}: {server_message(exc)}; "
             f"run cdc {command} as the owner of the tables and of the activity store (or a "
             f"superuser): {user} lacks that privilege, and a role made by "
             '"cdc setup --print-role-sql" is only for cdc run, check and lag'

@@ -44,7 +44,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings, TableRules
-from cdc.control.setup import connect
+from cdc.connect import connect
 from cdc.cutover.migration.store import SWITCHES, store_exists, store_table
 from cdc.cutover.triggers import (
     TableName,

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from cdc.control.setup import connect
+from cdc.connect import connect
 from cdc.errors import ConnectError
 from cdc.pipeline.values import TypeInfo, TypeRegistry
 from cdc.sqlfiles import sql_text

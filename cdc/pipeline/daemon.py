@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdc.config import Settings, TableRules
-from cdc.control.setup import check_wal_level, connect, table_oids
+from cdc.connect import connect
+from cdc.control.setup import check_wal_level, table_oids
 from cdc.cutover.triggers import audited_tables
 from cdc.errors import PrerequisiteError, PublicationNotFound, SlotNotFound
 from cdc.lsn import Lsn, format_lsn

@@ -45,7 +45,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import api
 
 from cdc.config import SinkSettings
-from cdc.errors import BrokerError, BrokerUnavailable
+from cdc.errors import BrokerError, BrokerUnavailable, first_line
 from cdc.pipeline.activity import ActivityRecord
 
 log = logging.getLogger("cdc.jetstream")  # log lines keep the name they had
@@ -127,7 +127,7 @@ async def open_connection(settings: SinkSettings, name: str) -> NatsClient:
 
     async def on_error(exc: Exception) -> None:
         # nats-py reports every failed reconnect here; one line, no traceback, no secret.
-        log.warning("NATS: %s", _first_line(exc))
+        log.warning("NATS: %s", first_line(exc))
 
     async def on_disconnected() -> None:
         log.warning("NATS: disconnected from %s; reconnecting", describe_servers(settings.servers))
@@ -157,13 +157,8 @@ async def open_connection(settings: SinkSettings, name: str) -> NatsClient:
     except UNAVAILABLE as exc:
         raise BrokerUnavailable(
             f"cannot connect to NATS at {describe_servers(settings.servers)}: "
-            f"{_first_line(exc)}; check [sink] servers and the credentials in CDC_NATS_*"
+            f"{first_line(exc)}; check [sink] servers and the credentials in CDC_NATS_*"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 # -- subjects, message ids, payloads ---------------------------------------------------------
@@ -287,7 +282,7 @@ def decode_payload(data: bytes) -> ActivityRecord:
                 values.append(members[name][0])
         record = ActivityRecord(*values)
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError) as exc:
-        raise PayloadError(f"not an activity record: {_first_line(exc)}") from None
+        raise PayloadError(f"not an activity record: {first_line(exc)}") from None
     if not isinstance(record.seq, int) or not isinstance(record.commit_lsn, str):
         raise PayloadError("not an activity record: commit_lsn or seq has the wrong type")
     return record
@@ -467,7 +462,7 @@ def _with_jetstream(settings: SinkSettings, work: Callable[[Any], Awaitable[T]])
     except UNAVAILABLE as exc:
         raise BrokerUnavailable(
             f"JetStream at {describe_servers(settings.servers)} did not answer: "
-            f"{_first_line(exc)}; check that the cluster runs with JetStream enabled"
+            f"{first_line(exc)}; check that the cluster runs with JetStream enabled"
         ) from None
     finally:
         loop.close()

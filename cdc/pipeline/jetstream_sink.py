@@ -44,7 +44,7 @@ from nats.js.kv import KeyValue
 
 from cdc import failpoints
 from cdc.config import SinkSettings
-from cdc.errors import BrokerError, BrokerUnavailable
+from cdc.errors import BrokerError, BrokerUnavailable, first_line
 from cdc.lsn import Lsn, format_lsn
 from cdc.pipeline.activity import ActivityRecord
 from cdc.pipeline.batching import Flush
@@ -279,11 +279,9 @@ class JetStreamSink:
 
     def _unavailable(self, what: str, exc: BaseException) -> str:
         reason = (
-            str(exc).strip().splitlines()[0]
-            if str(exc).strip()
-            else f"no PubAck within {self.settings.publish_timeout_s:g}s"
-            if isinstance(exc, TimeoutError)
-            else type(exc).__name__
+            f"no PubAck within {self.settings.publish_timeout_s:g}s"
+            if isinstance(exc, TimeoutError) and not str(exc).strip()
+            else first_line(exc)
         )
         return (
             f"JetStream at {describe_servers(self.settings.servers)} did not {what} in time "

@@ -43,6 +43,7 @@ import psycopg
 from psycopg import sql
 
 from cdc import failpoints
+from cdc.connect import server_message
 from cdc.dsn import connect_failure, describe_target, require_parsable
 from cdc.errors import CdcError, ConnectError, SinkError
 from cdc.lsn import Lsn, format_lsn
@@ -376,7 +377,7 @@ class Sink:
     def _park(
         self, conn: psycopg.Connection[Any], record: ActivityRecord, exc: psycopg.Error
     ) -> None:
-        message = (exc.diag.message_primary or str(exc)).strip()
+        message = server_message(exc)
         conn.execute(
             self._park_sql,
             {
@@ -452,7 +453,7 @@ _COPY_LINE = re.compile(r"\bCOPY \S+, line (\d+)")
 def _sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
     """One line naming the change the sink refused (COPY's error context gives its line), or
     the batch when the failure is not a row's."""
-    message = (exc.diag.message_primary or str(exc)).strip()
+    message = server_message(exc)
     if isinstance(exc, psycopg.OperationalError) and (
         exc.sqlstate is None
         or exc.sqlstate.startswith("08")

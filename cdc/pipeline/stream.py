@@ -38,6 +38,7 @@ from cdc.errors import (
     SlotInvalidated,
     SlotNotFound,
     StreamError,
+    first_line,
 )
 from cdc.lsn import format_lsn
 
@@ -238,7 +239,7 @@ class ReplicationStream:
         try:
             pgconn.consume_input()
         except psycopg.OperationalError as exc:
-            raise ConnectError(f"replication connection lost: {_first_line(exc)}") from None
+            raise ConnectError(f"replication connection lost: {first_line(exc)}") from None
         frames: list[Frame] = []
         while True:
             nbytes, data = pgconn.get_copy_data(1)
@@ -293,7 +294,7 @@ class ReplicationStream:
                     + pgconn.error_message.decode(errors="replace").strip()
                 )
         except psycopg.OperationalError as exc:
-            raise ConnectError(f"replication connection lost: {_first_line(exc)}") from None
+            raise ConnectError(f"replication connection lost: {first_line(exc)}") from None
         self.last_status_at = time.monotonic()
 
     def close(self) -> None:
@@ -319,7 +320,3 @@ class ReplicationStream:
             pass  # closing anyway
         finally:
             conn.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

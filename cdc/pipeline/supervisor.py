@@ -53,6 +53,7 @@ from cdc.errors import (
     SinkError,
     SlotError,
     SlotInUse,
+    first_line,
 )
 from cdc.metrics import Metrics
 from cdc.pipeline.daemon import Daemon, RunStats
@@ -310,7 +311,7 @@ class Supervisor:
                     "%s: the sink already holds these records: another daemon took over the "
                     "slot and wrote them while this one was paused or cut off; re-reading the "
                     "checkpoint (%d of %d)",
-                    _first_line(exc),
+                    first_line(exc),
                     self._duplicates,
                     MAX_DUPLICATE_RETRIES,
                 )
@@ -332,7 +333,7 @@ class Supervisor:
                 "standby: slot %s is in use by another process (%s); checking every %gs, "
                 "taking over when it is free",
                 slot,
-                _first_line(error).split(":")[0],
+                first_line(error).split(":")[0],
                 interval,
             )
         if self.metrics is not None:
@@ -345,7 +346,7 @@ class Supervisor:
             try:
                 pid = self._active_pid()
             except psycopg.Error as exc:
-                log.debug("standby: cannot look at slot %s: %s", slot, _first_line(exc))
+                log.debug("standby: cannot look at slot %s: %s", slot, first_line(exc))
                 self._probe.close()
                 return False
             if pid is None:
@@ -370,7 +371,7 @@ class Supervisor:
         log.warning(
             "%s: %s; reconnecting in %.1fs (attempt %d)",
             kind,
-            _first_line(error),
+            first_line(error),
             delay,
             self.backoff.attempt,
         )
@@ -440,7 +441,3 @@ def _add(total: RunStats, run: RunStats) -> None:
     total.flushes += run.flushes
     total.flushed_lsn = max(total.flushed_lsn, run.flushed_lsn)
     total.drain_target_lsn = run.drain_target_lsn
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -36,6 +36,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cdc.connect import server_message
 from cdc.errors import ChainBroken, ConnectError, SinkError
 
 GENESIS = bytes(32)
@@ -203,7 +204,7 @@ def verify_chain(
     except psycopg.OperationalError as exc:
         raise ConnectError(f"connection to the sink database lost: {exc}") from None
     except psycopg.Error as exc:
-        message = (exc.diag.message_primary or str(exc)).strip()
+        message = server_message(exc)
         raise SinkError(f"cannot read {schema}.{table}: {message}") from None
     return report
 

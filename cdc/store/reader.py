@@ -17,7 +17,8 @@ from psycopg import sql
 from psycopg.rows import args_row
 
 from cdc.config import Settings
-from cdc.control.setup import connect, values_search_indexes
+from cdc.connect import connect, server_message
+from cdc.control.setup import values_search_indexes
 from cdc.dsn import describe_target
 from cdc.errors import ConnectError, SinkError
 from cdc.lsn import Lsn
@@ -83,7 +84,7 @@ class Store:
                 raise ConnectError(f"connection to the sink database lost: {exc}") from None
             raise SinkError(f"cannot read {self.settings.sink.table}: {exc}") from None
         except psycopg.Error as exc:
-            message = (exc.diag.message_primary or str(exc)).strip()
+            message = server_message(exc)
             raise SinkError(f"cannot read {self.settings.sink.table}: {message}") from None
 
     def now(self) -> datetime:

@@ -23,7 +23,8 @@ from click.testing import CliRunner
 
 from cdc.cli.main import main
 from cdc.config import Settings, settings_from_mapping
-from cdc.control.setup import connect, setup
+from cdc.connect import connect
+from cdc.control.setup import setup
 from cdc.cutover.migration.backup import take_backup
 from cdc.cutover.migration.switch import cutover, rollback
 from cdc.cutover.verify import verify, wait_for_confirmation

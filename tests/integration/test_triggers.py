@@ -18,7 +18,8 @@ from psycopg import sql
 
 from cdc.cli.main import main
 from cdc.config import Settings
-from cdc.control.setup import connect, setup
+from cdc.connect import connect
+from cdc.control.setup import setup
 from cdc.cutover.migration.backup import take_backup
 from cdc.cutover.migration.drop import drop_triggers
 from cdc.cutover.migration.status import migration_status

@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
-from cdc.control.setup import connect
+from cdc.connect import connect
 from cdc.cutover.migration.store import BACKUPS, ensure_store, store_exists, store_table
 from cdc.cutover.triggers import (
     RESTORE_SETTINGS,

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from cdc.config import Settings
-from cdc.control.setup import connect
+from cdc.connect import connect
 from cdc.cutover.migration.backup import Backup, backup_problems, load_backup
 from cdc.cutover.migration.store import ensure_store, last_switches, record_switch
 from cdc.cutover.migration.switch import LockWait, locked

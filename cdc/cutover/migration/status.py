@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
-from cdc.control.setup import connect
+from cdc.connect import connect
 from cdc.cutover.migration.backup import load_backup
 from cdc.cutover.migration.store import Switch, last_switches
 from cdc.cutover.triggers import (

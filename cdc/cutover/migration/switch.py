@@ -39,7 +39,7 @@ import psycopg
 from psycopg import sql
 
 from cdc.config import Settings
-from cdc.control.setup import connect
+from cdc.connect import connect
 from cdc.cutover.migration.backup import Backup, backup_problems, load_backup
 from cdc.cutover.migration.store import Switch, ensure_store, last_switches, record_switch
 from cdc.cutover.triggers import (
