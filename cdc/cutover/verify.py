@@ -30,7 +30,6 @@ be cut).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import defaultdict
@@ -45,7 +44,15 @@ from psycopg import sql
 
 from cdc.config import Settings, TableRules
 from cdc.connect import connect
+from cdc.cutover.legacy import (
+    PRIMARY_OPERATIONS,
+    Row,
+    legacy_name_map,
+    legacy_rows,
+    load_json,
+)
 from cdc.cutover.migration.store import SWITCHES, store_exists, store_table
+from cdc.cutover.report import Difference, TableReport, VerifyReport
 from cdc.cutover.triggers import (
     TableName,
     audit_triggers,
@@ -57,206 +64,11 @@ from cdc.errors import ConfigError, LagExceeded, SinkError, SlotNotFound
 from cdc.lsn import Lsn
 from cdc.sqlfiles import sql_text
 
-PRIMARY_OPERATIONS = ("insert", "update", "delete", "truncate")
 DEFAULT_WINDOW = timedelta(hours=1)
 MARGIN = timedelta(hours=1)  # how far a transaction's rows may lie outside the window
-MAX_EXAMPLES = 20  # differences listed per table
-
-Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One thing that does not match: a row on one side only, or a column's value."""
-
-    kind: str  # missing_in_cdc | missing_in_legacy | value
-    xid: int
-    operation: str
-    key: tuple[Any, ...] | None
-    image: str | None = None  # old | new (value differences)
-    column: str | None = None
-    legacy: Any = None
-    cdc: Any = None
-
-    def describe(self) -> str:
-        key = "(no key)" if self.key is None else ", ".join(map(str, self.key))
-        where = f"xid {self.xid} {self.operation} [{key}]"
-        if self.kind == "missing_in_cdc":
-            return f"{where}: legacy audit row without an activity record"
-        if self.kind == "missing_in_legacy":
-            return f"{where}: activity record without a legacy audit row"
-        if self.kind == "after_cutover":
-            return f"{where}: legacy audit row after the table's cutover (recorded twice)"
-        return (
-            f"{where}: {self.image}.{self.column}: legacy {_shown(self.legacy)}, "
-            f"cdc {_shown(self.cdc)}"
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "xid": self.xid,
-            "operation": self.operation,
-            "key": _jsonable(list(self.key)) if self.key is not None else None,
-            "image": self.image,
-            "column": self.column,
-            "legacy": _jsonable(self.legacy),
-            "cdc": _jsonable(self.cdc),
-        }
-
-
-@dataclass
-class TableReport:
-    table: TableName
-    matched: int = 0  # row changes on both sides (with or without value differences)
-    missing_in_cdc: int = 0
-    missing_in_legacy: int = 0
-    value_differences: int = 0  # matched row changes with at least one differing column
-    derived: int = 0  # legacy rows of other operations (STATUS_CHANGE, AMOUNT_CHANGE ...)
-    ignored: int = 0  # legacy updates of ignored columns only: no record by design
-    live: int = 0  # records after the table's cutover: CDC alone records them (not compared)
-    after_cutover: int = 0  # legacy rows of changes after the cutover: recorded twice
-    skipped: str | None = None  # why the table was not compared
-    differences: list[Difference] = field(default_factory=list)  # the first MAX_EXAMPLES
-
-    @property
-    def name(self) -> str:
-        return qualified_name(*self.table)
-
-    @property
-    def ok(self) -> bool:
-        return not (
-            self.missing_in_cdc
-            or self.missing_in_legacy
-            or self.value_differences
-            or self.after_cutover
-        )
-
-    def add(self, difference: Difference) -> None:
-        if len(self.differences) < MAX_EXAMPLES:
-            self.differences.append(difference)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "table": self.name,
-            "ok": self.ok,
-            "matched": self.matched,
-            "missing_in_cdc": self.missing_in_cdc,
-            "missing_in_legacy": self.missing_in_legacy,
-            "value_differences": self.value_differences,
-            "derived": self.derived,
-            "ignored": self.ignored,
-            "live": self.live,
-            "after_cutover": self.after_cutover,
-            "skipped": self.skipped,
-            "differences": [d.as_json() for d in self.differences],
-        }
-
-
-@dataclass
-class VerifyReport:
-    since: datetime
-    until: datetime
-    up_to_lsn: str  # records committed before this LSN were compared
-    tables: list[TableReport]
-
-    @property
-    def ok(self) -> bool:
-        return all(table.ok for table in self.tables)
-
-    def total(self, name: str) -> int:
-        return sum(int(getattr(table, name)) for table in self.tables)
-
-    def summary(self) -> str:
-        failing = [t.name for t in self.tables if not t.ok]
-        counts = ", ".join(
-            f"{self.total(n)} {n.replace('_', ' ')}"
-            for n in (
-                "matched",
-                "missing_in_cdc",
-                "missing_in_legacy",
-                "value_differences",
-                "after_cutover",
-            )
-        )
-        verdict = "no differences" if not failing else f"differences in {', '.join(failing)}"
-        return (
-            f"verify {self.since.isoformat()} .. {self.until.isoformat()} (records before "
-            f"{self.up_to_lsn}): {counts}; {self.total('derived')} derived, "
-            f"{self.total('ignored')} ignored, {self.total('live')} live: {verdict}"
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "since": self.since.isoformat(),
-            "until": self.until.isoformat(),
-            "up_to_lsn": self.up_to_lsn,
-            "totals": {
-                name: self.total(name)
-                for name in (
-                    "matched",
-                    "missing_in_cdc",
-                    "missing_in_legacy",
-                    "value_differences",
-                    "derived",
-                    "ignored",
-                    "live",
-                    "after_cutover",
-                )
-            },
-            "tables": [table.as_json() for table in self.tables],
-        }
-
-
-# -- the legacy audit log ---------------------------------------------------------------------
-
-
-def legacy_identifiers(settings: Settings) -> dict[str, sql.Composable]:
-    """The legacy log's table and columns, as the sql/triggers/legacy_*.sql templates name them."""
-    m = settings.migration
-    return {
-        "legacy": qualified(m.legacy_schema_name, m.legacy_table_name),
-        "table_name": sql.Identifier(m.legacy_table_name_column),
-        "schema_name": sql.Identifier(m.legacy_schema_column)
-        if m.legacy_schema_column
-        else sql.SQL("NULL"),
-        "schema_match": sql.SQL("{} = %(schema)s").format(sql.Identifier(m.legacy_schema_column))
-        if m.legacy_schema_column
-        else sql.SQL("TRUE"),
-        "operation": sql.Identifier(m.legacy_operation_column),
-        "txid": sql.Identifier(m.legacy_txid_column),
-        "old": sql.Identifier(m.legacy_old_column),
-        "new": sql.Identifier(m.legacy_new_column),
-        "changed_at": sql.Identifier(m.legacy_time_column),
-        "order": sql.Identifier(m.legacy_order_column),
-    }
-
-
-def legacy_query(settings: Settings, name: str) -> sql.Composed:
-    return sql.SQL(sql_text(name)).format(**legacy_identifiers(settings))
-
-
-def legacy_name_map(settings: Settings, tables: Sequence[TableName]) -> dict[str, TableName]:
-    """Bare table name (what TG_TABLE_NAME writes) → the configured table. Without a schema
-    column in the legacy log, two tables of one name cannot be told apart."""
-    found: dict[str, TableName] = {}
-    for table in tables:
-        if table[1] in found and not settings.migration.legacy_schema_column:
-            raise ConfigError(
-                f"tables {qualified_name(*found[table[1]])} and {qualified_name(*table)} have "
-                "the same name, and the legacy audit log has no schema column: set [migration] "
-                "legacy_schema_column, or verify them one at a time (--table)"
-            )
-        found[table[1]] = table
-    return found
 
 
 # -- comparing values -------------------------------------------------------------------------
-
-
-def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text, parse_float=Decimal)
 
 
 def _canon(value: Any) -> Any:
@@ -293,21 +105,6 @@ def _timestamp(text: str) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         return None
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    text = json.dumps(_jsonable(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 # -- one table's facts ------------------------------------------------------------------------
@@ -508,38 +305,6 @@ def compare(
 # -- reading both sides -----------------------------------------------------------------------
 
 
-def _legacy_rows(
-    conn: psycopg.Connection[Any],
-    settings: Settings,
-    names: dict[str, TableName],
-    start: datetime,
-    end: datetime,
-    xids: list[int] | None = None,
-) -> list[Row]:
-    rows = conn.execute(
-        legacy_query(settings, "triggers/legacy_rows.sql"),
-        {"names": list(names), "from": start, "to": end, "xids": xids},
-    ).fetchall()
-    found = []
-    for xid, table_name, schema_name, operation, old, new, changed_at in rows:
-        table = (schema_name, table_name) if schema_name is not None else names.get(table_name)
-        if table is None or table not in names.values():
-            continue
-        found.append(
-            {
-                "xid": int(xid),
-                "table": table,
-                "operation": operation.lower()
-                if operation.lower() in PRIMARY_OPERATIONS
-                else operation,
-                "old": _load(old),
-                "new": _load(new),
-                "at": changed_at,
-            }
-        )
-    return found
-
-
 def _records(
     conn: psycopg.Connection[Any],
     settings: Settings,
@@ -571,9 +336,9 @@ def _records(
             "xid": int(xid) if xid is not None else -1,
             "table": (schema, table),
             "operation": operation,
-            "old": _load(old),
-            "new": _load(new),
-            "context": _load(context),
+            "old": load_json(old),
+            "new": load_json(new),
+            "context": load_json(context),
             "at": occurred_at,
             "commit_lsn": Lsn.parse(commit_lsn),
             "seq": seq,
@@ -638,7 +403,7 @@ def verify(
                 up_to_lsn, now = row
                 end = until or now
                 start = since or end - DEFAULT_WINDOW
-                legacy = _legacy_rows(source, settings, names, start - MARGIN, end)
+                legacy = legacy_rows(source, settings, names, start - MARGIN, end)
         except psycopg.errors.UndefinedTable:
             raise ConfigError(
                 f"the legacy audit log {settings.migration.legacy_table} does not exist; set "
@@ -656,7 +421,7 @@ def verify(
         seen = {r["xid"] for r in legacy}
         late = sorted({r["xid"] for r in records if r["xid"] in window} - seen)
         if late:  # committed after the snapshot, before up_to_lsn: visible now
-            legacy += _legacy_rows(source, settings, names, start - MARGIN, end + MARGIN, late)
+            legacy += legacy_rows(source, settings, names, start - MARGIN, end + MARGIN, late)
         points, audited = _switch_points(source, settings, chosen)
     compared = [t for t in chosen if t in audited]
     reports = {

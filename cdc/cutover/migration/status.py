@@ -26,6 +26,7 @@ from psycopg import sql
 
 from cdc.config import Settings
 from cdc.connect import connect
+from cdc.cutover.legacy import legacy_query
 from cdc.cutover.migration.backup import load_backup
 from cdc.cutover.migration.store import Switch, last_switches
 from cdc.cutover.triggers import (
@@ -36,7 +37,6 @@ from cdc.cutover.triggers import (
     qualified,
     qualified_name,
 )
-from cdc.cutover.verify import legacy_query
 from cdc.sqlfiles import sql_text
 
 WINDOW = timedelta(hours=1)
