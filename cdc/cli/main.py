@@ -153,6 +153,7 @@ def main(ctx: click.Context, config_path: str | None, log_level: str, log_format
     from PostgreSQL logical replication instead of audit triggers.
 
     \b
+    Start:        cdc init       (a starting cdc.toml from the database's catalog)
     First time:   cdc setup      (schema, publication, replica identity, slot)
     Verify:       cdc check      (every prerequisite, with the fix)
     Then:         cdc run        (the daemon; --drain to catch up and exit)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -200,3 +201,56 @@ def teardown(state: State, yes: bool) -> None:
             "cdc setup captures from its own start: changes committed in between are not "
             "recorded (see docs/operations.md)"
         )
+
+
+@main.command()
+@click.option(
+    "--dsn",
+    envvar="CDC_SOURCE_DSN",
+    metavar="DSN",
+    help="The source database. Default: $CDC_SOURCE_DSN. Its password is not written.",
+)
+@click.option(
+    "--tables",
+    "patterns",
+    multiple=True,
+    metavar="PATTERNS",
+    help="Tables to capture: schema.table or table, globs allowed, comma-separated or "
+    "repeated. Default: every table outside the system schemas.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Where to write it. Default: --config, else $CDC_CONFIG, else ./cdc.toml; - for stdout.",
+)
+@click.option("--force", is_flag=True, help="Replace the file if it exists.")
+@pass_state
+@handles_errors
+def init(
+    state: State, dsn: str | None, patterns: tuple[str, ...], output: str | None, force: bool
+) -> None:
+    """Write a starting config from the source database's catalog: one [[tables]] entry per
+    table with a primary key, its actor-like columns, and the sensitive-looking columns to
+    redact. Read and edit it, then run cdc setup."""
+    from cdc.config import config_path
+    from cdc.control.init import read_catalog, select_tables, starting_config
+    from cdc.errors import ConfigError
+
+    if not dsn:
+        raise click.UsageError("give the source database: --dsn DSN or $CDC_SOURCE_DSN")
+    wanted = [part.strip() for pattern in patterns for part in pattern.split(",") if part.strip()]
+    text = starting_config(dsn, select_tables(read_catalog(dsn), wanted))
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    target = Path(output) if output else config_path(state.config_path)
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; pass --force to replace it, or --output another path")
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write the config: {exc.strerror}") from None
+    tables = text.count("\n[[tables]]")
+    click.echo(
+        f"wrote {target}: {tables} table(s); read it, then: cdc --config {target} setup --dry-run"
+    )
