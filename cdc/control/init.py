@@ -20,7 +20,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cdc.config import DEFAULT_REDACT_PATTERNS, settings_from_mapping
-from cdc.control.setup import connect
+from cdc.connect import connect
 from cdc.errors import ConfigError
 from cdc.sqlfiles import sql_text
 
