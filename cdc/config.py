@@ -340,6 +340,29 @@ class StoreSettings(_Strict):
     search_values: bool = False
 
 
+class WebSettings(_Strict):
+    """``cdc serve``: the monitor and dashboard pages and their JSON API (cdc/web).
+
+    The server reads through ``dsn`` (``CDC_WEB_DSN`` overrides it; empty: the sink's DSN),
+    best as the read-only role of ``cdc setup --print-role-sql --reader``. Every route asks
+    for the token given in ``CDC_WEB_TOKEN``, or one whose hash is ``token_hash`` (``cdc
+    serve --hash-token`` prints it); without either the server starts only on a loopback
+    address, and then with a token it makes up and prints."""
+
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    dsn: str = ""
+    token_hash: (
+        Annotated[str, Field(pattern=r"^pbkdf2_sha256\$[0-9]+\$[0-9a-f]+\$[0-9a-f]{64}$")] | None
+    ) = None
+    # Connections of the read pool; each open live view holds one while it is open.
+    pool_max_size: Annotated[int, Field(ge=2, le=100)] = 10
+    # How often a live view asks the store for records written since the last one it saw.
+    live_poll_ms: Annotated[int, Field(ge=50, le=60_000)] = 250
+    # A signed-in page stays signed in this long.
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+
+
 class MigrationSettings(_Strict):
     """Moving tables from audit triggers to CDC (``cdc triggers ...``, ``cdc verify``;
     docs/migration.md).
@@ -413,7 +436,11 @@ _ENVIRONMENT: ContextVar[Mapping[str, str]] = ContextVar(
 ENV_PREFIX = "CDC_"
 ENV_NESTED_DELIMITER = "__"
 # Older names that stay: the DSNs (deploy files, docs) and the NATS servers as a comma list.
-_ENV_ALIASES = {"CDC_SOURCE_DSN": "CDC_SOURCE__DSN", "CDC_SINK_DSN": "CDC_SINK__DSN"}
+_ENV_ALIASES = {
+    "CDC_SOURCE_DSN": "CDC_SOURCE__DSN",
+    "CDC_SINK_DSN": "CDC_SINK__DSN",
+    "CDC_WEB_DSN": "CDC_WEB__DSN",
+}
 
 
 class _Environment(EnvSettingsSource):
@@ -464,6 +491,7 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = DaemonSettings()
     store: StoreSettings = StoreSettings()
     migration: MigrationSettings = MigrationSettings()
+    web: WebSettings = WebSettings()
     tables: Annotated[tuple[TableRules, ...], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -506,6 +534,10 @@ class Settings(BaseSettings):
             f"unknown table {name!r}: it is not in the config's [[tables]]; {hint}"
             f"configured: {', '.join(names)}"
         )
+
+    @property
+    def web_dsn(self) -> str:
+        return self.web.dsn or self.sink_dsn
 
     def rules_for(self, schema: str, table: str) -> TableRules | None:
         for rules in self.tables:

@@ -5,7 +5,7 @@ commands to that group when it is imported. They are imported here, by name, so 
 any part of ``cdc.cli`` gives the whole command line, and a missing module fails loudly.
 """
 
-from cdc.cli import chain, ingest, ops, store, triggers
+from cdc.cli import chain, ingest, ops, store, triggers, web
 from cdc.cli.main import main
 
-__all__ = ["chain", "ingest", "main", "ops", "store", "triggers"]
+__all__ = ["chain", "ingest", "main", "ops", "store", "triggers", "web"]

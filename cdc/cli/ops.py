@@ -24,23 +24,35 @@ from cdc.errors import LagExceeded
     help="Print the SQL for a least-privilege role for the daemon, and exit.",
 )
 @click.option(
+    "--reader",
+    is_flag=True,
+    help="With --print-role-sql: the read-only role of cdc serve instead (SELECT on the store "
+    "and its rollups, nothing else).",
+)
+@click.option(
     "--role",
     default=None,
     metavar="NAME",
-    help="Role name for --print-role-sql.  [default: activity_cdc]",
+    help="Role name for --print-role-sql.  [default: activity_cdc, or activity_cdc_reader "
+    "with --reader]",
 )
 @pass_state
 @handles_errors
-def setup(state: State, dry_run: bool, print_role_sql: bool, role: str | None) -> None:
+def setup(
+    state: State, dry_run: bool, print_role_sql: bool, reader: bool, role: str | None
+) -> None:
     """Create what the daemon needs (idempotent): the activity store, the publication for the
     configured tables, REPLICA IDENTITY FULL on them, and the replication slot. Shows its plan
     first; --dry-run shows the exact SQL and stops."""
-    if role is not None and not print_role_sql:
-        raise click.UsageError("--role goes with --print-role-sql")
+    if (role is not None or reader) and not print_role_sql:
+        raise click.UsageError("--role and --reader go with --print-role-sql")
     if print_role_sql:
-        from cdc.control.roles import DEFAULT_ROLE, role_sql
+        from cdc.control.roles import DEFAULT_ROLE, READER_ROLE, reader_role_sql, role_sql
 
-        click.echo(role_sql(state.settings, role or DEFAULT_ROLE), nl=False)
+        if reader:
+            click.echo(reader_role_sql(state.settings, role or READER_ROLE), nl=False)
+        else:
+            click.echo(role_sql(state.settings, role or DEFAULT_ROLE), nl=False)
         return
     from cdc.control.setup import apply_plan, plan_setup
 

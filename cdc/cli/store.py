@@ -33,6 +33,7 @@ from cdc.store import (
     severities_for,
     split_table,
 )
+from cdc.store.export import csv_row, json_line
 
 FORMATS = ("table", "json", "csv")
 T = TypeVar("T")
@@ -71,6 +72,8 @@ def _usage(param: click.Parameter, parse: Callable[..., T], *args: Any) -> T:
 @click.option("--entity-type", help="Records of this entity type (e.g. investor).")
 @click.option("--entity-id", help="Records of this entity key (with --entity-type: one entity).")
 @click.option("--actor", help="Records of this actor id.")
+@click.option("--source", help="Records of this source (database, application).")
+@click.option("--action", help="Records of this action (e.g. kyc.approved).")
 @click.option("--category", help="Records of this category.")
 @click.option("--severity", type=click.Choice(SEVERITIES), help="Exactly this severity.")
 @click.option(
@@ -122,6 +125,8 @@ def activity(
     entity_type: str | None,
     entity_id: str | None,
     actor: str | None,
+    source: str | None,
+    action: str | None,
     category: str | None,
     severity: str | None,
     min_severity: str | None,
@@ -165,6 +170,8 @@ def activity(
             entity_type=entity_type,
             entity_id=entity_id,
             actor_id=actor,
+            source=source,
+            action=action,
             category=category,
             severities=severities_for(severity, min_severity),
             schema_name=schema_name,
@@ -229,29 +236,17 @@ class _Output:
                 self._csv = csv.writer(sys.stdout, lineterminator="\n")
                 self._csv.writerow(STORED_COLUMNS)
             for r in records:
-                self._csv.writerow([_csv_value(v) for v in r.as_json().values()])
+                self._csv.writerow(csv_row(r))
         else:
             if self.fmt == "table" and records and not self._header_shown:
                 click.echo(TABLE_HEADER)
                 self._header_shown = True
             for r in records:
-                click.echo(_json_line(r) if self.fmt == "json" else _table_line(r))
+                click.echo(json_line(r) if self.fmt == "json" else _table_line(r))
         return records
 
     def flush(self) -> None:
         sys.stdout.flush()
-
-
-def _json_line(r: StoredRecord) -> str:
-    return json.dumps(r.as_json(), ensure_ascii=False, separators=(",", ":"))
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list | bool):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return value
 
 
 def _when(moment: datetime) -> str:
@@ -290,7 +285,7 @@ def history(state: State, table: str, entity_id: str, entity_type: str | None, f
         click.echo(f"no records of {table} {entity_id}", err=True)
     for record in records:
         if fmt == "json":
-            click.echo(_json_line(record))
+            click.echo(json_line(record))
         else:
             for line in history_lines(record):
                 click.echo(line)

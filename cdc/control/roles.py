@@ -122,3 +122,50 @@ def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
             f"-- GRANT TEMPORARY ON DATABASE <name> TO {name};",
         ]
     return "\n".join(lines) + "\n"
+
+
+READER_ROLE = "activity_cdc_reader"
+
+
+def reader_privileges(settings: Settings) -> list[tuple[str, str]]:
+    """(schema, table) the web server's reader selects from: the records, the rollups, and
+    what the dashboard's health shows (checkpoint, chain head, dead letters). Nothing else,
+    and nothing but SELECT."""
+    schema = settings.sink.schema_name
+    tables = [
+        (schema, settings.sink.table_name),
+        (schema, "activity_per_minute"),
+        (schema, "activity_per_hour"),
+        (schema, "checkpoints"),
+        (schema, "dead_letters"),
+    ]
+    if settings.sink.hash_chain:
+        tables.append((schema, f"{settings.sink.table_name}_chain_head"))
+    return tables
+
+
+def reader_role_sql(settings: Settings, role: str = READER_ROLE) -> str:
+    """A SQL script that creates ``role``, which may only read the activity store: the role
+    of ``cdc serve`` ([web] dsn)."""
+    name = sql.Identifier(role).as_string()
+    schema = sql.Identifier(settings.sink.schema_name).as_string()
+    lines = [
+        f"-- Read-only role for the activity monitor and dashboard (cdc serve) on "
+        f"{describe_target(settings.sink_dsn)}.",
+        "-- Run as a superuser (or a role with CREATEROLE), after cdc setup. It can read the",
+        "-- activity store and its rollups, and write nothing.",
+        f"CREATE ROLE {name} LOGIN;",
+        f"-- Then give it a password (psql: \\password {role}) and put its DSN in [web] dsn or",
+        "-- CDC_WEB_DSN.",
+        f"GRANT USAGE ON SCHEMA {schema} TO {name};",
+    ]
+    for table_schema, table in reader_privileges(settings):
+        target = sql.SQL("{}.{}").format(sql.Identifier(table_schema), sql.Identifier(table))
+        lines.append(f"GRANT SELECT ON TABLE {target.as_string()} TO {name};")
+    lines += [
+        "-- The full-text search functions of the store are executable by PUBLIC (the default);",
+        "-- the lag shown on the dashboard reads pg_replication_slots, which PUBLIC may read.",
+        "-- CONNECT on a database is granted to PUBLIC by default; if you revoked it:",
+        f"-- GRANT CONNECT ON DATABASE <name> TO {name};",
+    ]
+    return "\n".join(lines) + "\n"

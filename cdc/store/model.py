@@ -98,6 +98,8 @@ class RecordFilter:
     entity_type: str | None = None
     entity_id: str | None = None
     actor_id: str | None = None
+    source: str | None = None  # database, application, ...
+    action: str | None = None  # kyc.approved
     category: str | None = None
     severities: tuple[str, ...] | None = None  # None: any severity
     schema_name: str | None = None  # only with table_name

@@ -12,6 +12,7 @@ filter                       index
 --actor                      ``(actor_id, occurred_at) WHERE actor_id IS NOT NULL``
 --category [--severity]      ``(category, severity, occurred_at)``, one scan per severity
 --severity / --min-severity  ``(severity, occurred_at)``, one scan per severity
+--source, --action           none of their own: they narrow whichever scan the others pick
 --search                     GIN on ``summary_vector(summary)`` (0012), or with
                              ``[store] search_values`` the GIN on
                              ``search_vector(summary, new, old, changes)``
@@ -75,6 +76,8 @@ def conditions(
     equals("entity_type", f.entity_type)
     equals("entity_id", f.entity_id)
     equals("actor_id", f.actor_id)
+    equals("source", f.source)
+    equals("action", f.action)
     equals("category", f.category)
     if f.severities is not None and len(f.severities) == 1:
         # equality, not = ANY: with = ANY a btree scan of PostgreSQL 15 cannot return rows in
@@ -215,3 +218,24 @@ def follow_query(
         select_list(), table, _where(parts), COMMIT_ORDER
     )
     return query, [*params, limit]
+
+
+def transaction_query(
+    table: sql.Composable, *, commit_lsn: str, limit: int
+) -> tuple[sql.Composed, list[Any]]:
+    """The records of one source transaction (one commit LSN), in their order: the primary
+    key ``(commit_lsn, seq, occurred_at)``, probed once per partition."""
+    query = sql.SQL(
+        "SELECT {} FROM {} AS r WHERE r.commit_lsn = %s::pg_lsn ORDER BY r.seq LIMIT %s"
+    ).format(select_list(), table)
+    return query, [commit_lsn, limit]
+
+
+def record_query(
+    table: sql.Composable, *, commit_lsn: str, seq: int
+) -> tuple[sql.Composed, list[Any]]:
+    """One record by its position ``(commit_lsn, seq)``: the primary key."""
+    query = sql.SQL("SELECT {} FROM {} AS r WHERE r.commit_lsn = %s::pg_lsn AND r.seq = %s").format(
+        select_list(), table
+    )
+    return query, [commit_lsn, seq]

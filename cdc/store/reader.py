@@ -139,6 +139,18 @@ class Store:
         )
         return self.fetch_records(query, params)
 
+    def record(self, commit_lsn: str, seq: int) -> StoredRecord | None:
+        """The record at ``(commit_lsn, seq)``, or None."""
+        query, params = queries.record_query(self.table, commit_lsn=commit_lsn, seq=seq)
+        found = self.fetch_records(query, params)
+        return found[0] if found else None
+
+    def transaction(self, commit_lsn: str, *, limit: int = 1000) -> list[StoredRecord]:
+        """The records of the source transaction that committed at ``commit_lsn``, in order
+        (the first ``limit``: a bulk load may hold millions)."""
+        query, params = queries.transaction_query(self.table, commit_lsn=commit_lsn, limit=limit)
+        return self.fetch_records(query, params)
+
     def follow(self, f: RecordFilter) -> Follower:
         return Follower(self, f)
 
@@ -193,6 +205,20 @@ class Follower:
             self._advance_to(self._head())
             page = store.records(self._filter, limit=limit) if limit > 0 else []
         return page[::-1]
+
+    @property
+    def position(self) -> tuple[str, int]:
+        """The last ``(commit_lsn, seq)`` of the whole table this follower has passed: give it
+        to :meth:`resume` to go on from there (a page and a live stream that neither skip nor
+        repeat a record)."""
+        return self._position
+
+    def resume(self, position: tuple[str, int]) -> None:
+        """Follow from ``position`` (a :attr:`position` of an earlier follower) instead of
+        from the newest records: the next :meth:`poll` returns what was written after it."""
+        store = self._store
+        self._floor = store.now() - self.SLACK
+        self._position = (position[0].upper(), position[1])
 
     def poll(self) -> list[StoredRecord]:
         """Records of the filter written since the last call, oldest first."""
