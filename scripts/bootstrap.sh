@@ -48,6 +48,20 @@ if ! command -v pg_config >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1; t
     fi
 fi
 
+# The web pages' end-to-end tests drive Debian's headless Chromium through Playwright
+# (executable_path=/usr/bin/chromium); Playwright itself never downloads a browser.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing chromium (the browser tests of the web pages)" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "bootstrap: no chromium; the browser tests (tests/web/test_browser.py) will fail:" \
+             "install Debian's chromium package" >&2
+    fi
+fi
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv

@@ -38,6 +38,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
 
 from cdc import __version__
@@ -148,8 +149,8 @@ def _error_handlers(app: FastAPI) -> None:
         log.warning("request failed: %s", exc)
         return JSONResponse({"error": str(exc)}, status_code=503)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException, 404s, 405s, ...
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
             {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
         )

@@ -1,0 +1,93 @@
+"""Who may read through ``cdc serve``, and what its parameters accept: pure, no server."""
+
+from __future__ import annotations
+
+import stat
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from cdc.config import settings_from_mapping
+from cdc.errors import ConfigError
+from cdc.web.auth import Sessions, TokenCheck, hash_token, is_loopback
+from cdc.web.params import PageParams, StatsParams
+from cdc.web.server import access_for
+
+CONFIG: dict[str, Any] = {"source": {"dsn": "host=db"}, "tables": [{"name": "public.t"}]}
+
+
+def test_a_hashed_token_accepts_the_token_only_and_fits_the_config() -> None:
+    line = hash_token("s3cret", iterations=1000)
+    check = TokenCheck(token_hash=line)
+    assert not check.accepts("s3cre") and not check.accepts("s3cret ")
+    assert check.accepts("s3cret") and check.accepts("s3cret")  # the second from memory
+    assert not check.accepts("other")
+    settings = settings_from_mapping({**CONFIG, "web": {"token_hash": line}}, env={})
+    assert settings.web.token_hash == line
+    with pytest.raises(ConfigError, match=r"web\.token_hash"):
+        settings_from_mapping({**CONFIG, "web": {"token_hash": "s3cret"}}, env={})
+
+
+def test_a_session_cookie_is_valid_until_it_expires_and_not_if_altered() -> None:
+    sessions = Sessions(lifetime_s=60)
+    cookie = sessions.issue(now=1000)
+    assert sessions.valid(cookie, now=1059)
+    assert not sessions.valid(cookie, now=1061)
+    expiry, signature = cookie.split(".")
+    assert not sessions.valid(f"{int(expiry) + 3600}.{signature}", now=1000)
+    assert not Sessions(lifetime_s=60).valid(cookie, now=1000)  # another server's key
+
+
+def test_serving_beyond_loopback_needs_a_token_given_by_the_operator() -> None:
+    settings = settings_from_mapping(CONFIG, env={})
+    with pytest.raises(ConfigError, match=r"refusing to serve on 0\.0\.0\.0 without a token"):
+        access_for(settings, host="0.0.0.0", env={})
+    given_token = access_for(settings, host="0.0.0.0", env={"CDC_WEB_TOKEN": "t0k"})
+    assert given_token.tokens.accepts("t0k") and given_token.token_file is None
+    hashed = settings_from_mapping(
+        {**CONFIG, "web": {"token_hash": hash_token("x", iterations=10)}}
+    )
+    assert access_for(hashed, host="10.1.2.3", env={}).tokens.accepts("x")
+
+
+def test_on_loopback_without_a_token_one_is_made_up_into_a_private_file() -> None:
+    settings = settings_from_mapping(CONFIG, env={})
+    access = access_for(settings, env={})
+    assert access.host == "127.0.0.1" and access.token_file is not None
+    assert stat.S_IMODE(access.token_file.stat().st_mode) == 0o600
+    token = access.token_file.read_text().strip()
+    assert len(token) >= 24 and access.tokens.accepts(token)
+    access.token_file.unlink()
+    access.token_file.parent.rmdir()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.8.0.1", True), ("::1", True), ("localhost", True),
+     ("0.0.0.0", False), ("10.0.0.1", False), ("::", False), ("example.org", False)],
+)  # fmt: skip
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@given(st.dictionaries(st.sampled_from(list(PageParams.model_fields)), st.text(max_size=40)))
+def test_any_page_parameters_either_validate_or_fail_validation(params: dict[str, str]) -> None:
+    """Never another exception: the app answers a ValidationError with a 400."""
+    try:
+        parsed = PageParams.model_validate(params)
+    except ValidationError:
+        return
+    from datetime import UTC, datetime
+
+    parsed.record_filter(datetime(2026, 1, 1, tzinfo=UTC))
+    assert parsed.cursor is None or str(parsed.cursor)
+
+
+def test_stats_windows_are_bounded() -> None:
+    assert StatsParams.model_validate({"since": "30d"}).length.days == 30
+    for bad in ("0m", "500d", "soon"):
+        with pytest.raises(ValidationError):
+            StatsParams.model_validate({"since": bad})
