@@ -276,13 +276,31 @@ def _lsn(value: int) -> str:
 @main.command()
 @click.option("--seconds", default=10.0, show_default=True, help="How long the workload runs.")
 @click.option("--clients", default=2, show_default=True, help="Concurrent workload clients.")
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Then serve the monitor and dashboard on the demo's records (with a slow workload "
+    "and the daemon still running) until Ctrl-C.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), help="Port of --serve (default 8080).")
 @handles_errors
-def demo(seconds: float, clients: int) -> None:
+def demo(seconds: float, clients: int, serve: bool, port: int | None) -> None:
     """Everything on a throwaway local PostgreSQL: the 18-table demo platform, setup, the
-    daemon, a mixed workload, and the records it produced. Cleans up after itself."""
+    daemon, a mixed workload, and the records it produced; --serve shows them in the browser.
+    Cleans up after itself."""
     from cdc.demo.run import DemoOptions, run_demo
 
     root = logging.getLogger()
     root.setLevel(max(root.level, logging.WARNING))  # the demo's own lines tell the story
-    for line in run_demo(DemoOptions(duration_s=seconds, clients=clients)):
-        click.echo(line)
+    if serve:
+        # --serve runs until stopped: SIGTERM and SIGINT (even when a shell started it in the
+        # background with SIGINT ignored) end it the same way, removing the cluster
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        for line in run_demo(
+            DemoOptions(duration_s=seconds, clients=clients, serve=serve, port=port)
+        ):
+            click.echo(line)
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)  # Ctrl-C is how --serve ends; the cluster is removed

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from cdc.config import settings_from_mapping
+from cdc.config import Settings, settings_from_mapping
 from cdc.control.lag import slot_lag
 from cdc.control.setup import setup
 from cdc.demo.embedded import EmbeddedPostgres
@@ -34,6 +34,11 @@ class DemoOptions:
     duration_s: float = 10.0
     clients: int = 2
     rng_seed: int = 1
+    # Then serve the monitor and dashboard on the demo's records (and keep a slow workload
+    # and the daemon running, so that live mode shows new records) until Ctrl-C.
+    serve: bool = False
+    port: int | None = None  # None: [web] port (8080)
+    trickle_interval_s: float = 0.5  # between the slow workload's transactions
 
 
 def run_demo(options: DemoOptions) -> Iterator[str]:
@@ -131,6 +136,14 @@ def _demo(server: EmbeddedPostgres, options: DemoOptions) -> Iterator[str]:
         daemon.request_stop()
         daemon_thread.join(timeout=30)
         daemon.close()
+    if options.serve:
+        yield from _serve(settings, dsn, options)
+    else:
+        port = options.port or settings.web.port
+        yield (
+            f"to see these records in the browser: cdc demo --serve, then open "
+            f"http://127.0.0.1:{port}/monitor (and /dashboard)"
+        )
 
 
 def _catch_up(settings: Any, failure: list[BaseException]) -> Iterator[str]:
@@ -196,3 +209,57 @@ def _summary(
         "\nnext: point examples/platform.toml at your database (CDC_SOURCE_DSN), then "
         "`cdc setup`, `cdc run`, `cdc lag`; README.md explains each"
     )
+
+
+def _serve(settings: Settings, dsn: str, options: DemoOptions) -> Iterator[str]:
+    """``--serve``: the web server on the demo's store, the daemon again, and a slow workload,
+    until the caller is interrupted (Ctrl-C); everything stops on the way out."""
+    from cdc.web.server import access_for, serving
+
+    access = access_for(settings, port=options.port)
+    stop = threading.Event()
+    daemon = Daemon(settings)
+    threads = [
+        threading.Thread(target=daemon.run, name="cdc-demo-daemon", daemon=True),
+        threading.Thread(
+            target=_trickle, args=(dsn, options, stop), name="cdc-demo-trickle", daemon=True
+        ),
+    ]
+    try:
+        with serving(settings, access):
+            for thread in threads:
+                thread.start()
+            yield "\n$ cdc serve   (the monitor and dashboard on these records)"
+            yield f"  monitor:   {access.url}/monitor"
+            yield f"  dashboard: {access.url}/dashboard"
+            if access.token_file is not None:
+                yield f"  sign in with the token in {access.token_file} (readable by you only)"
+            else:
+                yield "  sign in with the token in CDC_WEB_TOKEN"
+            yield (
+                "  a slow workload and the daemon keep running: switch the monitor to Live to "
+                "see records arrive. Ctrl-C stops everything."
+            )
+            while not stop.wait(1.0):
+                pass
+    finally:
+        stop.set()
+        daemon.request_stop()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(timeout=30)
+        daemon.close()
+
+
+def _trickle(dsn: str, options: DemoOptions, stop: threading.Event) -> None:
+    """One workload transaction every ``trickle_interval_s`` until ``stop``."""
+    seed = options.rng_seed
+    while not stop.is_set():
+        seed += 1
+        try:
+            run_workload(dsn, transactions=1, rng_seed=seed, stop=stop)
+        except psycopg.Error:
+            if stop.is_set():
+                return  # the cluster is going away
+            raise
+        stop.wait(options.trickle_interval_s)

@@ -46,6 +46,13 @@ class Access:
     tokens: TokenCheck
     token_file: Path | None = None
 
+    def forget_token(self) -> None:
+        """Remove the made-up token's file: the token dies with the server."""
+        if self.token_file is not None:
+            self.token_file.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.token_file.parent.rmdir()
+
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -164,6 +171,7 @@ class WebServer:
             self._server.run()
         finally:
             self.pool.close()
+            self.access.forget_token()
 
     def start(self) -> WebServer:
         self._thread = threading.Thread(target=self._server.run, name="cdc-web", daemon=True)
@@ -178,6 +186,7 @@ class WebServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.pool.close()
+        self.access.forget_token()
 
 
 @contextlib.contextmanager

@@ -53,7 +53,8 @@ function renderHealth(h) {
 }
 
 function renderStats(s) {
-  $("total").textContent = `${cdc.number(s.total)} records (${change(s.change)} on the window before)`;
+  $("total").textContent = `${cdc.number(s.total)} records` + (s.change === null
+    ? " (none in the window before)" : ` (${change(s.change)} on the window before)`);
   $("window-text").textContent =
     `${cdc.when(s.window.start).slice(0, 16)} – ${cdc.when(s.window.end).slice(0, 16)} UTC`;
   const xs = s.trend.map((p) => Date.parse(p.start) / 1000);

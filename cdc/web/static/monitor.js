@@ -77,9 +77,9 @@ function status(text, isError) {
 }
 
 function describeCount() {
-  const more = state.next ? "+ (scroll for older)" : "";
-  const live = state.source ? " · live" : "";
-  status(`${cdc.number(state.rows.length)}${more} records${live}`);
+  const more = state.next ? ", older ones load as you scroll" : "";
+  const live = state.source ? " · live: new records appear at the top" : "";
+  status(`${cdc.number(state.rows.length)} records${more}${live}`);
 }
 
 async function reload() {
