@@ -8,7 +8,7 @@ JSON results, a markdown table and a PNG chart generated from that JSON.
     python -m bench report [--out DIR]   # regenerate results.md and results.png from JSON
     python -m bench --compare REF [--quick] [drain|write]   # REF's daemon vs this checkout's
 
-Parts: write, drain, latency, memory, queries, profile, jetstream. Results go to --out (default
+Parts: write, drain, latency, memory, queries, web, profile, jetstream. Results go to --out (default
 bench/results): results.json, results.md, results.png and logs/. With --compare (bench/compare.py):
 compare.json, and the ratios head ÷ REF on stdout.
 """
@@ -38,7 +38,7 @@ DEFAULT_OUT = Path(__file__).parent / "results"
 
 
 def _sections() -> dict[str, Callable[[BenchContext], dict[str, Any]]]:
-    from bench.sections import drain, jetstream, latency, memory, profile, queries, write_path
+    from bench.sections import drain, jetstream, latency, memory, profile, queries, web, write_path
 
     return {
         "jetstream": jetstream.run,
@@ -47,11 +47,12 @@ def _sections() -> dict[str, Callable[[BenchContext], dict[str, Any]]]:
         "latency": latency.run,
         "memory": memory.run,
         "queries": queries.run,
+        "web": web.run,
         "profile": profile.run,
     }
 
 
-PARTS = ("write", "drain", "latency", "memory", "queries", "profile", "jetstream")
+PARTS = ("write", "drain", "latency", "memory", "queries", "web", "profile", "jetstream")
 COMPARE_PARTS = ("drain", "write")
 
 

@@ -43,6 +43,10 @@ class Sizes:
     query_records: int = _size("activity records in the query benchmark's store", default=5_000_000)
     query_runs: int = _size("executions of each monitor query", default=200)
     profile_changes: int = _size("row changes in the profiled drain's backlog", default=200_000)
+    web_requests: int = _size("requests of each web API page and of the dashboard", default=200)
+    web_live_rate: int = _size("records per second written while live mode is timed", default=1000)
+    web_live_seconds: float = _size("seconds of the live-mode run", default=20.0)
+    web_export_rows: int = _size("rows of the timed web export", default=1_000_000)
 
     def replace(self, **changes: Any) -> Sizes:
         return dataclasses.replace(self, **changes)
@@ -66,6 +70,9 @@ QUICK = Sizes(
     query_records=50_000,
     query_runs=20,
     profile_changes=10_000,
+    web_requests=20,
+    web_live_seconds=3.0,
+    web_export_rows=20_000,
 )
 
 PRESETS: dict[str, Sizes] = {"full": FULL, "quick": QUICK}

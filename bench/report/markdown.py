@@ -33,6 +33,7 @@ def render_markdown(results: dict[str, Any], *, chart_name: str) -> str:
         "latency": ("3. Commit-to-record latency", _latency),
         "memory": ("4. Daemon memory", _memory),
         "queries": ("5. Monitor queries", _queries),
+        "web": ("6. Web API (cdc serve)", _web),
         "profile": ("Profile: where `cdc run --drain` spends its time", _profile),
         "jetstream": ("7. NATS JetStream: drain into a stream, ingest into a store", _jetstream),
     }
@@ -69,7 +70,7 @@ def _header(results: dict[str, Any]) -> list[str]:
 
 def _targets(results: dict[str, Any]) -> list[str]:
     rows = []
-    for part in ("write", "drain", "latency", "memory", "queries", "jetstream"):
+    for part in ("write", "drain", "latency", "memory", "queries", "web", "jetstream"):
         section = results.get(part) or {}
         for item in section.get("targets", []):
             unit = "" if item["unit"] == "ratio" else f" {item['unit']}"
@@ -333,4 +334,36 @@ def _chain_cost(chain: dict[str, Any]) -> list[str]:
                 ["ratio on / off (median of rounds)", _num(chain["ratio_with_to_without"], 2)],
             ],
         ),
+    ]
+
+
+def _web(section: Section) -> list[str]:
+    fill = section["fill"]
+    rows = [
+        [name, _num(data["p50"], 1), _num(data["p99"], 1)]
+        for name, data in section["pages_ms"].items()
+    ]
+    dashboard = section["dashboard_ms"]
+    rows += [
+        [f"dashboard: {name}", _num(data["p50"], 1), _num(data["p99"], 1)]
+        for name, data in dashboard.items()
+    ]
+    live = section["live"]
+    export = section["export"]
+    return [
+        f"{_num(fill['records'])} records over {fill['window_days']} days, "
+        f"{_num(fill['rollup_rows'])} rollup rows; `cdc serve` as a subprocess, httpx client. "
+        "First page (100 records) per filter, and the dashboard's two requests for 30 days:",
+        "",
+        *_table(["request", "p50 ms", "p99 ms"], rows),
+        f"Live: {_num(live['written'])} records written at {_num(live['offered_records_per_s'])}/s "
+        f"for {_num(live['seconds'])} s, {_num(live['arrived'])} arrived on the open stream; "
+        f"delay from commit p50 {_num(live['delay_s']['p50'], 3)} s, "
+        f"p99 {_num(live['delay_s']['p99'], 3)} s.",
+        "",
+        f"Export: {_num(export['rows'])} JSONL rows ({_num(export['mb'])} MB) in "
+        f"{_num(export['seconds'], 1)} s = {_num(export['rows_per_s'])} rows/s; server RSS "
+        f"{_num(export['server_rss_mib_before'], 1)} MiB before, "
+        f"{_num(export['server_rss_mib_peak_during'], 1)} MiB at most during.",
+        "",
     ]

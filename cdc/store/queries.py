@@ -115,8 +115,9 @@ def page_query(
     f: RecordFilter,
     *,
     before: RecordCursor | None,
-    limit: int,
+    limit: int | None,
     search_values: bool = False,
+    columns: sql.Composable | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     """Up to ``limit`` records of the filter, newest first, strictly before the cursor.
 
@@ -125,7 +126,11 @@ def page_query(
     index and limited, merged by a Merge Append: ``severity = ANY(...)`` cannot return a btree
     scan in index order, so it needed a full Sort of every match, or a walk down the time
     index that filters out every record when the planner expects matches that are not there
-    (a severity the category never has: seconds on millions of records)."""
+    (a severity the category never has: seconds on millions of records).
+
+    ``limit`` None: every record (LIMIT NULL), still in index order, streamed by the server.
+    ``columns``: what to select of each record ``r`` (default: the stored columns)."""
+    selected = select_list() if columns is None else columns
     if f.severities is not None and len(f.severities) > 1:
         branches: list[sql.Composable] = []
         params: list[Any] = []
@@ -142,11 +147,11 @@ def page_query(
             branches.append(sql.SQL("({})").format(branch))
             params += branch_params
         query = sql.SQL("SELECT {} FROM ({}) AS r ORDER BY {} LIMIT %s").format(
-            select_list(), sql.SQL(" UNION ALL ").join(branches), NEWEST_FIRST
+            selected, sql.SQL(" UNION ALL ").join(branches), NEWEST_FIRST
         )
         return query, [*params, limit]
     return _page(
-        select_list(), table, schema, f, before=before, limit=limit, search_values=search_values
+        selected, table, schema, f, before=before, limit=limit, search_values=search_values
     )
 
 
@@ -157,7 +162,7 @@ def _page(
     f: RecordFilter,
     *,
     before: RecordCursor | None,
-    limit: int,
+    limit: int | None,
     search_values: bool,
 ) -> tuple[sql.Composed, list[Any]]:
     parts, params = conditions(f, schema, search_values=search_values)
@@ -239,3 +244,48 @@ def record_query(
         select_list(), table
     )
     return query, [commit_lsn, seq]
+
+
+def record_json_text() -> sql.Composable:
+    """A record ``r`` as one line of JSON, rendered by PostgreSQL: the stored columns in their
+    order, row values exactly as stored (jsonb as PostgreSQL prints it), times as JSON
+    timestamps in the session's time zone (the export sets UTC)."""
+    pairs: list[sql.Composable] = []
+    for name in STORED_COLUMNS:
+        value = (
+            sql.SQL("r.commit_lsn::text")
+            if name == "commit_lsn"
+            else sql.SQL("r.{}").format(sql.Identifier(name))
+        )
+        pairs += [sql.Literal(name), value]
+    return sql.SQL("json_build_object({})::text").format(sql.SQL(", ").join(pairs))
+
+
+def export_statement(
+    table: sql.Composable,
+    schema: str,
+    f: RecordFilter,
+    *,
+    fmt: str,
+    limit: int | None,
+    search_values: bool = False,
+) -> tuple[sql.Composed, list[Any]]:
+    """``COPY (every record of the filter, newest first) TO STDOUT`` as CSV with a header, or
+    as JSON Lines: one statement, streamed by the server in index order (the page query with
+    no limit), so an export of millions holds no more than a COPY buffer anywhere.
+
+    JSON Lines go through COPY's CSV format with a quote and a delimiter that JSON text never
+    holds unescaped (control characters are escaped in JSON strings), so each line is written
+    as it is: COPY's text format would double every backslash."""
+    if fmt == "jsonl":
+        query, params = page_query(
+            table, schema, f, before=None, limit=limit, search_values=search_values,
+            columns=record_json_text(),
+        )  # fmt: skip
+        options = sql.SQL("FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02'")
+    else:
+        query, params = page_query(
+            table, schema, f, before=None, limit=limit, search_values=search_values
+        )
+        options = sql.SQL("FORMAT csv, HEADER")
+    return sql.SQL("COPY ({}) TO STDOUT WITH ({})").format(query, options), params

@@ -47,6 +47,12 @@ TABLES = [
     {"name": "public.notes", "category": "content", "severity": {"delete": "error"}},
 ]
 SCRIPT = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
+# investor 30's name: what a hand-made CSV or JSON encoder gets wrong
+TRICKY = 'Ann \\ "the" O\'Neil,\n\tline\x01\x02 é ☃'
+
+
+def name_of(i: int) -> str:
+    return TRICKY if i == 30 else f"Investor {i}"
 
 
 @dataclass
@@ -66,7 +72,7 @@ def _write_activity(pg: PgDatabase, settings: Settings) -> None:
         for i in range(1, 31):  # 30 sign-ups, one transaction each
             conn.execute(
                 "INSERT INTO investors VALUES (%s, %s, 'pending', %s, %s)",
-                (i, f"Investor {i}", f"i{i}@example.com", "17" if i % 2 else "23"),
+                (i, name_of(i), f"i{i}@example.com", "17" if i % 2 else "23"),
             )
         with conn.transaction():  # one transaction of several records
             for i in range(1, 6):

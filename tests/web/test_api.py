@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import threading
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 from cdc.store import RecordFilter, open_store
 from cdc.web.app import CONTENT_SECURITY_POLICY
 from cdc.web.server import WebServer
-from tests.web.conftest import SCRIPT, TOKEN, Platform
+from tests.web.conftest import SCRIPT, TOKEN, TRICKY, Platform
 
 pytestmark = pytest.mark.integration
 
@@ -199,7 +200,29 @@ def test_an_export_holds_exactly_the_records_of_its_filter(
             rows = [json.loads(line) for line in response.text.splitlines()]
         assert len(rows) == store_count(platform, f)
     limited = api.get("/api/activity/export", params={"format": fmt, "limit": 3})
-    assert len(limited.text.splitlines()) == 3 + (fmt == "csv")
+    if fmt == "csv":
+        assert len(list(csv.DictReader(io.StringIO(limited.text)))) == 3
+    else:
+        assert len(limited.text.splitlines()) == 3
+
+    # values exactly as stored, whatever characters they hold
+    (page,) = all_records(api, entity_type="investor", entity_id="30")
+    export = api.get(
+        "/api/activity/export", params={"format": fmt, "entity_type": "investor", "entity_id": 30}
+    )
+    if fmt == "csv":
+        (row,) = csv.DictReader(io.StringIO(export.text))
+        assert json.loads(row["new"]) == page["new"] and row["context"] == ""
+        assert row["commit_lsn"] == page["commit_lsn"] and int(row["seq"]) == page["seq"]
+    else:
+        (line,) = export.text.splitlines()
+        row = json.loads(line)
+        assert list(row) == [c for c in page if c not in ("table", "cursor", "position")]
+        assert row["new"] == page["new"] and row["context"] is None
+        assert datetime.fromisoformat(row["occurred_at"]) == datetime.fromisoformat(
+            page["occurred_at"]
+        )
+    assert page["new"]["name"] == TRICKY
 
 
 def test_stats_and_health_come_from_the_rollups_and_the_checkpoint(
