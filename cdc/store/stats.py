@@ -127,30 +127,45 @@ def activity_stats(
     window = window_for(now or store.now(), length)
     rollups = sql.Identifier(store.schema, window.rollup_table)
     params = {"previous_start": window.previous_start, "start": window.start, "end": window.end}
-    breakdowns = {}
-    for name in by:
-        rows = store.fetch(
-            sql.SQL(
-                "SELECT {dimension}, "
-                "coalesce(sum(n) FILTER (WHERE bucket >= %(start)s), 0)::bigint, "
-                "coalesce(sum(n) FILTER (WHERE bucket < %(start)s), 0)::bigint "
-                "FROM {rollups} WHERE bucket >= %(previous_start)s AND bucket < %(end)s "
-                "GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1"
-            ).format(dimension=DIMENSIONS[name], rollups=rollups),
-            params,
-        )
-        breakdowns[name] = [Count(value, n, previous) for value, n, previous in rows]
-    per_bucket = store.fetch(
-        sql.SQL(
-            "SELECT bucket, sum(n)::bigint FROM {} WHERE bucket >= %(previous_start)s "
-            "AND bucket < %(end)s GROUP BY 1"
-        ).format(rollups),
-        params,
-    )
-    total = sum(n for bucket, n in per_bucket if bucket >= window.start)
-    previous_total = sum(n for bucket, n in per_bucket if bucket < window.start)
-    step, trend = trend_of(window, {bucket: n for bucket, n in per_bucket})
+    rows = store.fetch(breakdown_query(rollups, by), params)
+    found: dict[str, list[Count]] = {name: [] for name in by}
+    per_bucket: dict[datetime, int] = {}
+    for row in rows:
+        groupings, values = row[: len(by)], row[len(by) : 2 * len(by)]
+        bucket, n, previous = row[2 * len(by) :]
+        if 0 in groupings:  # a breakdown's row: grouped by that dimension alone
+            index = groupings.index(0)
+            found[by[index]].append(Count(values[index], n, previous))
+        else:  # a bucket's row
+            per_bucket[bucket] = n + previous
+    breakdowns = {
+        name: sorted(counts, key=lambda c: (-c.n, -c.previous, c.value))
+        for name, counts in found.items()
+    }
+    total = sum(n for bucket, n in per_bucket.items() if bucket >= window.start)
+    previous_total = sum(n for bucket, n in per_bucket.items() if bucket < window.start)
+    step, trend = trend_of(window, per_bucket)
     return ActivityStats(window, total, previous_total, breakdowns, step, trend)
+
+
+def breakdown_query(rollups: sql.Composable, by: tuple[str, ...]) -> sql.Composed:
+    """Every breakdown and the per-bucket counts in one scan of the rollups (GROUPING SETS):
+    ``GROUPING(d)`` of each dimension (0 on that dimension's rows), the dimensions' values,
+    the bucket, then the counts in the window and in the window before."""
+    dimensions = [DIMENSIONS[name] for name in by]
+    sets = [sql.SQL("({})").format(d) for d in dimensions] + [sql.SQL("(bucket)")]
+    columns = [sql.SQL("GROUPING({})").format(d) for d in dimensions] + dimensions
+    return sql.SQL(
+        "SELECT {columns}bucket, "
+        "coalesce(sum(n) FILTER (WHERE bucket >= %(start)s), 0)::bigint, "
+        "coalesce(sum(n) FILTER (WHERE bucket < %(start)s), 0)::bigint "
+        "FROM {rollups} WHERE bucket >= %(previous_start)s AND bucket < %(end)s "
+        "GROUP BY GROUPING SETS ({sets})"
+    ).format(
+        columns=sql.SQL("").join(sql.SQL("{}, ").format(c) for c in columns),
+        rollups=rollups,
+        sets=sql.SQL(", ").join(sets),
+    )
 
 
 def trend_of(
