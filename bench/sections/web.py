@@ -21,7 +21,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.cdc_process import CONFIG_PATH, SLOT, cdc_setup
+from bench.cdc_process import SLOT, cdc_command, cdc_setup
 from bench.context import BenchContext, log, target
 from bench.platform_db import create_platform_db
 from bench.sections import queries as query_section
@@ -106,9 +105,11 @@ class _Serve:
         env.pop("CDC_SINK_DSN", None)
         env.pop("CDC_WEB_DSN", None)
         self._log = open(ctx.logdir / "web-serve.log", "wb")  # noqa: SIM115 (closed in stop)
-        command = [sys.executable, "-m", "cli", "--config", str(CONFIG_PATH), "serve"]
         self._process = subprocess.Popen(
-            [*command, "--port", str(self.port)], env=env, stdout=self._log, stderr=self._log
+            cdc_command("serve", "--port", str(self.port)),
+            env=env,
+            stdout=self._log,
+            stderr=self._log,
         )
         self.pid = self._process.pid
         deadline = time.monotonic() + 30

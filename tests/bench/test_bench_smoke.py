@@ -14,7 +14,7 @@ import pytest
 pytestmark = [pytest.mark.bench, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("write", "drain", "latency", "memory", "queries", "profile", "jetstream")
+PARTS = ("write", "drain", "latency", "memory", "queries", "web", "profile", "jetstream")
 
 # Smaller than --quick: the whole suite in about a minute.
 TINY = [
@@ -33,6 +33,9 @@ TINY = [
     "--query-records=20000",
     "--query-runs=5",
     "--profile-changes=3000",
+    "--web-requests=3",
+    "--web-live-seconds=1",
+    "--web-export-rows=2000",
 ]
 
 
