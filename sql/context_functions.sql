@@ -13,7 +13,11 @@ CREATE SCHEMA IF NOT EXISTS {schema};
 --
 -- All are SECURITY DEFINER and executable by no one until `cdc setup` grants them to the
 -- roles in [context] allowed_roles. Any role that can run pg_logical_emit_message can forge a
--- context, so PUBLIC loses it here when the setup role may revoke it (a superuser).
+-- context, so setup also revokes that from PUBLIC when it may (sql/emit_message_revoke.sql).
+--
+-- On PostgreSQL 17 and later log_now passes flush => true: its message is flushed to WAL at
+-- once, so it survives a crash even when its transaction rolls back (no commit record flushes
+-- it then).
 CREATE OR REPLACE FUNCTION {schema}.set_context(context jsonb) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.pg_logical_emit_message(true, 'cdc.context', context::text);
@@ -53,7 +57,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
         'action', action, 'entity_type', entity_type, 'entity_id', entity_id,
         'details', details, 'category', category, 'severity', severity,
         'actor_id', actor_id, 'summary', summary,
-        'emitted_at', pg_catalog.clock_timestamp())::text);
+        'emitted_at', pg_catalog.clock_timestamp())::text{flush});
     SELECT NULL::void;
 $$;
 
@@ -76,14 +80,3 @@ REVOKE ALL ON FUNCTION {schema}.set_context(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION {schema}.log(text, text, text, jsonb, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION {schema}.log_now(text, text, text, jsonb, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION {schema}.pre_request() FROM PUBLIC;
-
-DO $$
-BEGIN
-    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-        REVOKE EXECUTE ON FUNCTION pg_catalog.pg_logical_emit_message(boolean, text, text) FROM PUBLIC;
-        REVOKE EXECUTE ON FUNCTION pg_catalog.pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC;
-    ELSE
-        RAISE NOTICE 'not a superuser: PUBLIC keeps EXECUTE on pg_logical_emit_message, so any role can forge a transaction context; a superuser should revoke it';
-    END IF;
-END
-$$;

@@ -14,7 +14,7 @@ database is dropped with it.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import functools
 import os
 import time
 import uuid
@@ -28,7 +28,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cdc.demo.embedded import EmbeddedPostgres, find_bindir, version_of
+from cdc.demo.embedded import EmbeddedPostgres, find_bindir, version_of, wheel_bindirs
 
 
 @dataclass
@@ -81,26 +81,49 @@ def _docker_answers() -> bool:
 
 def extra_bindirs() -> list[Path]:
     """Server installations besides the primary one: $CDC_TEST_EXTRA_BINDIRS (os.pathsep
-    separated) and the PostgreSQL of the `pgserver` wheel when it is installed."""
+    separated) and the PostgreSQL server wheels installed here (16, 17, 18: cdc.demo.embedded)."""
     found = [Path(p) for p in os.environ.get("CDC_TEST_EXTRA_BINDIRS", "").split(os.pathsep) if p]
-    spec = importlib.util.find_spec("pgserver")
-    if spec is not None and spec.origin is not None:
-        found.append(Path(spec.origin).parent / "pginstall" / "bin")
+    found += wheel_bindirs()
     return [p for p in found if (p / "postgres").exists()]
 
 
+def wanted_servers() -> set[str] | None:
+    """``CDC_TEST_SERVERS``: which servers the `every_server` tests run on, while iterating:
+    major versions and/or ``primary`` (the machine's server), comma separated, e.g. ``15,17``
+    or ``primary``. Unset or ``all``: every server found (what CI runs)."""
+    value = os.environ.get("CDC_TEST_SERVERS", "").strip().lower()
+    if value in ("", "all"):
+        return None
+    return {part.strip().removeprefix("pg") for part in value.split(",") if part.strip()}
+
+
+@functools.cache
+def every_server_params() -> list[Any]:
+    """One param per PostgreSQL major version available here (the primary's first)."""
+    wanted = wanted_servers()
+    primary = version_of(find_bindir())
+    params: list[Any] = []
+    if wanted is None or {"primary", primary} & wanted:
+        params.append(pytest.param(None, id="primary"))
+    seen = {primary}
+    for bindir in extra_bindirs():
+        version = version_of(bindir)
+        if version in seen:
+            continue
+        seen.add(version)
+        if wanted is None or version in wanted:
+            params.append(pytest.param(str(bindir), id=f"pg{version}"))
+    return params
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests marked `every_server` run once per PostgreSQL version available here; the others
-    on the primary server only."""
+    """Tests marked `every_server` run once per PostgreSQL version available here (limited by
+    ``CDC_TEST_SERVERS``); the others on the primary server only."""
     if "pg_server" not in metafunc.fixturenames or os.environ.get("CDC_TEST_DSN"):
         return
     params: list[Any] = [pytest.param(None, id="primary")]
     if metafunc.definition.get_closest_marker("every_server"):
-        primary = version_of(find_bindir())
-        for bindir in extra_bindirs():
-            version = version_of(bindir)
-            if version != primary:
-                params.append(pytest.param(str(bindir), id=f"pg{version}"))
+        params = every_server_params()
     metafunc.parametrize("pg_server", params, indirect=True, scope="session")
 
 

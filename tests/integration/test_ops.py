@@ -422,11 +422,55 @@ def test_check_after_setup_passes_with_one_line_per_check(pg: PgDatabase, config
     assert check_line(out, "publication") == (
         f"ok   publication {pg.publication} publishes exactly the 1 table(s)"
     )
+    assert check_line(out, "context") == (
+        "ok   context functions activity.set_context, log, log_now, pre_request exist"
+    )
     assert check_line(out, "slot") == (
         f"ok   slot {pg.slot}: logical pgoutput, wal_status reserved, inactive"
     )
     assert check_line(out, "activity").startswith("ok   activity store activity.records: ")
+    assert "pg_logical_emit_message" not in out  # setup revoked it from PUBLIC
     assert all(line[:5] in ("ok   ", "warn ") for line in out.splitlines())
+
+
+@integration
+@pytest.mark.every_server
+def test_check_names_missing_context_functions_and_grants_and_a_public_emit_message(
+    pg: PgDatabase, config: Path, role: str
+) -> None:
+    pg.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+    config.write_text(config.read_text() + f"[context]\nallowed_roles = ['{role}']\n")
+    assert cdc(config, "setup")[0] == 0
+    assert cdc(config, "check")[0] == 0
+    pg.execute(
+        sql.SQL("REVOKE EXECUTE ON FUNCTION activity.log_now(text, text, text, jsonb, text, text,"
+                " text, text) FROM {}").format(sql.Identifier(role))
+    )  # fmt: skip
+    pg.execute(
+        "DO $$ DECLARE f regprocedure; BEGIN FOR f IN SELECT oid::regprocedure FROM pg_proc "
+        "WHERE proname = 'pg_logical_emit_message' LOOP "
+        "EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f); END LOOP; END $$"
+    )
+    code, out = cdc(config, "check")
+    assert code == 6, out
+    assert check_line(out, "context") == (
+        f"FAIL context functions: EXECUTE missing for {role} on activity.log_now; run cdc setup "
+        "(it grants [context] allowed_roles and request_roles)"
+    )
+    pg.execute("DROP FUNCTION activity.set_context(jsonb)")
+    code, out = cdc(config, "check")
+    assert code == 6, out
+    assert check_line(out, "context") == (
+        "FAIL context functions: activity.set_context missing in the source; run cdc setup"
+    )
+    assert cdc(config, "setup")[0] == 0  # puts back what is missing, revokes PUBLIC again
+    code, out = cdc(config, "check")
+    assert code == 0, out
+    assert check_line(out, "context") == (
+        "ok   context functions activity.set_context, log, log_now, pre_request exist, "
+        "granted to 1 role(s)"
+    )
+    assert "pg_logical_emit_message" not in out
 
 
 @integration

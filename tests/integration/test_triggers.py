@@ -27,6 +27,7 @@ from cdc.cutover.migration.switch import cutover, plan_cutover, rollback
 from cdc.cutover.triggers import audited_tables, is_audit_function, list_triggers, resolve_tables
 from cdc.demo.workload import PLATFORM_TABLES, load_platform_schema
 from cdc.errors import ConfigError, PrerequisiteError
+from cdc.logical_messages import text_signature
 from cdc.pipeline.pgoutput import Commit, Decoder, Message
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, make_settings
@@ -432,10 +433,9 @@ def test_cutover_refuses_a_role_that_may_not_emit_the_marker_and_says_what_to_gr
     pg.execute(sql.SQL("ALTER TABLE public.orders OWNER TO {}").format(role))
     pg.execute(sql.SQL("GRANT USAGE ON SCHEMA activity TO {}").format(role))
     pg.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA activity TO {}").format(role))
-    pg.execute(
-        "REVOKE EXECUTE ON FUNCTION pg_catalog.pg_logical_emit_message(boolean, text, text)"
-        " FROM PUBLIC"
-    )
+    with pg.connect() as conn:
+        signature = text_signature(conn.info.server_version)
+    pg.execute(f"REVOKE EXECUTE ON FUNCTION {signature} FROM PUBLIC")
     dsn = pg.server.dsn_for(pg.name, user=login_role, password="operator")
     as_operator = settings.model_copy(
         update={"source": settings.source.model_copy(update={"dsn": dsn})}
@@ -449,7 +449,7 @@ def test_cutover_refuses_a_role_that_may_not_emit_the_marker_and_says_what_to_gr
         cutover(as_operator, [ORDERS])
     message = str(refused.value)
     assert f"role {login_role} cannot EXECUTE pg_logical_emit_message" in message
-    assert f"pg_logical_emit_message(boolean, text, text) TO {login_role}" in message
+    assert f"GRANT EXECUTE ON FUNCTION {signature} TO {role.as_string()}" in message
     assert "does not own" not in message  # it owns orders
     assert "does not own public.customers" in next(
         c.detail for c in plan.tables[1].checks if c.name == "privileges"

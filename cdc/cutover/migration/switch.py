@@ -55,6 +55,7 @@ from cdc.cutover.triggers import (
     trigger_statements,
 )
 from cdc.errors import PrerequisiteError
+from cdc.logical_messages import grant_hint
 from cdc.sqlfiles import sql_text
 
 log = logging.getLogger("cdc.migration.switch")  # log lines keep the name they had
@@ -327,8 +328,8 @@ def _table_checks(
     if not emits:
         missing.append(
             "cannot EXECUTE pg_logical_emit_message (setup revokes it from PUBLIC so that "
-            "markers cannot be forged); GRANT EXECUTE ON FUNCTION "
-            f"pg_catalog.pg_logical_emit_message(boolean, text, text) TO {user}"
+            "markers cannot be forged); "
+            + grant_hint(conn.info.server_version, sql.Identifier(user).as_string(conn))
         )
     return [
         Check("privileges", True, f"{user} owns {name} and may emit the marker")
