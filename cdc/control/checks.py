@@ -364,13 +364,12 @@ def _check_context(conn: psycopg.Connection[Any], settings: Settings, report: Ch
     functions, EXECUTE on them for the configured roles, and (as a superuser) no EXECUTE on
     pg_logical_emit_message for PUBLIC."""
     schema = settings.sink.schema_name
-    quoted = sql.Identifier(schema).as_string(conn)
-    missing = [
-        signature
-        for signature in CONTEXT_FUNCTIONS
-        if conn.execute("SELECT to_regprocedure(%s) IS NULL", (f"{quoted}.{signature}",)).fetchone()
-        != (False,)
-    ]
+    # By catalog, not to_regprocedure: the daemon's role has no USAGE on the schema.
+    present = {
+        str(signature): int(oid)
+        for signature, oid in conn.execute(sql_text("functions_of_schema.sql"), (schema,))
+    }
+    missing = [signature for signature in CONTEXT_FUNCTIONS if signature not in present]
     if missing:
         names = ", ".join(f"{schema}.{signature.split('(')[0]}" for signature in missing)
         report.fail("context functions", f"{names} missing in the source; run cdc setup", SETUP)
@@ -384,9 +383,9 @@ def _check_context(conn: psycopg.Connection[Any], settings: Settings, report: Ch
         for signature in signatures:
             row = conn.execute(
                 "SELECT CASE WHEN r.oid IS NULL THEN NULL "
-                "ELSE has_function_privilege(r.oid, to_regprocedure(%s), 'EXECUTE') END "
+                "ELSE has_function_privilege(r.oid, %s::oid, 'EXECUTE') END "
                 "FROM (SELECT 1) AS one LEFT JOIN pg_roles r ON r.rolname = %s",
-                (f"{quoted}.{signature}", role),
+                (present[signature], role),
             ).fetchone()
             if row is None or row[0] is None:
                 report.fail(

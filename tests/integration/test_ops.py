@@ -112,8 +112,9 @@ def test_setup_shows_its_plan_before_applying_it_and_then_has_nothing_to_do(
 ) -> None:
     code, out = cdc(config, "setup")
     assert code == 0, out
-    # migration log, migrations, publication, RI, context functions, capture modes, slot
-    steps = 1 + len(migration_files()) + 5
+    # migration log, migrations, publication, RI, context functions, PUBLIC's EXECUTE on
+    # pg_logical_emit_message, capture modes, slot
+    steps = 1 + len(migration_files()) + 6
     assert f"plan: {steps} step(s)" in out
     lines = out.splitlines()
     first_done = next(i for i, line in enumerate(lines) if line.startswith("done:"))
