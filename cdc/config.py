@@ -88,6 +88,10 @@ class SourceSettings(_Strict):
     # The walsender streams a transaction to us (we spill it to disk) once decoding it takes
     # more than this; smaller ones are held in memory until their commit. Bounds our memory.
     decoding_work_mem: Annotated[str, Field(pattern=r"^[1-9][0-9]*(kB|MB|GB)$")] = "8MB"
+    # PostgreSQL 17+: setup creates the slot with failover = true, so that a standby with
+    # sync_replication_slots keeps a copy and the daemon resumes on it after a failover
+    # (docs/operations.md "Failover"). Unset: true on 17 and later; true on 15/16 is refused.
+    failover_slot: bool | None = None
 
 
 class SinkSettings(_Strict):

@@ -20,16 +20,19 @@ from psycopg import sql
 
 from cdc.config import Settings
 from cdc.connect import connect
+from cdc.control.failover import failover_findings
 from cdc.control.roles import sink_privileges, source_functions
 from cdc.control.setup import (
     CONTEXT_FUNCTIONS,
     PUBLISH,
     applied_migrations,
+    has_generated_columns_option,
     migration_files,
     relation_exists,
+    wants_failover_slot,
 )
 from cdc.dsn import describe_target
-from cdc.errors import ConnectError
+from cdc.errors import ConfigError, ConnectError
 from cdc.logical_messages import grant_hint, text_signature
 from cdc.sqlfiles import sql_text
 
@@ -167,6 +170,7 @@ def _check_source(conn: psycopg.Connection[Any], settings: Settings, report: Che
     _check_publication(conn, settings, report)
     _check_context(conn, settings, report)
     _check_slot(conn, settings, report)
+    _check_failover(conn, settings, report)
 
 
 def _check_server_settings(
@@ -317,8 +321,9 @@ def _check_publication(
 ) -> None:
     name = settings.source.publication
     row = conn.execute(
-        "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate "
-        "FROM pg_publication WHERE pubname = %s",
+        "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate, "
+        "       to_jsonb(p) ->> 'pubgencols' "  # 18 and later
+        "FROM pg_publication p WHERE pubname = %s",
         (name,),
     ).fetchone()
     if row is None:
@@ -339,7 +344,7 @@ def _check_publication(
     }
     wanted = {f"{r.schema_name}.{r.table_name}" for r in settings.tables}
     missing = sorted(wanted - published)
-    operations = [op for op, on in zip(PUBLISH.split(", "), row[1:], strict=True) if not on]
+    operations = [op for op, on in zip(PUBLISH.split(", "), row[1:5], strict=True) if not on]
     if missing or operations:
         problems = []
         if missing:
@@ -347,6 +352,13 @@ def _check_publication(
         if operations:
             problems.append(f"does not publish {', '.join(operations)} operations")
         report.fail("publication", f"{name} " + " and ".join(problems) + "; run cdc setup", SETUP)
+        return
+    if has_generated_columns_option(conn.info.server_version) and row[5] != "s":
+        report.warn(
+            "publication",
+            f"{name} does not publish stored generated columns (records lack them where "
+            "to_jsonb shows them); run cdc setup",
+        )
         return
     extra = sorted(published - wanted)
     if extra:
@@ -492,6 +504,20 @@ def _check_functions(
             f"heartbeat every {settings.daemon.heartbeat_interval_s:g}s: {user} may execute "
             "pg_logical_emit_message",
         )
+
+
+def _check_failover(conn: psycopg.Connection[Any], settings: Settings, report: CheckReport) -> None:
+    """Whether the slot survives a failover of the source (cdc.control.failover)."""
+    try:
+        wanted = wants_failover_slot(settings, conn.info.server_version)
+    except ConfigError as exc:
+        report.fail("failover", str(exc), CONFIG)
+        return
+    for finding in failover_findings(conn, settings.source.dsn, settings.source.slot, wanted):
+        if finding.status == "ok":
+            report.ok(finding.name, finding.message)
+        else:
+            report.warn(finding.name, finding.message)
 
 
 def _check_sink(conn: psycopg.Connection[Any], settings: Settings, report: CheckReport) -> None:

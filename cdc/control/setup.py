@@ -30,7 +30,8 @@ from psycopg import sql
 
 from cdc.config import Settings
 from cdc.connect import connect, server_message
-from cdc.dsn import describe_target
+from cdc.control.failover import FAILOVER_SLOTS_SINCE
+from cdc.dsn import connect_failure, describe_target
 from cdc.errors import (
     CdcError,
     ConfigError,
@@ -63,6 +64,7 @@ class Step:
     done: str  # past tense, for the report: "created publication ..."
     statements: tuple[str, ...]
     transaction: bool = False  # run all statements in one transaction
+    replication: bool = False  # a replication command: on a replication connection
 
 
 @dataclass
@@ -78,6 +80,10 @@ class SetupPlan:
         for number, step in enumerate(self.steps, 1):
             where = self.source if step.target == "source" else self.sink
             lines.append(f"\n-- {number}. {step.description} (on {step.target} {where})")
+            if step.replication:
+                lines.append(
+                    "-- a replication command: run it on a replication=database connection"
+                )
             if step.transaction:
                 lines.append("BEGIN;")
             for statement in step.statements:
@@ -300,6 +306,24 @@ def _plan_values_search(
         plan.unchanged.append(f"full-text index over the values {', '.join(existing)}")
 
 
+# PostgreSQL 18 publishes stored generated columns when the publication says so; before 18
+# pgoutput never sends them (records then lack them, where to_jsonb shows them). Virtual
+# generated columns (18) are never in the WAL, so never in the records.
+GENERATED_COLUMNS_SINCE = 180000
+
+
+def has_generated_columns_option(server_version: int) -> bool:
+    return server_version >= GENERATED_COLUMNS_SINCE
+
+
+def publication_options(server_version: int) -> sql.Composed:
+    """The publication's WITH options on this server."""
+    options = sql.SQL("publish = {}, publish_via_partition_root").format(sql.Literal(PUBLISH))
+    if has_generated_columns_option(server_version):
+        options += sql.SQL(", publish_generated_columns = stored")
+    return options
+
+
 def _plan_publication(source: psycopg.Connection[Any], settings: Settings, plan: SetupPlan) -> None:
     """The publication covers exactly the configured tables (added and removed as the config
     changes) and publishes every operation."""
@@ -333,17 +357,21 @@ def _plan_publication(source: psycopg.Connection[Any], settings: Settings, plan:
         )
 
     table_list = sql.SQL(", ").join(published(s, t) for s, t in sorted(wanted))
+    generated = has_generated_columns_option(source.info.server_version)
     row = source.execute(
+        # pubgencols exists from 18 on ('s': stored generated columns are published)
         "SELECT puballtables, pubinsert AND pubupdate AND pubdelete AND pubtruncate "
-        "AND pubviaroot FROM pg_publication WHERE pubname = %s",
-        (name,),
+        "AND pubviaroot AND (NOT %s OR to_jsonb(p) ->> 'pubgencols' = 's') "
+        "FROM pg_publication p WHERE pubname = %s",
+        (generated, name),
     ).fetchone()
+    options = publication_options(source.info.server_version)
     if row is None:
         # publish_via_partition_root: changes of a partitioned table are reported under the
         # table itself, so partitions added later are covered without changing anything.
-        statement = sql.SQL(
-            "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = {}, publish_via_partition_root)"
-        ).format(sql.Identifier(name), table_list, sql.Literal(PUBLISH))
+        statement = sql.SQL("CREATE PUBLICATION {} FOR TABLE {} WITH ({})").format(
+            sql.Identifier(name), table_list, options
+        )
         plan.steps.append(
             Step(
                 kind="publication",
@@ -396,15 +424,14 @@ def _plan_publication(source: psycopg.Connection[Any], settings: Settings, plan:
     else:
         plan.unchanged.append(f"publication {name} covers exactly the {len(wanted)} table(s)")
     if not publishes_all:
-        statement = sql.SQL(
-            "ALTER PUBLICATION {} SET (publish = {}, publish_via_partition_root)"
-        ).format(sql.Identifier(name), sql.Literal(PUBLISH))
+        statement = sql.SQL("ALTER PUBLICATION {} SET ({})").format(sql.Identifier(name), options)
+        what = PUBLISH + (" and stored generated columns" if generated else "")
         plan.steps.append(
             Step(
                 kind="publication",
                 target="source",
-                description=f"publication {name}: publish {PUBLISH}",
-                done=f"publication {name} now publishes {PUBLISH}",
+                description=f"publication {name}: publish {what}",
+                done=f"publication {name} now publishes {what}",
                 statements=(statement.as_string(source),),
             )
         )
@@ -464,27 +491,44 @@ def _plan_replica_identity(
     )
 
 
+def wants_failover_slot(settings: Settings, server_version: int) -> bool:
+    """``[source] failover_slot``, by default on where the server has failover slots."""
+    wanted = settings.source.failover_slot
+    if wanted is None:
+        return server_version >= FAILOVER_SLOTS_SINCE
+    if wanted and server_version < FAILOVER_SLOTS_SINCE:
+        raise ConfigError(
+            f"[source] failover_slot = true needs PostgreSQL 17 or later (the source runs "
+            f'{server_version // 10000}); remove it, and see docs/operations.md "Failover" '
+            "for what a failover loses before 17"
+        )
+    return wanted
+
+
 def _plan_slot(source: psycopg.Connection[Any], settings: Settings, plan: SetupPlan) -> None:
     slot = settings.source.slot
+    failover = wants_failover_slot(settings, source.info.server_version)
     row = source.execute(
-        "SELECT plugin, slot_type, database FROM pg_replication_slots WHERE slot_name = %s",
+        "SELECT plugin, slot_type, database, (to_jsonb(s) ->> 'failover')::boolean "  # 17+
+        "FROM pg_replication_slots s WHERE slot_name = %s",
         (slot,),
     ).fetchone()
     if row is None:
+        kind = "pgoutput, failover" if failover else "pgoutput"
         statement = sql.SQL(
-            "SELECT lsn::text FROM pg_create_logical_replication_slot({}, 'pgoutput')"
-        ).format(sql.Literal(slot))
+            "SELECT lsn::text FROM pg_create_logical_replication_slot({}, 'pgoutput'{})"
+        ).format(sql.Literal(slot), sql.SQL(", failover => true" if failover else ""))
         plan.steps.append(
             Step(
                 kind="slot",
                 target="source",
-                description=f"create logical replication slot {slot} (pgoutput)",
-                done=f"created logical replication slot {slot} (pgoutput)",
+                description=f"create logical replication slot {slot} ({kind})",
+                done=f"created logical replication slot {slot} ({kind})",
                 statements=(statement.as_string(source),),
             )
         )
         return
-    plugin, slot_type, database = row
+    plugin, slot_type, database, slot_failover = row
     if slot_type != "logical" or plugin != "pgoutput":
         raise PrerequisiteError(
             f'slot "{slot}" exists but is a {slot_type} slot with plugin {plugin!r}; choose '
@@ -496,7 +540,24 @@ def _plan_slot(source: psycopg.Connection[Any], settings: Settings, plan: SetupP
             f'slot "{slot}" belongs to database {database!r}, not {current_db!r}; '
             "choose another [source] slot name"
         )
-    plan.unchanged.append(f"slot {slot} exists")
+    if slot_failover is not None and bool(slot_failover) != failover:
+        # Only over a replication connection, and only while no daemon streams from it.
+        statement = sql.SQL("ALTER_REPLICATION_SLOT {} (FAILOVER {})").format(
+            sql.Identifier(slot), sql.SQL("true" if failover else "false")
+        )
+        change = "make" if failover else "stop making"
+        plan.steps.append(
+            Step(
+                kind="slot",
+                target="source",
+                description=f"{change} slot {slot} a failover slot ([source] failover_slot)",
+                done=f"slot {slot} is {'now' if failover else 'no longer'} a failover slot",
+                statements=(statement.as_string(source),),
+                replication=True,
+            )
+        )
+        return
+    plan.unchanged.append(f"slot {slot} exists" + (" (failover)" if slot_failover else ""))
 
 
 def _plan(
@@ -693,13 +754,16 @@ def _apply(
     source: psycopg.Connection[Any],
     sink: psycopg.Connection[Any],
     plan: SetupPlan,
+    settings: Settings,
 ) -> SetupReport:
     report = SetupReport(unchanged=list(plan.unchanged))
     for number, step in enumerate(plan.steps, 1):
         conn = source if step.target == "source" else sink
         captured = None
         try:
-            if step.transaction:
+            if step.replication:
+                _run_replication_commands(settings.source.dsn, step.statements)
+            elif step.transaction:
                 with conn.transaction():
                     for statement in step.statements:
                         conn.execute(statement)
@@ -716,6 +780,25 @@ def _apply(
             done += f"; changes are captured from {captured[0]}"
         report.did(done)
     return report
+
+
+def _run_replication_commands(dsn: str, statements: tuple[str, ...]) -> None:
+    try:
+        conn = psycopg.connect(
+            dsn,
+            autocommit=True,
+            replication="database",
+            connect_timeout=10,
+            application_name="activity-cdc control",
+        )
+    except psycopg.OperationalError as exc:
+        raise ConnectError(
+            f"cannot open a replication connection to the source {describe_target(dsn)}: "
+            f"{connect_failure(exc, dsn)}; setup's role needs REPLICATION (or SUPERUSER)"
+        ) from None
+    with conn:
+        for statement in statements:
+            conn.execute(statement)
 
 
 def _step_failure(number: int, total: int, step: Step, exc: psycopg.Error) -> CdcError:
@@ -798,7 +881,7 @@ def apply_plan(settings: Settings, plan: SetupPlan) -> SetupReport:
         connect(settings.source.dsn) as source,
         connect(settings.sink_dsn, role="sink") as sink,
     ):
-        return _apply(source, sink, plan)
+        return _apply(source, sink, plan, settings)
 
 
 def setup(settings: Settings) -> SetupReport:
@@ -809,7 +892,7 @@ def setup(settings: Settings) -> SetupReport:
     ):
         with _needs_owner("setup", source):
             plan = _plan(source, sink, settings)
-        return _apply(source, sink, plan)
+        return _apply(source, sink, plan, settings)
 
 
 def setup_store(settings: Settings, dsn: str) -> SetupReport:
@@ -818,7 +901,7 @@ def setup_store(settings: Settings, dsn: str) -> SetupReport:
     with connect(dsn, role="sink") as store:
         plan = SetupPlan(source="", sink=describe_target(dsn))
         _plan_store(store, settings, plan)
-        return _apply(store, store, plan)
+        return _apply(store, store, plan, settings)
 
 
 # -- teardown -------------------------------------------------------------------------------

@@ -230,6 +230,48 @@ class EmbeddedPostgres:
         log.debug("embedded postgres started on port %d (%s)", self.port, self.datadir)
         return self
 
+    def start_standby_of(
+        self, primary: EmbeddedPostgres, *, slot: str, dbname: str, settings: Mapping[str, str]
+    ) -> EmbeddedPostgres:
+        """Make this cluster a streaming physical standby of ``primary`` (pg_basebackup through
+        the physical slot ``slot``, which must exist) and start it. ``dbname`` goes into
+        primary_conninfo: slot synchronization (17+) connects to a database."""
+        self._run(
+            "pg_basebackup",
+            "-D",
+            str(self.datadir),
+            "-d",
+            f"host=127.0.0.1 port={primary.port} user=postgres dbname={dbname}",
+            "-X",
+            "stream",
+            "-S",
+            slot,
+            "--no-sync",
+            "-c",
+            "fast",
+        )
+        conninfo = f"host=127.0.0.1 port={primary.port} user=postgres dbname={dbname}"
+        wanted = {
+            **settings,
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.basedir}'",
+            "primary_conninfo": f"'{conninfo}'",
+            "primary_slot_name": f"'{slot}'",
+            "hot_standby": "on",
+        }
+        conf = "\n".join(f"{key} = {value}" for key, value in wanted.items())
+        with open(self.datadir / "postgresql.conf", "a", encoding="utf-8") as handle:
+            handle.write("\n# activity-cdc embedded standby\n" + conf + "\n")
+        (self.datadir / "standby.signal").touch()
+        if self._user:
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.datadir / "standby.signal", entry.pw_uid, entry.pw_gid)
+        return self.start()
+
+    def promote(self) -> None:
+        """Promote a standby to a primary; returns once it accepts writes."""
+        self._run("pg_ctl", "-D", str(self.datadir), "-w", "promote")
+
     def stop_server(self, mode: str = "fast") -> None:
         """Stop the server but keep its data (for restart tests)."""
         if self._started:

@@ -142,11 +142,25 @@ def test_generated_columns_are_recorded_as_postgresql_sends_them(pg: PgDatabase)
         [{"name": "public.g"}],
     )
     pg.execute("INSERT INTO g (id, net) VALUES (1, 100)")
-    server_version = pg.execute("SHOW server_version_num")[0][0]
+    (inserted,) = pg.execute("SELECT to_jsonb(g) FROM g")[0]
+    pg.execute("UPDATE g SET net = 200")
+    (updated,) = pg.execute("SELECT to_jsonb(g) FROM g")[0]
+    server_version = int(pg.execute("SHOW server_version_num")[0][0])
     drain(settings)
-    (record,) = records(pg)
-    if int(server_version) < 180000:  # pgoutput sends generated columns from PostgreSQL 18 on
-        assert record["new"] == {"id": 1, "net": 100}
+    insert, update = records(pg)
+    if server_version >= 180000:
+        # setup's publication says publish_generated_columns = stored: as to_jsonb shows them
+        assert inserted == {"id": 1, "net": 100, "gross": 120.0}
+        assert insert["new"] == inserted
+        assert update["old"] == inserted and update["new"] == updated
+        assert update["changes"] == {
+            "net": {"old": 100, "new": 200},
+            "gross": {"old": 120.0, "new": 240.0},
+        }
+    else:  # pgoutput sends no generated column before 18
+        assert insert["new"] == {"id": 1, "net": 100}
+        assert update["new"] == {"id": 1, "net": 200}
+        assert update["changes"] == {"net": {"old": 100, "new": 200}}
 
 
 def test_schema_changes_mid_stream_use_the_columns_current_at_each_change(pg: PgDatabase) -> None:
