@@ -29,6 +29,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cdc.dsn import connect_failure
+
 FAILOVER_SLOTS_SINCE = 170000  # server_version_num that added failover slots
 
 
@@ -202,8 +204,11 @@ def _standby_finding(
     try:
         standby = psycopg.connect(single_host_dsn(dsn, host, port), autocommit=True)
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or ["connection failed"])[0]
-        return Finding("warn", name, f"cannot connect ({first}): its slot sync is not checked")
+        return Finding(
+            "warn",
+            name,
+            f"cannot connect ({connect_failure(exc, dsn)}): its slot sync is not checked",
+        )
     with contextlib.closing(standby):
         row = standby.execute("SELECT pg_is_in_recovery()").fetchone()
         if not (row and row[0]):
