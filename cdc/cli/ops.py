@@ -266,3 +266,30 @@ def init(
     click.echo(
         f"wrote {target}: {tables} table(s); read it, then: cdc --config {target} setup --dry-run"
     )
+
+
+@main.command()
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    required=True,
+    metavar="TABLE",
+    help="A configured table (schema.table or table); repeat for more.",
+)
+@pass_state
+@handles_errors
+def backfill(state: State, tables: tuple[str, ...]) -> None:
+    """Record a baseline of every existing row of TABLE (operation "snapshot"), from a snapshot
+    consistent with the replication stream: the baseline and the records after it replay to
+    the table as it is, nothing missed or doubled. One transaction per table: a failed
+    backfill leaves nothing. Also how to re-baseline after an invalidated slot (after cdc
+    teardown and cdc setup)."""
+    from cdc.pipeline.backfill import backfill as run_backfill
+
+    for table in tables:
+        result = run_backfill(state.settings, table)
+        click.echo(
+            f"{result.table}: {result.records:,} baseline records at {result.consistent_lsn} "
+            f"(snapshot of {result.snapshot_time.isoformat(timespec='seconds')})"
+        )

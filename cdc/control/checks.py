@@ -464,7 +464,8 @@ def _check_slot(conn: psycopg.Connection[Any], settings: Settings, report: Check
             "slot",
             f"{slot} is invalidated (wal_status lost): the server removed WAL it needed, so "
             f"changes after {confirmed or 'its last confirmed position'} were lost; see "
-            'docs/operations.md "An invalidated slot": cdc teardown, cdc setup, reconcile the gap',
+            'docs/operations.md "An invalidated slot": cdc teardown, cdc setup, then re-baseline '
+            "each table with cdc backfill --table TABLE and reconcile the gap",
             SETUP,
         )
         return

@@ -705,6 +705,7 @@ def test_an_invalidated_slot_fails_check_and_teardown_then_setup_recovers(tmp_pa
             "needed, so changes after "
         )
         assert 'see docs/operations.md "An invalidated slot"' in out
+        assert "re-baseline each table with cdc backfill --table TABLE" in out
 
         code, out = cdc(config, "teardown", "--yes")
         assert code == 0, out
@@ -716,6 +717,13 @@ def test_an_invalidated_slot_fails_check_and_teardown_then_setup_recovers(tmp_pa
         assert check_line(out, "max_slot_wal_keep_size") == "ok   max_slot_wal_keep_size = 1MB"
         with psycopg.connect(server.dsn) as conn:
             assert conn.execute("SELECT count(*) FROM activity.records").fetchone() == (1,)
+        code, out = cdc(config, "backfill", "--table", "public.t")  # the documented re-baseline
+        assert code == 0, out
+        assert out.splitlines()[-1].startswith("public.t: 5 baseline records at ")
+        with psycopg.connect(server.dsn) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM activity.records WHERE operation = 'snapshot'"
+            ).fetchone() == (5,)
 
 
 # -- lag --watch -------------------------------------------------------------------------------
