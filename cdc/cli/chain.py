@@ -12,7 +12,7 @@ from cdc.cli.store import _moment  # the same TIME forms as cdc activity --since
 from cdc.connect import connect
 from cdc.errors import ChainBroken
 from cdc.store import parse_moment
-from cdc.store.chain import ChainReport, verify_chain
+from cdc.store.chain import ChainReport, record_verification, verify_chain
 
 
 @main.command("verify-chain")
@@ -40,6 +40,10 @@ def verify_chain_command(state: State, since: str | None, as_json: bool) -> None
         report = verify_chain(
             conn, settings.sink.schema_name, settings.sink.table_name, since=moment
         )
+        conn.autocommit = True
+        unkept = record_verification(conn, settings.sink.schema_name, report, since=moment)
+    if unkept is not None:
+        click.echo(f"note: {unkept}", err=True)
     if as_json:
         click.echo(json.dumps(report.as_json()))
     else:

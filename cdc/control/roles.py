@@ -52,6 +52,8 @@ def sink_privileges(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]
     if settings.sink.hash_chain:
         # the chain's head: read FOR UPDATE, then moved, with every batch
         privileges.append((schema, f"{settings.sink.table_name}_chain_head", ("SELECT", "UPDATE")))
+        # cdc verify-chain run as this role keeps its outcome for the dashboard
+        privileges.append((schema, "chain_verifications", ("INSERT",)))
     if settings.sink.on_refused == "dead_letter":
         # INSERT to park; SELECT so that `cdc check` as this role can count what is parked
         privileges.append((schema, "dead_letters", ("SELECT", "INSERT")))
@@ -142,7 +144,8 @@ READER_ROLE = "activity_cdc_reader"
 
 def reader_privileges(settings: Settings) -> list[tuple[str, str]]:
     """(schema, table) the web server's reader selects from: the records, the rollups, and
-    what the dashboard's health shows (checkpoint, chain head, dead letters). Nothing else,
+    what the dashboard's health shows (checkpoint, chain head and verifications, dead
+    letters). Nothing else,
     and nothing but SELECT."""
     schema = settings.sink.schema_name
     tables = [
@@ -154,6 +157,7 @@ def reader_privileges(settings: Settings) -> list[tuple[str, str]]:
     ]
     if settings.sink.hash_chain:
         tables.append((schema, f"{settings.sink.table_name}_chain_head"))
+        tables.append((schema, "chain_verifications"))
     return tables
 
 

@@ -209,6 +209,32 @@ def verify_chain(
     return report
 
 
+def record_verification(
+    conn: psycopg.Connection[Any], schema: str, report: ChainReport, *, since: datetime | None
+) -> str | None:
+    """Keep the outcome of a check in ``<schema>.chain_verifications`` (migration 0020), where
+    the dashboard reads when the chain was last verified. Returns why it could not (a store
+    older than 0020, a role without INSERT on it): the check itself stands either way."""
+    try:
+        with conn.transaction():
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.chain_verifications "
+                    "(intact, checked, since, head_position, problem) VALUES (%s, %s, %s, %s, %s)"
+                ).format(sql.Identifier(schema)),
+                (report.problem is None, report.checked, since, report.head_position,
+                 report.problem),
+            )  # fmt: skip
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege) as exc:
+        return (
+            f"the result was not kept for the dashboard ({server_message(exc)}); "
+            '"cdc setup" creates chain_verifications, "--print-role-sql" grants INSERT on it'
+        )
+    except psycopg.Error as exc:
+        return f"the result was not kept for the dashboard: {server_message(exc)}"
+    return None
+
+
 def _start_of(
     conn: psycopg.Connection[Any], schema: str, table: str, since: datetime
 ) -> tuple[str, int] | None:

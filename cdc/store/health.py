@@ -1,7 +1,7 @@
 """The pipeline's health as the store shows it (the dashboard, ``GET /api/health``): where the
 daemon is (its checkpoint, written with the records it covers), how far behind the slot is,
-records per second from the per-minute rollups, changes parked as dead letters, and the hash
-chain's head.
+records per second from the per-minute rollups, changes parked as dead letters, the hash
+chain's head and its last verification (``cdc verify-chain`` keeps each outcome).
 
 Read with the reader's connection to the sink database, nothing else: the slot is seen through
 ``pg_replication_slots`` (readable by every role) when the records live in the source database,
@@ -51,6 +51,11 @@ class PipelineHealth:
     dead_letters: int | None  # None: the reader may not see them
     chain_position: int | None  # None: no hash chain (or not visible)
     chain_updated_at: datetime | None
+    # the last `cdc verify-chain` (None: never run, or not visible)
+    chain_verified_at: datetime | None = None
+    chain_intact: bool | None = None
+    chain_checked: int | None = None
+    chain_problem: str | None = None
 
     @property
     def lag_bytes(self) -> int | None:
@@ -58,7 +63,7 @@ class PipelineHealth:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("checked_at", "last_commit_at", "chain_updated_at"):
+        for name in ("checked_at", "last_commit_at", "chain_updated_at", "chain_verified_at"):
             moment = getattr(self, name)
             data[name] = None if moment is None else moment.isoformat()
         data["lag_bytes"] = self.lag_bytes
@@ -106,6 +111,7 @@ def pipeline_health(store: Store) -> PipelineHealth:
         records_last_hour=last_hour,
         dead_letters=_optional_count(store, sql.Identifier(schema, "dead_letters")),
         **_chain_head(store),
+        **_last_verification(store),
     )
 
 
@@ -132,3 +138,26 @@ def _chain_head(store: Store) -> dict[str, Any]:
     if row is None:
         return {"chain_position": None, "chain_updated_at": None}
     return {"chain_position": int(row[0]), "chain_updated_at": row[1]}
+
+
+def _last_verification(store: Store) -> dict[str, Any]:
+    table = sql.Identifier(store.settings.sink.schema_name, "chain_verifications")
+    try:
+        with store.conn.transaction():
+            row = store.conn.execute(
+                sql.SQL(
+                    "SELECT verified_at, intact, checked, problem FROM {} "
+                    "ORDER BY verified_at DESC LIMIT 1"
+                ).format(table)
+            ).fetchone()
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable):
+        row = None
+    if row is None:
+        return {}
+    verified_at, intact, checked, problem = row
+    return {
+        "chain_verified_at": verified_at,
+        "chain_intact": intact,
+        "chain_checked": int(checked),
+        "chain_problem": problem,
+    }

@@ -117,5 +117,9 @@ class Health(BaseModel):
     dead_letters: int | None
     chain_position: int | None
     chain_updated_at: str | None
+    chain_verified_at: str | None = Field(description="The last cdc verify-chain; null: never")
+    chain_intact: bool | None
+    chain_checked: int | None
+    chain_problem: str | None
     lag_bytes: int | None
     lag_seconds: float | None

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from cdc.store import RecordFilter, open_store
+from cdc.store.chain import record_verification, verify_chain
 from cdc.web.app import CONTENT_SECURITY_POLICY
 from cdc.web.server import WebServer
 from tests.web.conftest import SCRIPT, TOKEN, TRICKY, Platform
@@ -240,6 +241,15 @@ def test_stats_and_health_come_from_the_rollups_and_the_checkpoint(
     assert health["lag_bytes"] is not None and health["acknowledged_lsn"] is not None
     assert health["records_last_hour"] == 39 and health["dead_letters"] == 0
     assert health["chain_position"] == 39
+    assert health["chain_verified_at"] is None  # never verified yet
+
+    with platform.pg.connect() as conn:  # what cdc verify-chain does
+        report = verify_chain(conn, "activity", "records")
+        conn.autocommit = True
+        assert record_verification(conn, "activity", report, since=None) is None
+    health = api.get("/api/health").json()
+    assert health["chain_verified_at"] is not None
+    assert (health["chain_intact"], health["chain_checked"]) == (True, 39)
 
 
 def test_every_route_refuses_a_request_without_the_token(server: WebServer) -> None:

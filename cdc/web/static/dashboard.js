@@ -26,6 +26,13 @@ function card(title, value, note, level) {
     cdc.el("div", {class: "card-note"}, note || ""));
 }
 
+function chainNote(h) {
+  if (!h.chain_verified_at) return "never verified: run cdc verify-chain";
+  const when = `${cdc.when(h.chain_verified_at).slice(0, 16)} UTC`;
+  if (h.chain_intact) return `verified intact ${when} (${cdc.number(h.chain_checked)} records)`;
+  return `BROKEN at the check of ${when}: ${h.chain_problem}`;
+}
+
 function renderHealth(h) {
   const slot = h.slot;
   const lagLevel = h.lag_bytes > 64 * 1024 * 1024 ? "bad" : h.lag_bytes > 1024 * 1024 ? "warn" : "";
@@ -47,8 +54,7 @@ function renderHealth(h) {
       slot ? `${slot.slot} · wal_status ${slot.wal_status || "–"} · retains ${cdc.bytes(slot.retained_bytes)}` : "",
       slot && !slot.active ? "warn" : ""),
     card("Hash chain", h.chain_position === null ? "off" : `#${cdc.number(h.chain_position)}`,
-      h.chain_updated_at ? `head moved ${cdc.when(h.chain_updated_at)} UTC; verify with cdc verify-chain`
-        : "no head"),
+      chainNote(h), h.chain_intact === false ? "bad" : h.chain_verified_at ? "" : "warn"),
   );
 }
 
