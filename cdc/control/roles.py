@@ -52,8 +52,6 @@ def sink_privileges(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]
     if settings.sink.hash_chain:
         # the chain's head: read FOR UPDATE, then moved, with every batch
         privileges.append((schema, f"{settings.sink.table_name}_chain_head", ("SELECT", "UPDATE")))
-        # cdc verify-chain run as this role keeps its outcome for the dashboard
-        privileges.append((schema, "chain_verifications", ("INSERT",)))
     if settings.sink.on_refused == "dead_letter":
         # INSERT to park; SELECT so that `cdc check` as this role can count what is parked
         privileges.append((schema, "dead_letters", ("SELECT", "INSERT")))

@@ -228,7 +228,7 @@ def record_verification(
     except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege) as exc:
         return (
             f"the result was not kept for the dashboard ({server_message(exc)}); "
-            '"cdc setup" creates chain_verifications, "--print-role-sql" grants INSERT on it'
+            'run it as the store\'s owner after "cdc setup", which creates chain_verifications'
         )
     except psycopg.Error as exc:
         return f"the result was not kept for the dashboard: {server_message(exc)}"

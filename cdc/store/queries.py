@@ -42,12 +42,19 @@ OLDEST_FIRST = sql.SQL("r.occurred_at, r.commit_lsn, r.seq")
 COMMIT_ORDER = sql.SQL("r.commit_lsn, r.seq")
 
 
+def column_expressions() -> list[tuple[str, sql.Composable]]:
+    """Each field of :class:`~cdc.store.model.StoredRecord` and the expression that reads it
+    from a stored row: the one place that says how a record is read (the pages, the follow
+    and the export all select these)."""
+    return [
+        (name, sql.SQL("commit_lsn::text") if name == "commit_lsn" else sql.Identifier(name))
+        for name in STORED_COLUMNS
+    ]
+
+
 def select_list() -> sql.Composable:
     """The columns of :class:`~cdc.store.model.StoredRecord`, in its field order."""
-    return sql.SQL(", ").join(
-        sql.SQL("commit_lsn::text") if name == "commit_lsn" else sql.Identifier(name)
-        for name in STORED_COLUMNS
-    )
+    return sql.SQL(", ").join(expression for _name, expression in column_expressions())
 
 
 def search_document(schema: str, *, values: bool) -> sql.Composable:
@@ -251,13 +258,8 @@ def record_json_text() -> sql.Composable:
     order, row values exactly as stored (jsonb as PostgreSQL prints it), times as JSON
     timestamps in the session's time zone (the export sets UTC)."""
     pairs: list[sql.Composable] = []
-    for name in STORED_COLUMNS:
-        value = (
-            sql.SQL("r.commit_lsn::text")
-            if name == "commit_lsn"
-            else sql.SQL("r.{}").format(sql.Identifier(name))
-        )
-        pairs += [sql.Literal(name), value]
+    for name, expression in column_expressions():
+        pairs += [sql.Literal(name), expression]
     return sql.SQL("json_build_object({})::text").format(sql.SQL(", ").join(pairs))
 
 
