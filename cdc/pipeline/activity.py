@@ -40,7 +40,7 @@ from cdc.pipeline.changes import (
     TransactionMessage,
 )
 from cdc.pipeline.pgoutput import UNCHANGED_TOAST, TupleData
-from cdc.pipeline.values import JsonConverter, TypeRegistry, encode_json_string
+from cdc.pipeline.values import JsonConverter, TypeRegistry, as_string, encode_json_string
 
 log = logging.getLogger("cdc.activity")  # log lines keep the name they had
 
@@ -185,9 +185,10 @@ class TableMapper:
             redacted if matcher.fullmatch(name) else converter
             for name, converter in zip(names, plain, strict=True)
         )
-        # (position, rule, JSON converter of the column) for the rules whose column exists
+        # (position, rule, the column's value as the rule compares it) for the rules whose
+        # column exists
         self.transitions = tuple(
-            (names.index(rule.column), rule, plain[names.index(rule.column)])
+            (names.index(rule.column), rule, _rule_value(plain[names.index(rule.column)]))
             for rule in (rules.rules if rules else ())
             if rule.column in names
         )
@@ -301,18 +302,16 @@ class TableMapper:
         self, operation: str, old: TupleData | None, new: TupleData
     ) -> TransitionRule | None:
         """The first rule the change matches (compared on the columns' JSON values)."""
-        for position, rule, converter in self.transitions:
+        for position, rule, value_of in self.transitions:
             if operation not in rule.operations:
                 continue
             after = new[position]
             if operation == "update":
                 if old is None or old[position] == after:
                     continue
-                if rule.from_value is not None and _json_value(converter, old[position]) != (
-                    rule.from_value
-                ):
+                if rule.from_value is not None and value_of(old[position]) != rule.from_value:
                     continue
-            if rule.to_value is not None and _json_value(converter, after) != rule.to_value:
+            if rule.to_value is not None and value_of(after) != rule.to_value:
                 continue
             return rule
         return None
@@ -679,10 +678,20 @@ def _dump(document: Mapping[str, object]) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def _json_value(converter: JsonConverter, value: object) -> object:
-    if type(value) is not str:
-        return None
-    return json.loads(converter(value))
+def _rule_value(converter: JsonConverter) -> Callable[[object], object]:
+    """How a rule reads a column: the JSON value of its text. For a text column (most rules
+    watch a status) that is the text itself: no JSON round trip per change."""
+    if converter is as_string:
+        return _text_value
+
+    def json_value(value: object) -> object:
+        return json.loads(converter(value)) if type(value) is str else None
+
+    return json_value
+
+
+def _text_value(value: object) -> object:
+    return value if type(value) is str else None
 
 
 def _iso(moment: datetime) -> str:

@@ -23,10 +23,21 @@ U64: Final = struct.Struct("!Q")
 I64: Final = struct.Struct("!q")
 
 
+# The last timestamp converted: a transaction's Begin and Commit carry the same commit time,
+# so every second conversion is this one (one tuple, replaced whole: safe to share).
+_last_time: tuple[int, datetime] = (0, PG_EPOCH)
+
+
 def pg_time(micros: int) -> datetime:
     """Int64 microseconds since 2000-01-01 UTC. Raises OverflowError outside datetime's range;
     both decoders turn that into DecodeError."""
-    return PG_EPOCH + timedelta(microseconds=micros)
+    global _last_time
+    last = _last_time
+    if last[0] == micros:
+        return last[1]
+    moment = PG_EPOCH + timedelta(microseconds=micros)
+    _last_time = (micros, moment)
+    return moment
 
 
 def show_byte(value: int) -> str:
