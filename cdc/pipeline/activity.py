@@ -39,6 +39,7 @@ from cdc.pipeline.changes import (
     TransactionInfo,
     TransactionMessage,
 )
+from cdc.pipeline.core import compiled, converter_kind
 from cdc.pipeline.pgoutput import UNCHANGED_TOAST, TupleData
 from cdc.pipeline.values import JsonConverter, TypeRegistry, as_string, encode_json_string
 
@@ -138,6 +139,7 @@ class TableMapper:
         "key_converters",
         "key_positions",
         "key_redacted",
+        "kinds",
         "redact",
         "relation",
         "rules",
@@ -185,6 +187,7 @@ class TableMapper:
             redacted if matcher.fullmatch(name) else converter
             for name, converter in zip(names, plain, strict=True)
         )
+        self.kinds = tuple(converter_kind(converter) for converter in self.converters)
         # (position, rule, the column's value as the rule compares it) for the rules whose
         # column exists
         self.transitions = tuple(
@@ -211,66 +214,13 @@ class TableMapper:
         )
 
     def row_json(self, values: TupleData, positions: tuple[int, ...] | None = None) -> str:
-        keys = self.json_keys
-        converters = self.converters
-        parts = []
-        for index in range(len(values)) if positions is None else positions:
-            value = values[index]
-            if value is None:
-                parts.append(keys[index] + "null")
-            elif type(value) is str:
-                parts.append(keys[index] + converters[index](value))
-            elif value is UNCHANGED_TOAST:
-                continue  # listed in the record's context as unavailable
-            else:  # binary format column: not requested by the stream; keep it as hex text
-                assert isinstance(value, bytes)
-                parts.append(keys[index] + encode_json_string("\\x" + value.hex()))
-        return "{" + ",".join(parts) + "}"
+        return _row_json(self.json_keys, self.kinds, self.converters, values, positions)
 
     def update_json(self, old: TupleData, new: TupleData) -> tuple[str, str, list[int], list[str]]:
         """An update with the whole old row: the old and new rows' JSON, the positions of the
-        changed columns and their diffs, in one pass. An unchanged column (most of them) is
-        converted once and its text shared by both rows."""
-        keys = self.json_keys
-        converters = self.converters
-        changed_keys = self.changed_keys
-        old_parts: list[str] = []
-        new_parts: list[str] = []
-        changed: list[int] = []
-        diffs: list[str] = []
-        index = -1
-        for before, after in zip(old, new, strict=True):
-            index += 1
-            if after is UNCHANGED_TOAST:  # listed in the record's context as unavailable
-                if before is not UNCHANGED_TOAST:
-                    old_parts.append(keys[index] + _other_json(before))
-                continue
-            after_json = converters[index](after) if after.__class__ is str else _other_json(after)
-            fragment = keys[index] + after_json
-            new_parts.append(fragment)
-            if before == after:
-                old_parts.append(fragment)
-                continue
-            before_json = "null"
-            if before is not UNCHANGED_TOAST:
-                before_json = (
-                    converters[index](before) if before.__class__ is str else _other_json(before)
-                )
-                old_parts.append(keys[index] + before_json)
-            changed.append(index)
-            # the diff shows a value that is not text (binary, unavailable) as null
-            diffs.append(
-                changed_keys[index]
-                + (before_json if before.__class__ is str or before is None else "null")
-                + ',"new":'
-                + (after_json if after.__class__ is str or after is None else "null")
-                + "}"
-            )
-        return (
-            "{" + ",".join(old_parts) + "}",
-            "{" + ",".join(new_parts) + "}",
-            changed,
-            diffs,
+        changed columns and their diffs, in one pass."""
+        return _update_json(
+            self.json_keys, self.changed_keys, self.kinds, self.converters, old, new
         )
 
     def value_json(self, index: int, value: object) -> str:
@@ -672,6 +622,94 @@ def _other_json(value: object) -> str:
         return "null"
     assert isinstance(value, bytes)
     return encode_json_string("\\x" + value.hex())
+
+
+def _py_row_json(
+    keys: tuple[str, ...],
+    kinds: tuple[int, ...],
+    converters: tuple[JsonConverter, ...],
+    values: TupleData,
+    positions: tuple[int, ...] | None,
+) -> str:
+    """The row as a JSON object (every column, or those at ``positions``). The reference of
+    cdc/pipeline/_core.pyx's row_json (``kinds`` is what the compiled one inlines; unused here)."""
+    parts = []
+    for index in range(len(values)) if positions is None else positions:
+        value = values[index]
+        if value is None:
+            parts.append(keys[index] + "null")
+        elif type(value) is str:
+            parts.append(keys[index] + converters[index](value))
+        elif value is UNCHANGED_TOAST:
+            continue  # listed in the record's context as unavailable
+        else:  # binary format column: not requested by the stream; keep it as hex text
+            assert isinstance(value, bytes)
+            parts.append(keys[index] + encode_json_string("\\x" + value.hex()))
+    return "{" + ",".join(parts) + "}"
+
+
+def _py_update_json(
+    keys: tuple[str, ...],
+    changed_keys: tuple[str, ...],
+    kinds: tuple[int, ...],
+    converters: tuple[JsonConverter, ...],
+    old: TupleData,
+    new: TupleData,
+) -> tuple[str, str, list[int], list[str]]:
+    """An update with the whole old row: the old and new rows' JSON, the positions of the
+    changed columns and their diffs, in one pass. An unchanged column (most of them) is
+    converted once and its text shared by both rows. The reference of cdc/pipeline/_core.pyx's."""
+    old_parts: list[str] = []
+    new_parts: list[str] = []
+    changed: list[int] = []
+    diffs: list[str] = []
+    index = -1
+    for before, after in zip(old, new, strict=True):
+        index += 1
+        if after is UNCHANGED_TOAST:  # listed in the record's context as unavailable
+            if before is not UNCHANGED_TOAST:
+                old_parts.append(keys[index] + _other_json(before))
+            continue
+        after_json = converters[index](after) if after.__class__ is str else _other_json(after)
+        fragment = keys[index] + after_json
+        new_parts.append(fragment)
+        if before == after:
+            old_parts.append(fragment)
+            continue
+        before_json = "null"
+        if before is not UNCHANGED_TOAST:
+            before_json = (
+                converters[index](before) if before.__class__ is str else _other_json(before)
+            )
+            old_parts.append(keys[index] + before_json)
+        changed.append(index)
+        # the diff shows a value that is not text (binary, unavailable) as null
+        diffs.append(
+            changed_keys[index]
+            + (before_json if before.__class__ is str or before is None else "null")
+            + ',"new":'
+            + (after_json if after.__class__ is str or after is None else "null")
+            + "}"
+        )
+    return (
+        "{" + ",".join(old_parts) + "}",
+        "{" + ",".join(new_parts) + "}",
+        changed,
+        diffs,
+    )
+
+
+# The compiled versions (cdc/pipeline/_core.pyx) when there are, chosen once (cdc.pipeline.core).
+_Keys = tuple[str, ...]
+_Kinds = tuple[int, ...]
+_Converters = tuple[JsonConverter, ...]
+_row_json: Callable[[_Keys, _Kinds, _Converters, TupleData, tuple[int, ...] | None], str] = (
+    compiled.row_json if compiled is not None else _py_row_json
+)
+_update_json: Callable[
+    [_Keys, _Keys, _Kinds, _Converters, TupleData, TupleData],
+    tuple[str, str, list[int], list[str]],
+] = compiled.update_json if compiled is not None else _py_update_json
 
 
 def _dump(document: Mapping[str, object]) -> str:
