@@ -2,22 +2,27 @@
 """The compiled core of the hot path: the inner loops that run once per column of every change.
 
 Compiled from this file by Cython when the package is built (setup.py); the pure-Python
-functions it mirrors stay the reference and the fallback (cdc.pipeline.core chooses once, at import):
+functions it mirrors stay the reference and the fallback (cdc.pipeline.core chooses once, at
+import):
 
-* :func:`decode_tuple` mirrors ``cdc.pipeline.pgoutput.fast._fast_tuple``: a pgoutput TupleData read straight
-  from the message's buffer. Malformed input raises ``ValueError`` (a ``UnicodeDecodeError`` for
-  bad UTF-8) and the decoder re-reads the message with its checked reader, exactly as it does
-  when the pure fast path fails: never a different result, at most a slower one.
+* :func:`decode_fast` mirrors ``cdc.pipeline.pgoutput.fast.fast_decode``: Insert, Update, Delete,
+  Begin and Commit read straight from the message's buffer (:func:`decode_tuple` for the
+  TupleData), the message dataclasses filled without their ``__init__``. Malformed input raises
+  ``ValueError`` (``UnicodeDecodeError`` for bad UTF-8) and the decoder re-reads the message
+  with its checked reader, exactly as it does when the pure fast path fails: never a different
+  result, at most a slower one. :func:`has_unchanged_toast` mirrors ``UNCHANGED_TOAST in row``.
 * :func:`row_json` and :func:`update_json` mirror ``cdc.pipeline.activity._row_json`` and
   ``_update_json``: a row (or an update's old row, new row and diff) as JSON text, with the
-  built-in converters of cdc.pipeline.values inlined by *kind* (a small int per column, resolved once per
-  relation by :func:`cdc.pipeline.core.converter_kind`); any other converter (user-defined types,
+  built-in converters of cdc.pipeline.values inlined by *kind* (a small int per column, resolved
+  once per relation by :func:`cdc.pipeline.core.converter_kind`); any other converter (user-defined types,
   redaction) is called as it is.
 
 tests/unit/test_core_differential.py proves both implementations give identical results.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
 from json.encoder import encode_basestring as _encode
@@ -32,20 +37,178 @@ cdef enum:
     TIMESTAMP = 5
     TIMESTAMPTZ = 6
 
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    # tp_alloc of a class defined in Python (a heap type): allocates, zeroes, tracks for GC
+    object PyType_GenericAlloc(PyTypeObject* cls, Py_ssize_t nitems)
+
+
+# The messages are frozen slots dataclasses: their __init__ sets each field through
+# object.__setattr__ (~0.3 µs a field, 1.5-2 µs a message). This module fills the slots
+# directly instead, as __init__ would (every field, in order; no __post_init__ exists), so the
+# instance is the same: equal, hashable, picklable, immutable. The offsets are read once from
+# the classes' slot descriptors.
+cdef class _Slots:
+    cdef type cls
+    cdef Py_ssize_t offsets[8]
+    cdef Py_ssize_t count
+
+    def __init__(self, type cls, tuple fields):
+        self.cls = cls
+        self.count = len(fields)
+        if self.count > 8:
+            raise ValueError(f"{cls.__name__} has more than 8 fields")
+        for i, name in enumerate(fields):
+            descriptor = cls.__dict__[name]
+            if type(descriptor).__name__ != "member_descriptor":
+                raise TypeError(f"{cls.__name__}.{name} is not a slot")
+            self.offsets[i] = (<PyMemberDescrObject*>descriptor).d_member.offset
+
+
+cdef inline object _store(object obj, Py_ssize_t offset, object value):
+    Py_INCREF(value)
+    (<PyObject**>((<char*><PyObject*>obj) + offset))[0] = <PyObject*>value
+    return obj
+
+
+cdef inline object _new(_Slots slots):
+    return PyType_GenericAlloc(<PyTypeObject*>slots.cls, 0)
+
+
+cdef object _make3(_Slots slots, object a, object b, object c):
+    obj = _new(slots)
+    _store(obj, slots.offsets[0], a)
+    _store(obj, slots.offsets[1], b)
+    _store(obj, slots.offsets[2], c)
+    return obj
+
+
+cdef object _make4(_Slots slots, object a, object b, object c, object d):
+    obj = _make3(slots, a, b, c)
+    return _store(obj, slots.offsets[3], d)
+
+
+cdef object _make5(_Slots slots, object a, object b, object c, object d, object e):
+    obj = _make4(slots, a, b, c, d)
+    return _store(obj, slots.offsets[4], e)
+
+
+# What cdc.pipeline.pgoutput defines, read on first use (that module imports this one).
 cdef object _UNCHANGED = None
+cdef _Slots _Insert, _Update, _Delete, _Begin, _Commit
+cdef object _pg_time
 
 
 cdef inline object _unchanged():
-    # Imported on first use: cdc.pipeline.pgoutput imports this module.
-    global _UNCHANGED
+    global _UNCHANGED, _Insert, _Update, _Delete, _Begin, _Commit, _pg_time
     if _UNCHANGED is None:
-        from cdc.pipeline.pgoutput import UNCHANGED_TOAST
-        _UNCHANGED = UNCHANGED_TOAST
+        from dataclasses import fields
+
+        from cdc.pipeline import pgoutput
+        from cdc.pipeline.pgoutput.reader import pg_time
+
+        def slots(cls):
+            return _Slots(cls, tuple(field.name for field in fields(cls)))
+
+        _Insert, _Update, _Delete = slots(pgoutput.Insert), slots(pgoutput.Update), slots(pgoutput.Delete)
+        _Begin, _Commit = slots(pgoutput.Begin), slots(pgoutput.Commit)
+        _pg_time = pg_time
+        _UNCHANGED = pgoutput.UNCHANGED_TOAST
     return _UNCHANGED
 
 
 cdef inline unsigned int _u32(const unsigned char* p) noexcept:
     return (<unsigned int>p[0] << 24) | (<unsigned int>p[1] << 16) | (<unsigned int>p[2] << 8) | p[3]
+
+
+cdef inline unsigned long long _u64(const unsigned char* p) noexcept:
+    return (<unsigned long long>_u32(p) << 32) | _u32(p + 4)
+
+
+def has_unchanged_toast(tuple values not None):
+    """Whether a row holds an unchanged TOAST value (by identity: no comparisons)."""
+    unchanged = _unchanged()
+    for value in values:
+        if value is unchanged:
+            return True
+    return False
+
+
+def decode_fast(bytes data not None, bint in_stream):
+    """Insert, Update, Delete, Begin or Commit, read straight from the buffer, as
+    ``cdc.pipeline.pgoutput.fast.fast_decode`` reads them; None for any other kind. Raises
+    ``ValueError`` (or ``OverflowError`` for a timestamp) on anything malformed: the caller then
+    reads the message with the checked decoder."""
+    cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t offset
+    cdef unsigned char kind, marker
+    cdef long long micros
+    _unchanged()
+    if size < 1:
+        raise ValueError("empty message")
+    kind = buf[0]
+    if kind == 73 or kind == 85 or kind == 68:  # 'I', 'U', 'D'
+        if in_stream:
+            if size < 10:
+                raise ValueError("short")
+            xid = _u32(buf + 1)
+            relation_id = _u32(buf + 5)
+            marker = buf[9]
+            offset = 10
+        else:
+            if size < 6:
+                raise ValueError("short")
+            xid = None
+            relation_id = _u32(buf + 1)
+            marker = buf[5]
+            offset = 6
+        if kind == 73:
+            if marker != 78:  # 'N'
+                raise ValueError("marker")
+            new, offset = decode_tuple(data, offset)
+            if offset != size:
+                raise ValueError("trailing bytes")
+            return _make3(_Insert, relation_id, new, xid)
+        if kind == 85:
+            if marker == 78:
+                old = old_kind = None
+            elif marker == 79 or marker == 75:  # 'O', 'K'
+                old, offset = decode_tuple(data, offset)
+                old_kind = "O" if marker == 79 else "K"
+                if offset >= size or buf[offset] != 78:
+                    raise ValueError("marker")
+                offset += 1
+            else:
+                raise ValueError("marker")
+            new, offset = decode_tuple(data, offset)
+            if offset != size:
+                raise ValueError("trailing bytes")
+            return _make5(_Update, relation_id, new, old, old_kind, xid)
+        if marker == 79:
+            old_kind = "O"
+        elif marker == 75:
+            old_kind = "K"
+        else:
+            raise ValueError("marker")
+        old, offset = decode_tuple(data, offset)
+        if offset != size:
+            raise ValueError("trailing bytes")
+        return _make4(_Delete, relation_id, old, old_kind, xid)
+    if kind == 66:  # 'B': final_lsn, commit_time, xid
+        if size != 21:
+            raise ValueError("length")
+        micros = <long long>_u64(buf + 9)
+        return _make3(_Begin, _u64(buf + 1), _pg_time(micros), _u32(buf + 17))
+    if kind == 67:  # 'C': flags, commit_lsn, end_lsn, commit_time
+        if size != 26:
+            raise ValueError("length")
+        micros = <long long>_u64(buf + 18)
+        return _make4(_Commit, buf[1], _u64(buf + 2), _u64(buf + 10), _pg_time(micros))
+    return None
 
 
 def decode_tuple(bytes data not None, Py_ssize_t offset):

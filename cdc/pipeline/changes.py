@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cdc.errors import DecodeError
+from cdc.pipeline.core import compiled
 from cdc.pipeline.pgoutput import (
     UNCHANGED_TOAST,
     Begin,
@@ -440,14 +441,14 @@ class ChangeAssembler:
         self._seq = seq + 1
         if type(message) is Insert:
             new = message.new
-            if UNCHANGED_TOAST in new:  # cannot happen for inserts, but never store it
+            if _has_unchanged_toast(new):  # cannot happen for inserts, but never store it
                 new, unavailable = resolve_unchanged_toast(relation, new, None, False)
                 return RowChange(txn, seq, relation, "insert", None, new, None, unavailable)
             return RowChange(txn, seq, relation, "insert", None, new)
         if type(message) is Update:
             assert isinstance(message, Update)
             new = message.new
-            if UNCHANGED_TOAST in new:
+            if _has_unchanged_toast(new):
                 new, unavailable = resolve_unchanged_toast(
                     relation, new, message.old, message.old_kind == "O"
                 )
@@ -458,6 +459,16 @@ class ChangeAssembler:
         assert isinstance(message, Delete)
         return RowChange(txn, seq, relation, "delete", message.old, None, message.old_kind)
 
+
+def _py_has_unchanged_toast(values: TupleData) -> bool:
+    return UNCHANGED_TOAST in values
+
+
+# ``in`` compares each column with the placeholder (~1 µs for a 20-column row); the compiled
+# core (cdc.pipeline.core) tests identity only.
+_has_unchanged_toast: Callable[[TupleData], bool] = (
+    compiled.has_unchanged_toast if compiled is not None else _py_has_unchanged_toast
+)
 
 # Type bytes of the messages that describe a transaction rather than change rows.
 _DESCRIBING = frozenset(b"MO")

@@ -1,17 +1,19 @@
 """The hot path's compiled core, or the pure Python it mirrors: chosen once, at import.
 
-The inner loops that run for every column of every change (reading a pgoutput TupleData,
-rendering a row and an update's diff as JSON) exist twice, as psycopg ships its transformer
-twice: in pure Python (``pgoutput._fast_tuple``, ``activity._py_row_json`` and
-``_py_update_json``), the reference, and compiled by Cython from ``_core.pyx`` (this package's
-``_core``) when the package was built with a C compiler. ``compiled`` is that module, or None
-where it was not built or ``CDC_PURE_PYTHON=1`` forces the pure one (the tests run both:
-tests/unit/test_core_differential.py proves they agree byte for byte).
+The inner loops that run for every change and every column (decoding the hot pgoutput
+messages, rendering a row and an update's diff as JSON) exist twice, as psycopg ships its
+transformer twice: in pure Python (``pgoutput._fast_decode``,
+``changes._py_has_unchanged_toast``, ``activity._py_row_json`` and ``_py_update_json``), the
+reference, and compiled by Cython from ``_core.pyx`` (this package's ``_core``) when the
+package was built with a C compiler. ``compiled`` is that module, or None where it was not
+built or ``CDC_PURE_PYTHON=1`` forces the pure one (the tests run both:
+tests/unit/test_core_differential.py proves they agree).
 
-The compiled row functions inline the built-in converters of cdc.pipeline.values; a column's *kind*
-(:func:`converter_kind`, resolved once per relation) says which one it has. Any other converter
-(arrays, user-defined types, redaction) has kind ``CALL`` and is called as it is, so a converter
-added to cdc.pipeline.values later is correct in both implementations from the start.
+The compiled row functions inline the built-in converters of cdc.pipeline.values; a
+column's *kind* (:func:`converter_kind`, resolved once per relation) says which one it has.
+Any other converter (arrays, user-defined types, redaction) has kind ``CALL`` and is called as
+it is, so a converter added to cdc.pipeline.values later is correct in both implementations
+from the start.
 """
 
 from __future__ import annotations

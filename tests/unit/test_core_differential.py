@@ -1,9 +1,10 @@
 """The compiled core (cdc/pipeline/_core.pyx) and the pure Python it mirrors give identical results.
 
-Both implementations are called side by side in one process: the compiled ``cdc.pipeline._core`` and
-the references (``cdc.pipeline.pgoutput.fast._fast_tuple``, ``cdc.pipeline.activity._py_row_json`` and
-``_py_update_json``). Inputs: the captured pgoutput vectors, hypothesis-made tuples, rows and
-arbitrary bytes, and whole records mapped through ActivityMapper with each implementation.
+Both implementations are called side by side in one process: the compiled
+``cdc.pipeline._core`` and the references (``pgoutput.fast.fast_decode`` and ``_fast_tuple``,
+``activity._py_row_json`` and ``_py_update_json``, ``changes._py_has_unchanged_toast``).
+Inputs: the captured pgoutput vectors, hypothesis-made messages, tuples, rows and arbitrary
+bytes, and whole records mapped through ActivityMapper with each implementation.
 Then the decoder, change and mapping suites run again on the pure implementation alone
 (``CDC_PURE_PYTHON=1``), as CI runs them on the compiled one.
 
@@ -13,8 +14,11 @@ one fails these tests rather than skipping them.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,18 +26,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdc.pipeline._core import decode_tuple, row_json, update_json  # type: ignore[import-not-found]
+from cdc.pipeline._core import (  # type: ignore[import-not-found]
+    decode_fast,
+    decode_tuple,
+    has_unchanged_toast,
+    row_json,
+    update_json,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cdc.pipeline.activity
+import cdc.pipeline.changes
+import cdc.pipeline.pgoutput.decode
 import cdc.pipeline.pgoutput.fast
 from cdc.config import settings_from_mapping
 from cdc.errors import DecodeError
 from cdc.pipeline import core
 from cdc.pipeline.activity import ActivityMapper, ActivityRecord, TableMapper
 from cdc.pipeline.changes import ChangeAssembler, TransactionEnd, relation_info
-from cdc.pipeline.pgoutput import UNCHANGED_TOAST, ColumnValue, PgOutputMessage, decode_message
+from cdc.pipeline.pgoutput import (
+    UNCHANGED_TOAST,
+    ColumnValue,
+    PgOutputMessage,
+    TupleData,
+    decode_message,
+)
 from cdc.pipeline.spill import SpillStore
 from cdc.pipeline.values import (
     BOOL,
@@ -49,19 +67,21 @@ from cdc.pipeline.values import (
     encode_json_string,
 )
 from tests.unit.messages import relation
-from tests.unit.pgoutput_encoder import encode_tuple
+from tests.unit.pgoutput_encoder import encode, encode_tuple
+from tests.unit.test_pgoutput_properties import STREAMABLE, messages
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((REPO / "tests" / "vectors" / "pgoutput_pg15.json").read_text())
 
 py_tuple = cdc.pipeline.pgoutput.fast._fast_tuple
+py_fast = cdc.pipeline.pgoutput.fast.fast_decode
 py_row_json = cdc.pipeline.activity._py_row_json
 py_update_json = cdc.pipeline.activity._py_update_json
 
 
 def test_the_compiled_core_is_the_one_in_use() -> None:
     assert core.IMPLEMENTATION == "compiled"
-    assert cdc.pipeline.pgoutput.fast._tuple is decode_tuple
+    assert cdc.pipeline.pgoutput.decode._fast is decode_fast
     assert cdc.pipeline.activity._row_json is row_json
 
 
@@ -112,14 +132,55 @@ def test_decode_tuple_on_arbitrary_bytes_fails_or_agrees(data: bytes, offset: in
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_every_captured_message_decodes_identically(vector: dict[str, Any]) -> None:
     data = bytes.fromhex(vector["hex"])
-    compiled = decode_message(data, in_stream=vector["in_stream"])
-    original = cdc.pipeline.pgoutput.fast._tuple
-    cdc.pipeline.pgoutput.fast._tuple = py_tuple  # type: ignore[misc]
-    try:
-        reference = decode_message(data, in_stream=vector["in_stream"])
-    finally:
-        cdc.pipeline.pgoutput.fast._tuple = original  # type: ignore[misc]
-    assert compiled == reference
+    compiled = outcome(decode_fast, data, vector["in_stream"])
+    assert compiled == outcome(py_fast, data, vector["in_stream"])
+    if compiled[1] is not None:
+        assert compiled[1] == decode_message(data, in_stream=vector["in_stream"])
+
+
+@settings(max_examples=1000)
+@given(messages, st.booleans(), st.integers(min_value=0, max_value=3))
+def test_decode_fast_reads_every_message_as_the_reference_does(
+    message: PgOutputMessage, in_stream: bool, cut: int
+) -> None:
+    if isinstance(message, STREAMABLE):
+        in_stream = message.xid is not None
+    data = encode(message)
+    assert outcome(decode_fast, data, in_stream) == outcome(py_fast, data, in_stream)
+    truncated = data[: max(0, len(data) - cut)]
+    compiled = outcome(decode_fast, truncated, in_stream)
+    reference = outcome(py_fast, truncated, in_stream)
+    assert compiled == reference or "error" in (compiled[0], reference[0])
+
+
+@given(st.binary(max_size=120), st.booleans())
+def test_decode_fast_on_arbitrary_bytes_fails_or_agrees(data: bytes, in_stream: bool) -> None:
+    compiled = outcome(decode_fast, data, in_stream)
+    reference = outcome(py_fast, data, in_stream)
+    assert compiled == reference or "error" in (compiled[0], reference[0])
+
+
+@given(messages)
+def test_messages_the_compiled_core_builds_are_ordinary_frozen_dataclasses(
+    message: PgOutputMessage,
+) -> None:
+    in_stream = isinstance(message, STREAMABLE) and message.xid is not None
+    built = decode_fast(encode(message), in_stream)
+    if built is None:
+        return  # not a kind the fast path reads
+    reference = py_fast(encode(message), in_stream)
+    assert type(built) is type(message)
+    assert built == message and hash(built) == hash(message)
+    assert pickle.loads(pickle.dumps(built)) == message
+    assert copy.deepcopy(built) == message
+    assert repr(built) == repr(reference)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(built, dataclasses.fields(built)[0].name, 1)
+
+
+@given(st.lists(column_values, max_size=30).map(tuple))
+def test_has_unchanged_toast_agrees_with_in(values: TupleData) -> None:
+    assert has_unchanged_toast(values) is (UNCHANGED_TOAST in values)
 
 
 # --- rows as JSON ------------------------------------------------------------------------------
@@ -263,22 +324,21 @@ def _described(relations: list[PgOutputMessage], spill: SpillStore) -> ChangeAss
 
 def test_the_captured_transactions_map_to_identical_records() -> None:
     compiled = list(_vector_records())
-    saved = (
-        cdc.pipeline.activity._row_json,
-        cdc.pipeline.activity._update_json,
-        cdc.pipeline.pgoutput.fast._tuple,
-    )
-    cdc.pipeline.activity._row_json = py_row_json
-    cdc.pipeline.activity._update_json = py_update_json
-    cdc.pipeline.pgoutput.fast._tuple = py_tuple  # type: ignore[misc]
+    activity, changes = cdc.pipeline.activity, cdc.pipeline.changes
+    pgoutput = cdc.pipeline.pgoutput.decode
+    saved = activity._row_json, activity._update_json, pgoutput._fast, changes._has_unchanged_toast
+    activity._row_json, activity._update_json = py_row_json, py_update_json
+    pgoutput._fast = py_fast  # type: ignore[misc]
+    changes._has_unchanged_toast = changes._py_has_unchanged_toast
     try:
         reference = list(_vector_records())
     finally:
         (
-            cdc.pipeline.activity._row_json,
-            cdc.pipeline.activity._update_json,
-            cdc.pipeline.pgoutput.fast._tuple,
-        ) = saved  # type: ignore[misc]
+            activity._row_json,
+            activity._update_json,
+            pgoutput._fast,  # type: ignore[misc]
+            changes._has_unchanged_toast,
+        ) = saved
     assert len(compiled) > 20
     assert compiled == reference
 

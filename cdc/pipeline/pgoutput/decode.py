@@ -3,17 +3,24 @@ reference and the fallback that names what is wrong."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from cdc.errors import DecodeError
-from cdc.pipeline.pgoutput.fast import FAST, FAST_ERRORS
+from cdc.pipeline.core import compiled
+from cdc.pipeline.pgoutput.fast import FAST_ERRORS, fast_decode
 from cdc.pipeline.pgoutput.messages import MESSAGE_TYPES, PgOutputMessage, StreamStart, StreamStop
 from cdc.pipeline.pgoutput.reader import Reader, show_byte
 
 # Bound here rather than used under their imported names: CPython compiles ``imported.get()``
 # as an attribute load plus a call (a bound method per message) instead of a method call.
-_FAST_BY_TYPE: Final = FAST
 _TYPES_BY_BYTE: Final = MESSAGE_TYPES
+
+# The compiled fast path (cdc/pipeline/_core.pyx) when there is one; fast_decode is its
+# reference (cdc.pipeline.core chooses, once).
+_fast: Final[Callable[[bytes, bool], PgOutputMessage | None]] = (
+    compiled.decode_fast if compiled is not None else fast_decode
+)
 
 
 def decode_checked(data: bytes, in_stream: bool) -> PgOutputMessage:
@@ -43,9 +50,9 @@ def decode_message(
     # A memoryview of a receive buffer is copied once: the fast path needs bytes.decode().
     buf = data if data.__class__ is bytes else bytes(data)
     try:
-        fast = _FAST_BY_TYPE.get(buf[0])
-        if fast is not None:
-            return fast(buf, in_stream)
+        message = _fast(buf, in_stream)
+        if message is not None:
+            return message
     except FAST_ERRORS:
         pass  # re-walk with the checked decoding, which names the field and offset
     return decode_checked(buf, in_stream)

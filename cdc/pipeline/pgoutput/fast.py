@@ -19,7 +19,6 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
-from cdc.pipeline.core import compiled
 from cdc.pipeline.pgoutput.messages import Begin, Commit, Delete, Insert, PgOutputMessage, Update
 from cdc.pipeline.pgoutput.reader import pg_time
 from cdc.pipeline.pgoutput.tuple_data import (
@@ -80,12 +79,6 @@ def _fast_tuple(data: bytes, offset: int) -> tuple[TupleData, int]:
     return tuple(values), offset
 
 
-# The compiled TupleData reader (cdc/pipeline/_core.pyx) when there is one; this is its reference.
-_tuple: Final[Callable[[bytes, int], tuple[TupleData, int]]] = (
-    compiled.decode_tuple if compiled is not None else _fast_tuple
-)
-
-
 def _fast_insert(data: bytes, in_stream: bool) -> Insert:
     xid: int | None
     if in_stream:
@@ -97,7 +90,7 @@ def _fast_insert(data: bytes, in_stream: bool) -> Insert:
         offset = 6
     if marker != _N:
         raise FastPathError
-    new, offset = _tuple(data, offset)
+    new, offset = _fast_tuple(data, offset)
     if offset != len(data):
         raise FastPathError
     return Insert(relation_id, new, xid)
@@ -117,14 +110,14 @@ def _fast_update(data: bytes, in_stream: bool) -> Update:
     if marker == _N:
         old = old_kind = None
     elif marker in (_O, _K):
-        old, offset = _tuple(data, offset)
+        old, offset = _fast_tuple(data, offset)
         old_kind = "O" if marker == _O else "K"
         if data[offset] != _N:
             raise FastPathError
         offset += 1
     else:
         raise FastPathError
-    new, offset = _tuple(data, offset)
+    new, offset = _fast_tuple(data, offset)
     if offset != len(data):
         raise FastPathError
     return Update(relation_id, new, old, old_kind, xid)
@@ -145,7 +138,7 @@ def _fast_delete(data: bytes, in_stream: bool) -> Delete:
         old_kind = "K"
     else:
         raise FastPathError
-    old, offset = _tuple(data, offset)
+    old, offset = _fast_tuple(data, offset)
     if offset != len(data):
         raise FastPathError
     return Delete(relation_id, old, old_kind, xid)
@@ -173,6 +166,14 @@ FAST: Final[dict[int, Callable[[bytes, bool], PgOutputMessage]]] = {
     Begin.TYPE: _fast_begin,
     Commit.TYPE: _fast_commit,
 }
+
+
+def fast_decode(data: bytes, in_stream: bool) -> PgOutputMessage | None:
+    """A hot kind, or None for the others; raises one of FAST_ERRORS on anything malformed.
+    The reference of the compiled core's decode_fast (cdc/pipeline/_core.pyx)."""
+    fast = FAST.get(data[0])
+    return None if fast is None else fast(data, in_stream)
+
 
 # Everything the fast path can raise on bad input (UnicodeDecodeError is a ValueError,
 # OverflowError comes from timestamps outside datetime's range).
