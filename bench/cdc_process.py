@@ -31,8 +31,9 @@ PUBLICATION = "activity_cdc"  # [source] publication of examples/platform.toml
 _SUMMARY = re.compile(
     r"(?P<records>\d+) records from (?P<transactions>\d+) transactions "
     r"\((?P<changes>\d+) changes, (?P<skipped>\d+) transactions already recorded\) "
-    r"in (?P<elapsed>[0-9.]+)s"
+    r"in (?P<elapsed>[0-9.]+) ?(?P<unit>s|min|h|d)\b"
 )
+_UNIT_SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}  # cdc.human.human_seconds
 
 
 def cdc_command(*args: str, config: Path = CONFIG_PATH) -> list[str]:
@@ -77,7 +78,7 @@ def parse_summary(output: str) -> DaemonSummary | None:
         records=int(match["records"]),
         transactions=int(match["transactions"]),
         changes=int(match["changes"]),
-        elapsed_s=float(match["elapsed"]),
+        elapsed_s=float(match["elapsed"]) * _UNIT_SECONDS[match["unit"]],
     )
 
 
