@@ -205,10 +205,25 @@ def _summary(
         yield "\na recent update, as stored in activity.records:"
         for line in json.dumps(sample, indent=2, default=str).splitlines():
             yield f"  {line}"
+    if settings.sink.hash_chain:
+        yield from _verify_chain(settings)
     yield (
         "\nnext: point examples/platform.toml at your database (CDC_SOURCE_DSN), then "
         "`cdc setup`, `cdc run`, `cdc lag`; README.md explains each"
     )
+
+
+def _verify_chain(settings: Settings) -> Iterator[str]:
+    """``cdc verify-chain``, kept for the dashboard as the command keeps it."""
+    from cdc.store.chain import record_verification, verify_chain
+
+    yield "\n$ cdc verify-chain"
+    with psycopg.connect(settings.sink_dsn) as conn:
+        report = verify_chain(conn, settings.sink.schema_name, settings.sink.table_name)
+        conn.autocommit = True
+        record_verification(conn, settings.sink.schema_name, report, since=None)
+    outcome = "intact" if report.problem is None else f"BROKEN: {report.problem}"
+    yield f"  checked {report.checked:,} records: chain {outcome}"
 
 
 def _serve(settings: Settings, dsn: str, options: DemoOptions) -> Iterator[str]:

@@ -333,3 +333,4 @@ def test_demo_runs_end_to_end_and_shows_records() -> None:
     assert "activity records:" in result.output
     assert "removed the throwaway PostgreSQL" in result.output
     assert "cdc demo --serve, then open http://127.0.0.1:8080/monitor" in result.output
+    assert "chain intact" in result.output
