@@ -25,7 +25,7 @@ from cdc.pipeline.daemon import Daemon
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import make_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_server]
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "hunter2-never-log-me"
@@ -224,9 +224,21 @@ def test_a_standby_on_the_same_host_shares_the_busy_slot_and_metrics_port_withou
     assert SECRET not in text
 
 
-def test_server_error_mid_stream_becomes_a_typed_error(pg: PgDatabase) -> None:
+def test_server_error_mid_stream_becomes_a_typed_error(
+    pg: PgDatabase, request: pytest.FixtureRequest
+) -> None:
     """The publication disappears while the daemon streams: the server only reports it at the
     next change, inside the COPY stream."""
+    if int(pg.execute("SHOW server_version_num")[0][0]) >= 180000:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="KNOWN DEFECT on PostgreSQL 18: pgoutput skips the change with a WARNING "
+                "in the server log only (nothing reaches the client), so the daemon streams on "
+                "and the changes are silently not recorded; it needs a periodic publication "
+                "check",
+            )
+        )
     pg.execute("CREATE TABLE t (id int PRIMARY KEY)")
     settings = make_settings(pg, [{"name": "public.t"}])
     from cdc.control.setup import setup

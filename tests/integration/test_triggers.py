@@ -32,7 +32,7 @@ from cdc.pipeline.pgoutput import Commit, Decoder, Message
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, make_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_server]
 
 # A small audited schema: two tables, four audit triggers over two audit functions, and an
 # updated_at trigger that is application behaviour (never touched).
