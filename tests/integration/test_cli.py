@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from cdc.cli.main import main
-from cdc.demo.embedded import EmbeddedPostgres
+from cdc.demo.embedded import EmbeddedPostgres, version_of, wheel_bindirs
 from cdc.errors import PublicationNotFound
 from cdc.lsn import Lsn
 from cdc.pipeline.daemon import Daemon
@@ -335,6 +335,19 @@ def test_sink_in_another_database_receives_the_records(pg: PgDatabase, tmp_path:
     finally:
         with psycopg.connect(pg.server.dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{sink_name}" WITH (FORCE)')
+
+
+def test_demo_runs_on_the_server_that_cdc_pg_bindir_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CDC_PG_BINDIR points the demo (and the benchmark: both start cdc.demo.embedded) at any
+    server: here the newest server wheel, where setup makes a failover slot (17+)."""
+    newest = max(wheel_bindirs(), key=lambda bindir: int(version_of(bindir)))
+    assert int(version_of(newest)) >= 17
+    monkeypatch.setenv("CDC_PG_BINDIR", str(newest))
+    result = CliRunner().invoke(main, ["demo", "--seconds", "2", "--clients", "1"])
+    assert result.exit_code == 0, result.output
+    assert "created logical replication slot activity_cdc (pgoutput, failover)" in result.output
+    assert "recorded and acknowledged everything" in result.output
+    assert "chain intact" in result.output
 
 
 def test_demo_runs_end_to_end_and_shows_records() -> None:

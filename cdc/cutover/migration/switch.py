@@ -9,7 +9,9 @@ One transaction per table, with a short ``lock_timeout`` (retried with backoff):
 3. ``ALTER TABLE ... DISABLE TRIGGER`` each enabled audit trigger (rollback: enable it again in
    its backed-up state, or recreate it from the backup when it was dropped);
 4. ``pg_logical_emit_message(true, 'cdc.cutover', marker)``, transactional: it is decoded at
-   the commit of this transaction, in commit order with every other change;
+   the commit of this transaction, in commit order with every other change (no ``flush`` on
+   17+: a transactional message is flushed with its commit record, which this transaction
+   commits with ``synchronous_commit = on``; ``flush`` only changes non-transactional ones);
 5. a row in ``<schema>.trigger_switches``.
 
 The marker is ``{"table": "schema.table", "to": "cdc" | "triggers", "phase": N | null,
