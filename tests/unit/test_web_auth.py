@@ -91,3 +91,36 @@ def test_stats_windows_are_bounded() -> None:
     for bad in ("0m", "500d", "soon"):
         with pytest.raises(ValidationError):
             StatsParams.model_validate({"since": bad})
+
+
+def test_cdc_serve_refuses_a_public_address_without_a_token_in_one_line(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from cdc.cli import main
+
+    config = tmp_path / "cdc.toml"
+    config.write_text('[source]\ndsn = "host=db"\n[[tables]]\nname = "public.t"\n')
+    result = CliRunner().invoke(
+        main, ["--config", str(config), "serve", "--host", "0.0.0.0"], env={"CDC_WEB_TOKEN": ""}
+    )
+    assert result.exit_code == 4
+    assert result.output.strip().splitlines() == [
+        "error: refusing to serve on 0.0.0.0 without a token: set CDC_WEB_TOKEN or [web] "
+        'token_hash ("cdc serve --hash-token" makes one), or serve on 127.0.0.1'
+    ]
+
+
+def test_cdc_serve_hash_token_prints_a_config_line_that_accepts_the_token(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from cdc.cli import main
+
+    config = tmp_path / "cdc.toml"
+    config.write_text('[source]\ndsn = "host=db"\n[[tables]]\nname = "public.t"\n')
+    result = CliRunner().invoke(
+        main, ["--config", str(config), "serve", "--hash-token"], input="correct horse\n"
+    )
+    assert result.exit_code == 0, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith('token_hash = "pbkdf2_sha256$') and "correct horse" not in line
+    assert TokenCheck(token_hash=line.split('"')[1]).accepts("correct horse")
