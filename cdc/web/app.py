@@ -221,7 +221,7 @@ def _api(app: FastAPI, web: Web) -> None:
     def activity(params: Annotated[PageParams, Query()]) -> JSONResponse:
         """Records newest first, filtered; keyset-paged by ``after``."""
         with web.store() as store:
-            record_filter = params.record_filter(store.now())
+            record_filter = params.record_filter(store.now() if params.needs_clock else None)
             live_from = None
             if params.cursor is None:
                 # the page and the live position in one snapshot: /api/live?from=live_from
@@ -252,7 +252,7 @@ def _api(app: FastAPI, web: Web) -> None:
         """Every record of the filter (or the first ``limit``), newest first, as CSV or JSON
         Lines, rendered and streamed by PostgreSQL (one COPY): memory stays flat at any size."""
         with web.store() as store:  # fail here (a 4xx/503), not in the middle of the body
-            record_filter = params.record_filter(store.now())
+            record_filter = params.record_filter(store.now() if params.needs_clock else None)
 
         def body() -> Iterator[bytes]:
             with web.store() as store:
@@ -357,7 +357,8 @@ async def _live_events(
     try:
         with contextlib.ExitStack() as stack:
             store = await anyio.to_thread.run_sync(stack.enter_context, web.store())
-            record_filter = params.record_filter(await anyio.to_thread.run_sync(store.now))
+            now = await anyio.to_thread.run_sync(store.now) if params.needs_clock else None
+            record_filter = params.record_filter(now)
             follower = store.follow(record_filter)
             if position is None:
                 await anyio.to_thread.run_sync(follower.start, 0)

@@ -105,8 +105,16 @@ class RecordParams(BaseModel):
         Field(None, description='Full text: words, "a phrase", -not, or')
     )
 
-    def record_filter(self, now: datetime) -> RecordFilter:
-        """The store's filter; relative times count back from ``now`` (the database's)."""
+    @property
+    def needs_clock(self) -> bool:
+        """Whether :meth:`record_filter` needs the time (``since`` or ``until`` given)."""
+        return self.since is not None or self.until is not None
+
+    def record_filter(self, now: datetime | None) -> RecordFilter:
+        """The store's filter; relative times count back from ``now`` (the database's; only
+        read when :attr:`needs_clock`)."""
+        if self.needs_clock and now is None:
+            raise ValueError("since/until need the database's clock")
         schema_name, table_name = split_table(self.table) if self.table else (None, None)
         return RecordFilter(
             entity_type=self.entity_type,
@@ -119,8 +127,8 @@ class RecordParams(BaseModel):
             schema_name=schema_name,
             table_name=table_name,
             operation=self.operation,
-            since=parse_moment(self.since, now) if self.since else None,
-            until=parse_moment(self.until, now) if self.until else None,
+            since=parse_moment(self.since, now) if self.since and now else None,
+            until=parse_moment(self.until, now) if self.until and now else None,
             search=self.search,
         )
 
