@@ -68,3 +68,30 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,bench]" 2>&1 \
     | { grep -v "^WARNING: Location" || true; }
+
+# Extensions the type-fidelity tests need on the primary server (the one the test fixture
+# starts: cdc.demo.embedded.find_bindir): hstore, citext and ltree come with the server
+# (contrib); PostGIS is a package of its own, for the server's major version. pgvector is
+# installed where the distribution has it for that version (the tests for it run only on
+# servers that ship it).
+PRIMARY_BINDIR="$(.venv/bin/python -c 'from cdc.demo.embedded import find_bindir; print(find_bindir())')"
+PG_MAJOR="$("$PRIMARY_BINDIR/postgres" --version | grep -oE '[0-9]+' | head -1)"
+PG_SHAREDIR="$("$PRIMARY_BINDIR/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$PG_MAJOR")"
+if [ ! -f "$PG_SHAREDIR/extension/postgis.control" ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing PostGIS for PostgreSQL $PG_MAJOR (postgresql-$PG_MAJOR-postgis-3)" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$PG_MAJOR-postgis-3" >/dev/null
+    else
+        echo "bootstrap: PostGIS is not installed for PostgreSQL $PG_MAJOR ($PG_SHAREDIR);" \
+             "install postgresql-$PG_MAJOR-postgis-3 (the type-fidelity tests need it)" >&2
+        exit 1
+    fi
+fi
+if [ ! -f "$PG_SHAREDIR/extension/vector.control" ] && [ "$(id -u)" = "0" ] \
+        && command -v apt-get >/dev/null 2>&1; then
+    if apt-cache show "postgresql-$PG_MAJOR-pgvector" >/dev/null 2>&1; then
+        echo "bootstrap: installing pgvector for PostgreSQL $PG_MAJOR" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$PG_MAJOR-pgvector" >/dev/null
+    fi
+fi

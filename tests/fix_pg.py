@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -116,14 +117,39 @@ def every_server_params() -> list[Any]:
     return params
 
 
+@functools.cache
+def has_extensions(bindir: Path, names: tuple[str, ...]) -> bool:
+    """Whether this server installation ships these extensions (their control files)."""
+    shares = [bindir.parent / "share" / "postgresql", bindir.parent / "share"]
+    if (bindir / "pg_config").exists():
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([str(bindir / "pg_config"), "--sharedir"], capture_output=True,
+                                 text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
+            shares.insert(0, Path(out))
+    return all(any((s / "extension" / f"{n}.control").exists() for s in shares) for n in names)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked `every_server` run once per PostgreSQL version available here (limited by
-    ``CDC_TEST_SERVERS``); the others on the primary server only."""
+    ``CDC_TEST_SERVERS``); the others on the primary server only. A test marked
+    ``extensions(*names)`` is generated only for the servers that ship them, except on the
+    primary, whose extensions scripts/bootstrap.sh installs (there a missing one fails the
+    test); ``extensions(..., optional=True)`` for those it may not install (pgvector)."""
     if "pg_server" not in metafunc.fixturenames or os.environ.get("CDC_TEST_DSN"):
         return
+    primary_bindir = find_bindir()
     params: list[Any] = [pytest.param(None, id="primary")]
     if metafunc.definition.get_closest_marker("every_server"):
         params = every_server_params()
+    marker = metafunc.definition.get_closest_marker("extensions")
+    if marker is not None:
+        names = tuple(marker.args)
+        params = [
+            p
+            for p in params
+            if (p.values[0] is None and not marker.kwargs.get("optional"))
+            or has_extensions(Path(p.values[0] or primary_bindir), names)
+        ]
     metafunc.parametrize("pg_server", params, indirect=True, scope="session")
 
 

@@ -295,7 +295,10 @@ class Daemon:
                     message = decoder.decode(payload)
                     if type(message) is Relation:
                         catalog.resolve_types(types, [c.type_oid for c in message.columns])
-                    for processed, change in enumerate(assembler.feed(message, payload), 1):
+                    changes = assembler.feed(message, payload)
+                    if types.server_rendered:  # a column's values only the source can render
+                        changes = catalog.rendered(types, changes)
+                    for processed, change in enumerate(changes, 1):
                         if type(change) is TransactionEnd:
                             txn = change.transaction
                             stats.transactions += 1

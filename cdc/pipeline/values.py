@@ -9,6 +9,27 @@ keep every digit because they are never turned into floats.
 Session settings matter: the replication session runs with ``DateStyle=ISO`` and
 ``TimeZone=UTC`` (see cdc.pipeline.stream), so date/time text is ISO and the conversion to the
 XSD-style that ``to_jsonb`` uses is a fixed rewrite.
+
+Types of extensions (and any type created in the database) follow ``to_jsonb``'s own rules
+(``json_categorize_type`` in PostgreSQL): look through domains to the base type; an array
+renders element by element, a composite field by field; any other type with a cast to
+``json`` (not ``jsonb``) made by a function (``pg_cast.castmethod = 'f'``) renders as that
+cast's result; every other type renders as its text output, a JSON string. The catalog says
+which case a type is in (``sql/type_info.sql``: :attr:`TypeInfo.json_cast`):
+
+* ``hstore`` (its cast is ``hstore_to_json``) is rendered here, from its text output
+  (:func:`as_hstore`): the format is simple and fully specified by ``hstore_out``.
+* Any other cast (PostGIS ``geometry``'s GeoJSON, a user's own cast) runs only in the server:
+  its result is never guessed here. Such values are rendered by the source itself,
+  ``to_jsonb(value::type)::text``, in one round trip for a batch of changes, before those
+  changes are mapped (``cdc.pipeline.catalog.Catalog.render``); their converter only looks the
+  rendering up (:meth:`TypeRegistry.renderings`). A column holds such values when its type,
+  through domains, arrays and composite fields, reaches such a cast; the whole column value is
+  rendered by the server then (an array of geometry is cast as ``geometry[]``).
+
+A cast-rendered value's fragment is exactly ``to_jsonb(value)::text``: jsonb's own text (keys
+in jsonb order, ``", "`` and ``": "`` separators, numbers as jsonb prints them), whether the
+daemon or the server made it. Everything else keeps the compact form of the fragments below.
 """
 
 from __future__ import annotations
@@ -33,6 +54,7 @@ TEXT = 25
 OID = 26
 JSON = 114
 FLOAT4 = 700
+BOX = 603  # the one built-in type whose arrays separate elements with ';'
 FLOAT8 = 701
 VARCHAR = 1043
 DATE = 1082
@@ -117,12 +139,13 @@ def as_timestamptz(text: str) -> str:
     return encode_json_string(_xsd_offset(text.replace(" ", "T", 1)))
 
 
-def parse_array(text: str) -> list[str | None] | list[object]:
+def parse_array(text: str, delimiter: str = ",") -> list[str | None] | list[object]:
     """Split an array's text form into nested lists of element texts (None for NULL).
 
     Follows ReadArrayStr's rules: optional ``[lo:hi]=`` dimension decoration, braces for
-    each dimension, elements separated by commas, double quotes with backslash escapes,
-    unquoted ``NULL`` (any case) is SQL NULL.
+    each dimension, elements separated by the element type's delimiter (``pg_type.typdelim``:
+    a comma for all but ``box``'s ``;`` and a few extensions', PostGIS's ``:``), double quotes
+    with backslash escapes, unquoted ``NULL`` (any case) is SQL NULL.
     """
     pos = 0
     if text.startswith("["):
@@ -143,7 +166,7 @@ def parse_array(text: str) -> list[str | None] | list[object]:
         elif ch == "}":
             stack.pop()
             pos += 1
-        elif ch == "," or ch in _ARRAY_SPACE:
+        elif ch == delimiter or ch in _ARRAY_SPACE:
             pos += 1
         elif ch == '"':
             pos += 1
@@ -157,14 +180,14 @@ def parse_array(text: str) -> list[str | None] | list[object]:
             stack[-1].append("".join(chars))
         else:
             start = pos
-            while pos < n and text[pos] not in ",}":
+            while pos < n and text[pos] != delimiter and text[pos] != "}":
                 pos += 1
             token = text[start:pos].strip(" \t\n\r\v\f")
             stack[-1].append(None if token.upper() == "NULL" else token)
     return result
 
 
-def array_converter(element: JsonConverter) -> JsonConverter:
+def array_converter(element: JsonConverter, delimiter: str = ",") -> JsonConverter:
     def render(items: object) -> str:
         if isinstance(items, list):
             return "[" + ",".join(render(item) for item in items) + "]"
@@ -174,7 +197,7 @@ def array_converter(element: JsonConverter) -> JsonConverter:
         return element(items)
 
     def convert(text: str) -> str:
-        return render(parse_array(text))
+        return render(parse_array(text, delimiter))
 
     return convert
 
@@ -197,7 +220,7 @@ def converter_for(type_oid: int) -> JsonConverter:
     """The converter for a column of this type; unknown types render as their text."""
     element = ARRAY_ELEMENT.get(type_oid)
     if element is not None:
-        return array_converter(scalar_converter(element))
+        return array_converter(scalar_converter(element), ";" if element == BOX else ",")
     return scalar_converter(type_oid)
 
 
@@ -259,6 +282,83 @@ def composite_converter(fields: list[tuple[str, JsonConverter]]) -> JsonConverte
     return convert
 
 
+def parse_hstore(text: str) -> list[tuple[str, str | None]]:
+    """Split hstore's text output into its (key, value) pairs, in order (None for NULL).
+
+    ``hstore_out`` writes every pair as ``"key"=>"value"`` (``NULL`` unquoted for a NULL
+    value), pairs separated by ``", "``, the empty hstore as the empty string; inside the
+    quotes it escapes ``"`` and ``\\`` with a backslash and nothing else. The pairs come in
+    hstore's own order: keys sorted by length, then bytes, the order jsonb keeps its keys in.
+    Anything else is not hstore output: :class:`ValueError`.
+    """
+    pairs: list[tuple[str, str | None]] = []
+    pos = 0
+    end = len(text)
+    try:
+        while pos < end:
+            key, pos = _hstore_quoted(text, pos)
+            if text[pos : pos + 2] != "=>":
+                raise ValueError("expected '=>'")
+            pos += 2
+            value: str | None
+            if text[pos] == "N" and text[pos : pos + 4] == "NULL":
+                value = None
+                pos += 4
+            else:
+                value, pos = _hstore_quoted(text, pos)
+            pairs.append((key, value))
+            if pos < end:
+                if text[pos : pos + 2] != ", ":
+                    raise ValueError("expected ', '")
+                pos += 2
+    except IndexError:
+        raise ValueError(f"hstore text ends early at offset {pos}") from None
+    except ValueError as exc:
+        raise ValueError(f"not hstore output at offset {pos}: {exc}") from None
+    return pairs
+
+
+def _hstore_quoted(text: str, pos: int) -> tuple[str, int]:
+    """The string quoted at ``text[pos]`` and the offset after its closing quote."""
+    if text[pos] != '"':
+        raise ValueError("expected '\"'")
+    start = pos + 1
+    close = text.index('"', start)
+    chunk = text[start:close]
+    if "\\" not in chunk:  # the common case: nothing escaped, that quote closes it
+        return chunk, close + 1
+    chars: list[str] = []
+    pos = start
+    while True:
+        ch = text[pos]
+        if ch == "\\":
+            chars.append(text[pos + 1])
+            pos += 2
+        elif ch == '"':
+            return "".join(chars), pos + 1
+        else:
+            chars.append(ch)
+            pos += 1
+
+
+def as_hstore(text: str) -> str:
+    """hstore as its cast to json (``hstore_to_json``) renders it, in jsonb's text form:
+    ``{"a": "1", "b": null}``, every value a string or null, keys in hstore's order (which is
+    jsonb's), escaped as jsonb escapes strings (``escape_json``, the same as
+    :data:`encode_json_string`)."""
+    parts = []
+    for key, value in parse_hstore(text):
+        rendered = "null" if value is None else encode_json_string(value)
+        parts.append(encode_json_string(key) + ": " + rendered)
+    return "{" + ", ".join(parts) + "}"
+
+
+# TypeInfo.json_cast: how to_jsonb renders a type that is not an array, composite or domain.
+CAST_NONE = ""  # no cast to json: its text output, a JSON string
+CAST_HSTORE = "hstore"  # hstore's hstore_to_json: rendered here (as_hstore)
+CAST_SERVER = "server"  # any other cast function: rendered by the server, never guessed
+
+
 @dataclass(frozen=True, slots=True)
 class TypeInfo:
     """What the catalog says about a type that is not built in (pg_type)."""
@@ -268,20 +368,34 @@ class TypeInfo:
     element_oid: int = 0  # arrays: typelem
     base_oid: int = 0  # domains: typbasetype
     fields: tuple[tuple[str, int], ...] = ()  # composites: (attname, atttypid) in order
+    json_cast: str = CAST_NONE  # CAST_NONE, CAST_HSTORE or CAST_SERVER (its cast to json)
+    name: tuple[str, str] = ("", "")  # (schema, type name): what a value's text is cast to
+    delimiter: str = ","  # arrays: the element type's typdelim
 
 
 class TypeRegistry:
     """Converters for every type OID: built-in ones from the tables above, user-defined ones
-    (domains, composites, arrays of them, enums) from :class:`TypeInfo` the daemon looked up
-    in the catalog when a Relation message named them. Pure: lookups are done elsewhere."""
+    (domains, composites, arrays of them, enums, extension types) from :class:`TypeInfo` the
+    daemon looked up in the catalog when a Relation message named them. Pure: lookups, and the
+    server's renderings of cast-rendered values, are fetched elsewhere (cdc.pipeline.catalog)."""
 
     def __init__(self) -> None:
         self._info: dict[int, TypeInfo] = {}
         self._converters: dict[int, JsonConverter] = {}
+        self._server_types: dict[int, TypeInfo | None] = {}
+        # target type OID -> {text output: to_jsonb text}, filled before the changes that
+        # hold such values are mapped, emptied after (see renderings())
+        self._renderings: dict[int, dict[str, str]] = {}
+        # True once a type whose values only the server can render was added: the daemon
+        # then batches changes to render their values (tables without pay nothing)
+        self.server_rendered = False
 
     def add(self, info: TypeInfo) -> None:
         self._info[info.oid] = info
         self._converters.clear()  # a composite or array may depend on it
+        self._server_types.clear()
+        if info.json_cast == CAST_SERVER:
+            self.server_rendered = True
 
     def known(self, type_oid: int) -> bool:
         return type_oid < FIRST_NORMAL_OID or type_oid in self._info
@@ -319,15 +433,86 @@ class TypeRegistry:
         info = self._info.get(type_oid)
         if info is None or depth > 32:
             return as_string  # unknown: its text form, as to_jsonb renders most types
-        if info.element_oid:
-            return array_converter(self._build(info.element_oid, depth + 1))
-        if info.kind == "d":
+        if info.kind == "d":  # to_jsonb looks through domains first
             return self._build(info.base_oid, depth + 1)
+        if self._needs_server(type_oid, 0):
+            return self._looked_up(info)
+        if info.element_oid:
+            return array_converter(self._build(info.element_oid, depth + 1), info.delimiter)
         if info.kind == "c":
             return composite_converter(
                 [(name, self._build(oid, depth + 1)) for name, oid in info.fields]
             )
-        return as_string  # enums, ranges, multirange, base types of extensions
+        if info.json_cast == CAST_HSTORE:
+            return as_hstore
+        return as_string  # enums, ranges, multirange, base types without a cast to json
+
+    def _needs_server(self, type_oid: int, depth: int) -> bool:
+        """Whether a value of this type holds a part only the server can render."""
+        info = self._info.get(type_oid)
+        if info is None or depth > 32:
+            return False
+        if info.kind == "d":
+            return self._needs_server(info.base_oid, depth + 1)
+        if info.element_oid:
+            return self._needs_server(info.element_oid, depth + 1)
+        if info.kind == "c":
+            return any(self._needs_server(oid, depth + 1) for _, oid in info.fields)
+        return info.json_cast == CAST_SERVER
+
+    def server_type(self, type_oid: int) -> TypeInfo | None:
+        """The type the server renders a column's values as (its domains looked through), or
+        None when the daemon renders them itself."""
+        if type_oid in self._server_types:
+            return self._server_types[type_oid]
+        oid = type_oid
+        info = self._info.get(oid)
+        for _ in range(32):
+            if info is None or info.kind != "d":
+                break
+            oid = info.base_oid
+            info = self._info.get(oid)
+        found = info if info is not None and self._needs_server(oid, 0) else None
+        self._server_types[type_oid] = found
+        return found
+
+    def server_columns(self, type_oids: Iterable[int]) -> tuple[tuple[int, TypeInfo], ...]:
+        """(position, type rendered by the server) of the columns whose values the server
+        renders; empty for most tables."""
+        return tuple(
+            (position, target)
+            for position, oid in enumerate(type_oids)
+            if (target := self.server_type(oid)) is not None
+        )
+
+    def renderings(self, type_oid: int) -> dict[str, str]:
+        """The server's renderings of values of this (domain-free) type, by text output.
+        Whoever renders fills it before the changes are mapped and calls
+        :meth:`forget_renderings` after; the converter reads it."""
+        renderings = self._renderings.get(type_oid)
+        if renderings is None:
+            renderings = self._renderings[type_oid] = {}
+        return renderings
+
+    def forget_renderings(self) -> None:
+        for renderings in self._renderings.values():
+            renderings.clear()  # in place: converters hold these dicts
+
+    def _looked_up(self, info: TypeInfo) -> JsonConverter:
+        renderings = self.renderings(info.oid)
+        schema, name = info.name
+
+        def convert(text: str) -> str:
+            try:
+                return renderings[text]
+            except KeyError:
+                # A bug, not bad input: the batch was mapped before it was rendered.
+                raise LookupError(
+                    f"a value of type {schema}.{name} was not rendered by the server "
+                    "before it was mapped"
+                ) from None
+
+        return convert
 
 
 # OIDs below this are assigned by initdb (built-in objects); user types are above.

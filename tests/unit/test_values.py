@@ -18,7 +18,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdc.pipeline.values import converter_for
+from cdc.pipeline.values import (
+    CAST_HSTORE,
+    CAST_SERVER,
+    TypeInfo,
+    TypeRegistry,
+    as_hstore,
+    converter_for,
+    parse_array,
+    parse_hstore,
+)
 
 BOOL, BYTEA, INT8, INT2, INT4, TEXT, OID, JSON_OID = 16, 17, 20, 21, 23, 25, 26, 114
 FLOAT4, FLOAT8, VARCHAR, DATE, TIME, TIMESTAMP = 700, 701, 1043, 1082, 1083, 1114
@@ -268,3 +277,139 @@ def test_array_out_quoting_helper_matches_postgresql_examples() -> None:
 )
 def test_text_array_keeps_non_ascii_whitespace_at_element_edges(items: list[str]) -> None:
     assert to_json(TEXT_ARRAY, array_out(items)) == items
+
+
+# -- box[]: the one built-in array whose elements are separated by ';' ------------------------
+
+
+def test_box_array_splits_on_semicolons_not_on_the_commas_inside_a_box() -> None:
+    assert to_json(1020, "{(1,1),(0,0);(3,2),(-1,-1.5)}") == ["(1,1),(0,0)", "(3,2),(-1,-1.5)"]
+    assert to_json(1020, "{NULL;(0,0),(0,0)}") == [None, "(0,0),(0,0)"]
+
+
+def test_array_with_another_delimiter_keeps_commas_inside_elements() -> None:
+    # PostGIS types use ':' (their typdelim); array_out quotes only what holds ':'
+    assert parse_array('{NULL:0101,00:"a:b"}', ":") == [None, "0101,00", "a:b"]
+
+
+# -- hstore: its cast to json, rendered from hstore_out's text --------------------------------
+
+
+def hstore_out(pairs: dict[str, str | None]) -> str:
+    """What hstore_out prints (contrib/hstore/hstore_io.c): pairs in hstore's order (key length
+    in bytes, then bytes), keys and values quoted with '"' and '\\' escaped by a backslash."""
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    ordered = sorted(pairs.items(), key=lambda kv: (len(kv[0].encode()), kv[0].encode()))
+    return ", ".join(quoted(k) + "=>" + ("NULL" if v is None else quoted(v)) for k, v in ordered)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "{}"),
+        ('"a"=>"1"', '{"a": "1"}'),
+        ('"a"=>"1", "b"=>NULL', '{"a": "1", "b": null}'),
+        ('""=>"", "a"=>"NULL"', '{"": "", "a": "NULL"}'),
+        ('"x\\"y"=>"c\\\\d"', '{"x\\"y": "c\\\\d"}'),
+        ('"k"=>"a=>b, \\"c\\"=>NULL"', '{"k": "a=>b, \\"c\\"=>NULL"}'),
+        ('"tab"=>"\t\n\x01"', '{"tab": "\\t\\n\\u0001"}'),
+        ('"€"=>"😀"', '{"€": "😀"}'),
+    ],
+)
+def test_hstore_renders_as_to_jsonb_prints_it(text: str, expected: str) -> None:
+    # the expected texts are `SELECT to_jsonb('...'::hstore)::text` on PostgreSQL 15
+    assert as_hstore(text) == expected
+
+
+hstore_text = st.text(
+    st.sampled_from(['"', "\\", "=", ">", ",", " ", "N", "U", "L", "\n", "\x1f", "é", "😀"])
+    | st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+    max_size=8,
+)  # fmt: skip
+
+
+@given(st.dictionaries(hstore_text, st.none() | hstore_text | st.just("NULL"), max_size=6))
+def test_any_hstore_renders_as_its_pairs_in_jsonb_text(pairs: dict[str, str | None]) -> None:
+    text = hstore_out(pairs)
+    assert dict(parse_hstore(text)) == pairs
+    ordered = dict(sorted(pairs.items(), key=lambda kv: (len(kv[0].encode()), kv[0].encode())))
+    assert as_hstore(text) == json.dumps(ordered, ensure_ascii=False)  # ", " and ": " as jsonb
+
+
+@pytest.mark.parametrize(
+    "text", ['"a"', '"a"=>', '"a"=>"1",', '"a"=>"1" "b"=>"2"', "a=>1", '"a"=>"1', '"a"->"1"']
+)
+def test_text_that_is_not_hstore_output_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="hstore"):
+        parse_hstore(text)
+
+
+# -- the registry: which converter a type gets ------------------------------------------------
+
+HSTORE, HSTORE_ARR, ATTRS, GEOM, GEOM_ARR, PLACE, SITE, TAGS, GEOG = range(20000, 20009)
+
+
+def registry() -> TypeRegistry:
+    types = TypeRegistry()
+    for info in (
+        TypeInfo(HSTORE, "b", json_cast=CAST_HSTORE, name=("public", "hstore")),
+        TypeInfo(HSTORE_ARR, "b", element_oid=HSTORE, name=("public", "_hstore")),
+        TypeInfo(ATTRS, "d", base_oid=HSTORE, name=("public", "attrs")),
+        TypeInfo(GEOM, "b", json_cast=CAST_SERVER, name=("public", "geometry")),
+        TypeInfo(GEOM_ARR, "b", element_oid=GEOM, name=("public", "_geometry"), delimiter=":"),
+        TypeInfo(PLACE, "d", base_oid=GEOM, name=("public", "place")),
+        TypeInfo(SITE, "c", fields=(("name", 25), ("at", PLACE)), name=("public", "site")),
+        TypeInfo(TAGS, "c", fields=(("n", 23), ("h", ATTRS)), name=("public", "tags")),
+        TypeInfo(GEOG, "b", name=("public", "geography")),
+    ):
+        types.add(info)
+    return types
+
+
+def test_hstore_its_domains_arrays_and_composites_render_in_the_daemon() -> None:
+    types = registry()
+    assert types.converter(ATTRS)('"a"=>"1"') == '{"a": "1"}'
+    assert json.loads(types.converter(HSTORE_ARR)('{"\\"a\\"=>\\"1\\"",NULL}')) == [
+        {"a": "1"},
+        None,
+    ]
+    assert json.loads(types.converter(TAGS)('(7,"""k""=>NULL")')) == {"n": 7, "h": {"k": None}}
+    assert types.server_columns([HSTORE, HSTORE_ARR, ATTRS, TAGS, GEOG, 23]) == ()
+
+
+def test_a_type_without_a_cast_to_json_is_its_text() -> None:
+    assert registry().converter(GEOG)("0101000020E6") == '"0101000020E6"'
+
+
+def test_only_a_cast_the_daemon_cannot_mirror_makes_the_registry_batch_for_the_server() -> None:
+    types = TypeRegistry()
+    types.add(TypeInfo(HSTORE, "b", json_cast=CAST_HSTORE))
+    assert not types.server_rendered
+    types.add(TypeInfo(GEOM, "b", json_cast=CAST_SERVER))
+    assert types.server_rendered
+
+
+def test_columns_reaching_a_server_cast_are_rendered_whole_by_the_server() -> None:
+    types = registry()
+    columns = types.server_columns([23, GEOM, PLACE, GEOM_ARR, SITE, HSTORE])
+    # (position, the type the value is cast to: domains looked through, arrays and
+    # composites whole)
+    assert [(position, info.name) for position, info in columns] == [
+        (1, ("public", "geometry")),
+        (2, ("public", "geometry")),
+        (3, ("public", "_geometry")),
+        (4, ("public", "site")),
+    ]
+
+
+def test_server_rendered_values_are_looked_up_then_forgotten() -> None:
+    types = registry()
+    convert = types.converter(PLACE)
+    types.renderings(GEOM)["0101"] = '{"type": "Point", "coordinates": [1, 2]}'
+    assert convert("0101") == '{"type": "Point", "coordinates": [1, 2]}'
+    types.forget_renderings()
+    with pytest.raises(LookupError, match=r"public\.geometry"):
+        convert("0101")
