@@ -158,6 +158,7 @@ def main(ctx: click.Context, config_path: str | None, log_level: str, log_format
     Verify:       cdc check      (every prerequisite, with the fix)
     Then:         cdc run        (the daemon; --drain to catch up and exit)
     Watch:        cdc lag        (how far behind, in bytes and seconds)
+    Baseline:     cdc backfill   (a record per existing row, consistent with the stream)
     Remove:       cdc teardown   (slot and publication; never the records)
     Try it:       cdc demo       (everything on a throwaway local Postgres)
     """
