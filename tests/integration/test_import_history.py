@@ -184,3 +184,57 @@ def test_a_million_legacy_rows_import_exactly_once_through_three_kills(
     ]
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert again.stdout.startswith("imported 0 records from 0 legacy rows")
+
+
+def test_a_legacy_row_maps_to_the_record_cdc_made_of_the_same_change(
+    pg: PgDatabase, config: Path
+) -> None:
+    """Differential: in the shadow phase the trigger and CDC see the same changes; the legacy
+    mapping of each trigger row equals CDC's record of it (all but where it came from)."""
+    from cdc.config import load_settings
+    from cdc.control.setup import primary_keys
+    from cdc.cutover.history import LegacyMapper
+
+    pg.execute("ALTER TABLE investors ADD COLUMN tags text[], ADD COLUMN prefs jsonb, "
+               "ADD COLUMN active boolean, ADD COLUMN born date")  # fmt: skip
+    assert cdc(config, "setup")[0] == 0
+    with pg.connect() as conn:
+        conn.execute(
+            "INSERT INTO investors VALUES (1, 'Ada', 'pending', '123-45', 1234567.89, 7, now(),"
+            " '{a,\"b c\"}', '{\"x\": [1, 2.50]}', true, '1815-12-10')"
+        )
+        conn.execute("UPDATE investors SET status = 'approved', updated_by = 8 WHERE id = 1")
+        conn.execute("UPDATE investors SET updated_at = now() + interval '1 s' WHERE id = 1")
+        conn.execute("UPDATE investors SET prefs = '{\"x\": null}', active = false WHERE id = 1")
+        conn.execute("DELETE FROM investors WHERE id = 1")
+    assert cdc(config, "run", "--drain")[0] == 0
+    columns = ("operation, action, category, severity, schema_name, table_name, entity_type, "
+               "entity_id, actor_id, old, new, changes, summary")  # fmt: skip
+    cdc_records = pg.execute(
+        f"SELECT xid, {columns} FROM activity.records WHERE source = 'shadow' "
+        "ORDER BY commit_lsn, seq"
+    )
+    assert [r[1] for r in cdc_records] == ["insert", "update", "update", "delete"]
+    settings = load_settings(config)
+    with pg.connect() as conn:
+        key = primary_keys(conn)[("public", "investors")]
+    mapper = LegacyMapper(settings, ("public", "investors"), settings.tables[0], key)
+    legacy = pg.execute(
+        "SELECT id, mod(txid, 4294967296), lower(operation), old_data::text, new_data::text, "
+        "changed_at FROM public.audit_log ORDER BY id"
+    )
+    mapped = [mapper.record(*row) for row in legacy]
+    assert mapped[2] is None  # only updated_at: no record, as CDC made none
+    made = [record for record in mapped if record is not None]
+    assert len(made) == len(cdc_records)
+    for record, (xid, *expected) in zip(made, cdc_records, strict=True):
+        assert record.xid == xid
+        fields = [record.operation, record.action, record.category, record.severity,
+                  record.schema_name, record.table_name, record.entity_type, record.entity_id,
+                  record.actor_id]  # fmt: skip
+        assert fields == expected[:9]
+        for stored, text in zip(
+            expected[9:12], (record.old, record.new, record.changes), strict=True
+        ):
+            assert stored == (None if text is None else json.loads(text)), record.operation
+        assert record.summary == expected[12]
