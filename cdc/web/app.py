@@ -37,7 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool, PoolTimeout
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
 
@@ -342,7 +342,12 @@ def _api(app: FastAPI, web: Web) -> None:
         position = params.position
         resumed = request.headers.get("last-event-id")
         if resumed:
-            position = LiveParams.model_validate({"from": resumed}).position
+            try:
+                position = LiveParams.model_validate({"from": resumed}).position
+            except ValidationError:
+                raise HTTPException(
+                    400, f"Last-Event-ID: {resumed[:64]!r} is not a position (commit_lsn,seq)"
+                ) from None
         return StreamingResponse(
             _live_events(web, request, params, position),
             media_type="text/event-stream",

@@ -359,3 +359,9 @@ def test_the_openapi_document_lists_the_contract(api: httpx.Client) -> None:
         "since", "until", "source", "category", "severity", "operation", "table",
         "entity_type", "entity_id", "actor", "action", "search", "limit", "after",
     } <= names  # fmt: skip
+
+
+def test_a_bad_last_event_id_is_a_400(api: httpx.Client) -> None:
+    response = api.get("/api/live", headers={"Last-Event-ID": "nonsense"})
+    assert response.status_code == 400
+    assert "Last-Event-ID: 'nonsense' is not a position" in response.json()["error"]
