@@ -603,10 +603,6 @@ def _check_sink_privileges(
             ).fetchone()
             if not (row and row[0]):
                 missing.append(f"{privilege} on {table_schema}.{table}")
-    if settings.sink.hash_chain:
-        row = conn.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone()
-        if not (row and row[0]):
-            missing.append("TEMPORARY on the sink database (the hash chain's staging table)")
     user = conn.info.user
     if missing:
         report.fail(

@@ -128,12 +128,6 @@ def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
         "-- CONNECT on a database is granted to PUBLIC by default; if you revoked it:",
         f"-- GRANT CONNECT ON DATABASE <name> TO {name};",
     ]
-    if settings.sink.hash_chain:
-        lines += [
-            "-- The hash chain ([sink] hash_chain, on by default) stages each batch in a temporary",
-            "-- table: TEMPORARY is granted to PUBLIC by default too; if you revoked it:",
-            f"-- GRANT TEMPORARY ON DATABASE <name> TO {name};",
-        ]
     return "\n".join(lines) + "\n"
 
 

@@ -45,6 +45,7 @@ from cdc.cutover.triggers import TableName, configured_tables
 from cdc.pipeline.activity import ActivityRecord, Redactor, _redaction_matcher, redactor
 from cdc.pipeline.batching import Flush
 from cdc.pipeline.sink import Sink
+from cdc.pipeline.values import jsonb_text
 from cdc.sqlfiles import sql_template
 
 SOURCE_LEGACY = "legacy"
@@ -211,10 +212,11 @@ class LegacyMapper:
             self.entity_type,
             entity_id,
             actor,
-            _dump({"legacy_id": legacy_id}),
-            None if red_old is None else _dump(red_old),
-            None if red_new is None else _dump(red_new),
-            None if red_changes is None else _dump(red_changes),
+            # the documents in jsonb's own text form: the sink hashes the text it sends
+            jsonb_text({"legacy_id": legacy_id}),
+            None if red_old is None else jsonb_text(red_old),
+            None if red_new is None else jsonb_text(red_new),
+            None if red_changes is None else jsonb_text(red_changes),
             summary,
             xid,
             NO_LSN,

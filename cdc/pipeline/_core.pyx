@@ -331,14 +331,15 @@ def row_json(tuple keys, tuple kinds, tuple converters, tuple values, positions)
                 continue
             else:
                 parts.append(<str>keys[index] + _other_json(value))
-    return "{" + ",".join(parts) + "}"
+    return "{" + ", ".join(parts) + "}"
 
 
 def update_json(
-    tuple keys, tuple changed_keys, tuple kinds, tuple converters, tuple old, tuple new
+    tuple keys, tuple changed_keys, tuple kinds, tuple converters, tuple old, tuple new,
+    tuple order
 ):
     """An update with the whole old row: (old row JSON, new row JSON, positions of the changed
-    columns, their diffs), in one pass."""
+    columns, their diffs), in one pass, the columns taken in ``order`` (jsonb's key order)."""
     cdef list old_parts = []
     cdef list new_parts = []
     cdef list changed = []
@@ -349,7 +350,7 @@ def update_json(
     unchanged = _unchanged()
     if len(old) != n:
         raise ValueError("the old and the new row have different numbers of columns")
-    for index in range(n):
+    for index in order:
         before = old[index]
         after = new[index]
         key = <str>keys[index]
@@ -378,10 +379,10 @@ def update_json(
         # the diff shows a value that is not text (binary, unavailable) as null
         diffs.append(
             <str>changed_keys[index]
-            + (before_json if type(before) is str or before is None else "null")
-            + ',"new":'
             + (after_json if type(after) is str or after is None else "null")
+            + ', "old": '
+            + (before_json if type(before) is str or before is None else "null")
             + "}"
         )
-    return "{" + ",".join(old_parts) + "}", "{" + ",".join(new_parts) + "}", changed, diffs
+    return "{" + ", ".join(old_parts) + "}", "{" + ", ".join(new_parts) + "}", changed, diffs
 

@@ -5,6 +5,10 @@ redacted columns).
 Pure and per-change hot: everything that depends only on the table and its current column set
 is computed once per relation version in a :class:`TableMapper`; the per-row work is building
 the JSON documents and a few lookups.
+
+The documents (``old``, ``new``, ``changes``, ``context``) are written in jsonb's own text form
+(cdc.pipeline.values): a row's columns in jsonb's key order, computed once per relation, so the text
+sent is the text the store gives back and the daemon can hash it (cdc.store.chain).
 """
 
 from __future__ import annotations
@@ -41,7 +45,14 @@ from cdc.pipeline.changes import (
 )
 from cdc.pipeline.core import compiled, converter_kind
 from cdc.pipeline.pgoutput import UNCHANGED_TOAST, TupleData
-from cdc.pipeline.values import JsonConverter, TypeRegistry, as_string, encode_json_string
+from cdc.pipeline.values import (
+    JsonConverter,
+    TypeRegistry,
+    as_string,
+    encode_json_string,
+    jsonb_key_order,
+    jsonb_text,
+)
 
 log = logging.getLogger("cdc.activity")  # log lines keep the name they had
 
@@ -137,9 +148,11 @@ class TableMapper:
         "ignore_positions",
         "json_keys",
         "key_converters",
+        "key_order",
         "key_positions",
         "key_redacted",
         "kinds",
+        "order",
         "redact",
         "relation",
         "rules",
@@ -176,7 +189,9 @@ class TableMapper:
         severity = rules.severity if rules else SeverityByOperation()
         self.severities: dict[str, str] = {op: str(getattr(severity, op)) for op in OPERATIONS}
         self.categories = rules.category if rules else "data_change"
-        self.json_keys = tuple(encode_json_string(name) + ":" for name in names)
+        self.json_keys = tuple(encode_json_string(name) + ": " for name in names)
+        # the columns in jsonb's key order: the order of the members of old, new and changes
+        self.order = tuple(sorted(range(len(names)), key=lambda i: jsonb_key_order(names[i])))
         matcher = _redaction_matcher(redaction, rules)
 
         def redacted(text: str) -> str:
@@ -195,14 +210,19 @@ class TableMapper:
             for rule in (rules.rules if rules else ())
             if rule.column in names
         )
-        # keys of the `changes` document: '"col":{"old":'
-        self.changed_keys = tuple(encode_json_string(name) + ':{"old":' for name in names)
+        # keys of the `changes` document: '"col": {"new": ' (jsonb puts "new" before "old")
+        self.changed_keys = tuple(encode_json_string(name) + ': {"new": ' for name in names)
         ignore = set(rules.ignore_columns) if rules else set()
         self.ignore_positions = frozenset(i for i, name in enumerate(names) if name in ignore)
         self.actor_positions = tuple(
             names.index(name) for name in (rules.actor_columns if rules else ()) if name in names
         )
         self.key_positions = relation.key_positions
+        self.key_order = (
+            None
+            if relation.key_positions is None
+            else tuple(sorted(relation.key_positions, key=lambda i: jsonb_key_order(names[i])))
+        )
         # A key column that is redacted must not leak through entity_id or the summary.
         self.key_redacted = relation.key_positions is not None and any(
             matcher.fullmatch(names[i]) for i in relation.key_positions
@@ -214,14 +234,25 @@ class TableMapper:
         )
 
     def row_json(self, values: TupleData, positions: tuple[int, ...] | None = None) -> str:
+        """The row's columns (or those at ``positions``, given in jsonb's key order)."""
+        if positions is None:
+            positions = self.order
+            if len(values) != len(positions):  # not the relation's shape: what the row holds
+                positions = tuple(i for i in positions if i < len(values))
         return _row_json(self.json_keys, self.kinds, self.converters, values, positions)
 
     def update_json(self, old: TupleData, new: TupleData) -> tuple[str, str, list[int], list[str]]:
-        """An update with the whole old row: the old and new rows' JSON, the positions of the
-        changed columns and their diffs, in one pass."""
-        return _update_json(
-            self.json_keys, self.changed_keys, self.kinds, self.converters, old, new
+        """An update with the whole old row: the old and new rows' JSON (members in jsonb's key
+        order), the positions of the changed columns (in column order) and their diffs, in
+        one pass."""
+        order = self.order
+        if len(new) != len(order):  # not the relation's shape: what the rows hold
+            order = tuple(i for i in order if i < len(new))
+        old_json, new_json, changed, diffs = _update_json(
+            self.json_keys, self.changed_keys, self.kinds, self.converters, old, new, order
         )
+        changed.sort()  # named in column order (the summary), the documents in jsonb's
+        return old_json, new_json, changed, diffs
 
     def value_json(self, index: int, value: object) -> str:
         if value is None:
@@ -512,19 +543,17 @@ class ActivityMapper:
                     return None  # only ignored columns (e.g. updated_at) changed
                 names = change.relation.column_names
                 changed_names = [names[index] for index in changed]
-                changes_json = "{" + ",".join(diffs) + "}"
+                changes_json = "{" + ", ".join(diffs) + "}"
             else:
                 new_json = mapper.row_json(new)
                 if old is not None:  # 'K': the key changed; only key columns carry values
-                    old_json = mapper.row_json(old, mapper.key_positions)
+                    old_json = mapper.row_json(old, mapper.key_order)
         elif operation == "insert":
             assert new is not None
             new_json = mapper.row_json(new)
         else:
             assert old is not None
-            old_json = mapper.row_json(
-                old, None if change.old_kind == "O" else mapper.key_positions
-            )
+            old_json = mapper.row_json(old, None if change.old_kind == "O" else mapper.key_order)
         entity_id = mapper.entity_id(new if new is not None else old)
         occurred_at, commit_lsn = self._transaction_fields(change.transaction)
         if change.unavailable:
@@ -631,8 +660,9 @@ def _py_row_json(
     values: TupleData,
     positions: tuple[int, ...] | None,
 ) -> str:
-    """The row as a JSON object (every column, or those at ``positions``). The reference of
-    cdc/pipeline/_core.pyx's row_json (``kinds`` is what the compiled one inlines; unused here)."""
+    """The row as a JSON object in jsonb's text form (every column in column order, or those at
+    ``positions``, in that order). The reference of cdc/pipeline/_core.pyx's row_json
+    (``kinds`` is what the compiled one inlines; unused here)."""
     parts = []
     for index in range(len(values)) if positions is None else positions:
         value = values[index]
@@ -645,7 +675,7 @@ def _py_row_json(
         else:  # binary format column: not requested by the stream; keep it as hex text
             assert isinstance(value, bytes)
             parts.append(keys[index] + encode_json_string("\\x" + value.hex()))
-    return "{" + ",".join(parts) + "}"
+    return "{" + ", ".join(parts) + "}"
 
 
 def _py_update_json(
@@ -655,17 +685,21 @@ def _py_update_json(
     converters: tuple[JsonConverter, ...],
     old: TupleData,
     new: TupleData,
+    order: tuple[int, ...],
 ) -> tuple[str, str, list[int], list[str]]:
     """An update with the whole old row: the old and new rows' JSON, the positions of the
-    changed columns and their diffs, in one pass. An unchanged column (most of them) is
-    converted once and its text shared by both rows. The reference of cdc/pipeline/_core.pyx's."""
+    changed columns and their diffs, in one pass, the columns taken in ``order`` (jsonb's key
+    order). An unchanged column (most of them) is converted once and its text shared by both
+    rows. The reference of cdc/pipeline/_core.pyx's."""
     old_parts: list[str] = []
     new_parts: list[str] = []
     changed: list[int] = []
     diffs: list[str] = []
-    index = -1
-    for before, after in zip(old, new, strict=True):
-        index += 1
+    if len(old) != len(new):
+        raise ValueError("the old and the new row have different numbers of columns")
+    for index in order:
+        before = old[index]
+        after = new[index]
         if after is UNCHANGED_TOAST:  # listed in the record's context as unavailable
             if before is not UNCHANGED_TOAST:
                 old_parts.append(keys[index] + _other_json(before))
@@ -686,14 +720,14 @@ def _py_update_json(
         # the diff shows a value that is not text (binary, unavailable) as null
         diffs.append(
             changed_keys[index]
-            + (before_json if before.__class__ is str or before is None else "null")
-            + ',"new":'
             + (after_json if after.__class__ is str or after is None else "null")
+            + ', "old": '
+            + (before_json if before.__class__ is str or before is None else "null")
             + "}"
         )
     return (
-        "{" + ",".join(old_parts) + "}",
-        "{" + ",".join(new_parts) + "}",
+        "{" + ", ".join(old_parts) + "}",
+        "{" + ", ".join(new_parts) + "}",
         changed,
         diffs,
     )
@@ -707,13 +741,13 @@ _row_json: Callable[[_Keys, _Kinds, _Converters, TupleData, tuple[int, ...] | No
     compiled.row_json if compiled is not None else _py_row_json
 )
 _update_json: Callable[
-    [_Keys, _Keys, _Kinds, _Converters, TupleData, TupleData],
+    [_Keys, _Keys, _Kinds, _Converters, TupleData, TupleData, tuple[int, ...]],
     tuple[str, str, list[int], list[str]],
 ] = compiled.update_json if compiled is not None else _py_update_json
 
 
 def _dump(document: Mapping[str, object]) -> str:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str)
+    return jsonb_text(document)
 
 
 def _rule_value(converter: JsonConverter) -> Callable[[object], object]:

@@ -16,11 +16,17 @@ The contract (what makes "nothing lost, nothing duplicated" hold):
 The sink session forces ``synchronous_commit = on``: an acknowledged LSN must mean the
 records are on disk, whatever the server's default.
 
-With ``[sink] hash_chain`` (the default) a batch is COPYed into a temporary staging table and
-moved by one INSERT ... SELECT that chains each record's hash to the one before
-(``sql/chain_insert.sql``; docs/tamper-evidence.md). A change the sink refuses stops the
-daemon naming it, or with ``[sink] on_refused = "dead_letter"`` is parked in
-``dead_letters`` (docs/operations.md).
+With ``[sink] hash_chain`` (the default) the sink chains the records itself as it encodes them:
+each COPY line carries ``recorded_at``, ``chain_position``, ``prev_hash`` and ``hash`` =
+sha256(prev_hash || canonical text) over exactly the text it sends (cdc.store.chain), and COPY goes
+straight into the records: no staging table, no second statement. The chain's head is read
+``FOR UPDATE`` at the start of each sink transaction (a second writer of the same records
+waits, then chains after it: the chain never forks) and moved in that transaction, with the
+checkpoint. Nothing of the chain lives only in memory: a rolled-back transaction leaves the
+head where it was, and the next one reads it again.
+
+A change the sink refuses stops the daemon naming it (COPY's line), or with ``[sink]
+on_refused = "dead_letter"`` is parked in ``dead_letters`` (docs/operations.md).
 
 :class:`SinkWriter` runs the sink in one background thread so that decoding the next changes
 overlaps with the server writing the previous batch (psycopg releases the GIL during I/O).
@@ -29,6 +35,7 @@ overlaps with the server writing the previous batch (psycopg releases the GIL du
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -37,6 +44,8 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -53,6 +62,7 @@ from cdc.pipeline.batching import Flush
 from cdc.pipeline.rollups import Rollups
 from cdc.pipeline.sinks import RecordSink, StoredCheckpoint
 from cdc.sqlfiles import sql_template
+from cdc.store.chain import canonical_text, iso_utc_text, utc_text
 
 log = logging.getLogger("cdc.sink")  # log lines keep the name they had
 
@@ -99,6 +109,116 @@ def encode_copy_rows(records: list[ActivityRecord]) -> str:
     return "\n".join(lines)
 
 
+CHAINED_COLUMNS: tuple[str, ...] = (
+    *RECORD_COLUMNS,
+    "recorded_at",
+    "chain_position",
+    "prev_hash",
+    "hash",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last chained record: its hash and position (the next record links to it)."""
+
+    hash: bytes
+    position: int
+
+
+def encode_chained_rows(
+    records: list[ActivityRecord],
+    head: ChainHead,
+    recorded_at: datetime,
+    server_times: dict[str, str] | None = None,
+) -> tuple[str, ChainHead]:
+    """The records in COPY text format (:data:`CHAINED_COLUMNS`), each chained to the one
+    before from ``head`` on; and the new head. The reference of the row format: the hash is
+    over the canonical text of exactly what the line sends (cdc.store.chain).
+
+    ``server_times`` gives the canonical UTC text of an ``occurred_at`` that only the server
+    can read (:func:`cdc.store.chain.iso_utc_text` returns None for it)."""
+    recorded_utc = utc_text(recorded_at)
+    recorded_copy = recorded_utc + "+00"
+    sha256 = hashlib.sha256
+    prev = head.hash
+    position = head.position
+    last_at: str | None = None
+    occurred_utc = ""
+    lines = []
+    for r in records:
+        position += 1
+        if r.occurred_at != last_at:  # one commit time for every record of a transaction
+            last_at = r.occurred_at
+            found = iso_utc_text(last_at)
+            if found is None:
+                found = (server_times or {}).get(last_at, "")
+            occurred_utc = found
+        xid = None if r.xid is None else str(r.xid)
+        seq = str(r.seq)
+        chain_position = str(position)
+        digest = sha256(
+            prev
+            + canonical_text(
+                (
+                    occurred_utc,
+                    recorded_utc,
+                    r.source,
+                    r.operation,
+                    r.action,
+                    r.category,
+                    r.severity,
+                    r.schema_name,
+                    r.table_name,
+                    r.entity_type,
+                    r.entity_id,
+                    r.actor_id,
+                    r.context,
+                    r.old,
+                    r.new,
+                    r.changes,
+                    r.summary,
+                    xid,
+                    r.commit_lsn,
+                    seq,
+                    chain_position,
+                )
+            )
+        ).digest()
+        lines.append(
+            "\t".join(
+                (
+                    r.occurred_at,
+                    r.source,
+                    r.operation,
+                    _copy_text(r.action),
+                    _copy_text(r.category),
+                    r.severity,
+                    "\\N" if r.schema_name is None else _copy_text(r.schema_name),
+                    "\\N" if r.table_name is None else _copy_text(r.table_name),
+                    "\\N" if r.entity_type is None else _copy_text(r.entity_type),
+                    "\\N" if r.entity_id is None else _copy_text(r.entity_id),
+                    "\\N" if r.actor_id is None else _copy_text(r.actor_id),
+                    "\\N" if r.context is None else _copy_text(r.context),
+                    "\\N" if r.old is None else _copy_text(r.old),
+                    "\\N" if r.new is None else _copy_text(r.new),
+                    "\\N" if r.changes is None else _copy_text(r.changes),
+                    "\\N" if r.summary is None else _copy_text(r.summary),
+                    "\\N" if xid is None else xid,
+                    r.commit_lsn,
+                    seq,
+                    recorded_copy,
+                    chain_position,
+                    "\\\\x" + prev.hex(),
+                    "\\\\x" + digest.hex(),
+                )
+            )
+        )
+        prev = digest
+    lines.append("")
+    return "\n".join(lines), ChainHead(prev, position)
+
+
 class Sink:
     """One connection to the sink database; not thread-safe (the SinkWriter owns it). A
     :class:`~cdc.pipeline.sinks.RecordSink`."""
@@ -121,24 +241,28 @@ class Sink:
         self.dead_letter = dead_letter
         self._park_sql = sql_template("dead_letter_insert.sql", schema=schema)
         self._conn: psycopg.Connection[Any] | None = None
-        columns = sql.SQL(", ").join(map(sql.Identifier, RECORD_COLUMNS))
         self._copy_sql = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
-            sql.Identifier(schema), sql.Identifier(table), columns
+            sql.Identifier(schema),
+            sql.Identifier(table),
+            sql.SQL(", ").join(
+                map(sql.Identifier, CHAINED_COLUMNS if hash_chain else RECORD_COLUMNS)
+            ),
         )
-        # Hash chain on: COPY into a temporary staging table, then one INSERT ... SELECT chains
-        # the batch and moves it (sql/chain_insert.sql, migrations/0011_hash_chain.sql).
-        chain_names = {
-            "schema": schema,
-            "records": table,
-            "records_chain_head": f"{table}_chain_head",
-            "staging": _STAGING,
-        }
-        self._staging_ddl = sql_template("sink_staging.sql", staging=_STAGING)
-        self._copy_staging_sql = sql.SQL("COPY pg_temp.{} ({}) FROM STDIN").format(
-            sql.Identifier(_STAGING), columns
-        )
-        self._chain_insert_sql = sql_template("chain_insert.sql", **chain_names)
-        self._clear_staging_sql = sql.SQL("TRUNCATE pg_temp.{}").format(sql.Identifier(_STAGING))
+        head_table = sql.Identifier(f"{table}_chain_head")
+        self._lock_head_sql = sql.SQL(
+            "SELECT hash, position FROM {}.{} WHERE one FOR UPDATE"
+        ).format(sql.Identifier(schema), head_table)
+        self._move_head_sql = sql.SQL(
+            "UPDATE {}.{} SET hash = %s, position = %s, commit_lsn = %s, seq = %s, "
+            "updated_at = now() WHERE one"
+        ).format(sql.Identifier(schema), head_table)
+        self._server_times_sql = sql.SQL(
+            "SELECT t, to_char(t::timestamptz AT TIME ZONE 'UTC', {}) FROM unnest(%s::text[]) t"
+        ).format(sql.Literal('YYYY-MM-DD"T"HH24:MI:SS.US'))
+        # The chain's head in the open sink transaction (None: not read yet in this one), and
+        # the commit LSN and seq of the last record chained in it (None: the head has not moved).
+        self._head: ChainHead | None = None
+        self._head_at: tuple[str, int] | None = None
         self._checkpoint_sql = sql_template(
             "checkpoint_upsert.sql", schema=schema, checkpoints="checkpoints"
         )
@@ -166,12 +290,8 @@ class Sink:
     def _open_chain(self) -> None:
         conn = self._conn
         assert conn is not None
-        query = sql.SQL("SELECT hash FROM {}.{} WHERE one").format(
-            sql.Identifier(self.schema), sql.Identifier(f"{self.table}_chain_head")
-        )
         try:
-            conn.execute(self._staging_ddl)
-            head = conn.execute(query).fetchone()
+            head = conn.execute(self._lock_head_sql).fetchone()
             conn.commit()
         except psycopg.errors.UndefinedTable:
             conn.rollback()
@@ -182,8 +302,8 @@ class Sink:
         except psycopg.errors.InsufficientPrivilege as exc:
             conn.rollback()
             raise SinkError(
-                f"{exc.diag.message_primary}; the hash chain needs TEMPORARY on the sink database "
-                f"and SELECT, UPDATE on {self.schema}.{self.table}_chain_head: grant what "
+                f"{exc.diag.message_primary}; the hash chain needs SELECT, UPDATE on "
+                f"{self.schema}.{self.table}_chain_head: grant what "
                 '"cdc setup --print-role-sql" lists'
             ) from None
         except psycopg.Error as exc:
@@ -210,17 +330,32 @@ class Sink:
             cur = self._conn.execute(query, params)
             return cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
+            self._head = self._head_at = None
             with contextlib.suppress(psycopg.Error):
                 self._conn.rollback()
             raise _sink_failure(Flush([], None), exc) from None
 
     def commit(self) -> None:
-        """Commit what :meth:`write` (chunks, no checkpoint) and :meth:`execute` did."""
+        """Commit what :meth:`write` (chunks, no checkpoint) and :meth:`execute` did; the
+        chain's head moves with them."""
         assert self._conn is not None
         try:
+            self._move_head(self._conn)
             self._conn.commit()
         except psycopg.Error as exc:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.rollback()
             raise _sink_failure(Flush([], None), exc) from None
+        finally:
+            self._head = self._head_at = None
+
+    def _move_head(self, conn: psycopg.Connection[Any]) -> None:
+        """The head to the last record chained in this transaction, if any (it is locked)."""
+        if self._head_at is not None:
+            assert self._head is not None
+            conn.execute(
+                self._move_head_sql, (self._head.hash, self._head.position, *self._head_at)
+            )
 
     def read_checkpoint(self) -> StoredCheckpoint | None:
         assert self._conn is not None
@@ -302,6 +437,7 @@ class Sink:
                 self._record_modes(conn, records)
             if flush.checkpoint is not None:
                 checkpoint = flush.checkpoint
+                self._move_head(conn)
                 conn.execute(
                     self._checkpoint_sql,
                     {
@@ -312,18 +448,15 @@ class Sink:
                     },
                 )
                 conn.commit()
+                self._head = self._head_at = None
                 failpoints.hit("sink.after_commit")
         except psycopg.Error as exc:
+            self._head = self._head_at = None
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
-            if self.hash_chain and _is_row_error(exc):
-                # The chained INSERT ... SELECT names no line; COPY straight into the records
-                # (rolled back, whatever happens) finds the change the table refuses.
-                exc = self._locate_refusal(flush.records) or exc
-                with contextlib.suppress(psycopg.Error):
-                    conn.rollback()
             raise _sink_failure(flush, exc) from None
         except SinkError:
+            self._head = self._head_at = None
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
             raise
@@ -334,16 +467,44 @@ class Sink:
             with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
                 copy.write(encode_copy_rows(records))
             return
-        with conn.cursor() as cur:
-            with cur.copy(self._copy_staging_sql) as copy:
-                copy.write(encode_copy_rows(records))
-            cur.execute(self._chain_insert_sql)
-            if cur.rowcount != 1:
+        head = self._head
+        if head is None:
+            # First records of this sink transaction: lock the head; it stays locked (and
+            # ours to move) until the commit.
+            row = conn.execute(self._lock_head_sql).fetchone()
+            if row is None:
                 raise SinkError(
                     f"{self.schema}.{self.table}_chain_head has no row: the hash chain "
                     'cannot go on; run "cdc verify-chain" and restore it'
                 )
-            cur.execute(self._clear_staging_sql)
+            head = ChainHead(bytes(row[0]), int(row[1]))
+        data, moved = encode_chained_rows(
+            records, head, datetime.now(UTC), self._server_times(conn, records)
+        )
+        with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
+            copy.write(data)
+        # only now: a COPY refused (and rolled back to a savepoint) leaves the head as it was
+        self._head = moved
+        self._head_at = (records[-1].commit_lsn, records[-1].seq)
+
+    def _server_times(
+        self, conn: psycopg.Connection[Any], records: list[ActivityRecord]
+    ) -> dict[str, str] | None:
+        """The canonical text of the occurred_at values only the server can read (none, as
+        the daemon writes them; an application event's own ``emitted_at`` may be one)."""
+        unread = {r.occurred_at for r in records if iso_utc_text(r.occurred_at) is None}
+        if not unread:
+            return None
+        conn.execute("SAVEPOINT activity_cdc_times")
+        try:
+            rows = conn.execute(self._server_times_sql, (sorted(unread),)).fetchall()
+        except psycopg.errors.DataException:
+            # Not a time at all: COPY refuses that record by its line (what it is hashed
+            # with does not matter, it is never stored).
+            conn.execute("ROLLBACK TO SAVEPOINT activity_cdc_times")
+            return None
+        conn.execute("RELEASE SAVEPOINT activity_cdc_times")
+        return {str(text): str(utc) for text, utc in rows}
 
     def _write_parking_refused(
         self, conn: psycopg.Connection[Any], flush: Flush
@@ -362,12 +523,11 @@ class Sink:
                 conn.execute("ROLLBACK TO SAVEPOINT activity_cdc_flush")
                 if not _is_row_error(exc) or parked >= MAX_PARKED_PER_FLUSH:
                     raise
-                located = self._locate_refusal(records, savepoint=True) if self.hash_chain else exc
-                index = _refused_line(located) if located is not None else None
+                index = _refused_line(exc)
                 if index is None or index > len(records):
                     raise exc from None
                 bad = records.pop(index - 1)
-                self._park(conn, bad, located or exc)
+                self._park(conn, bad, exc)
                 parked += 1
                 continue
             conn.execute("RELEASE SAVEPOINT activity_cdc_flush")
@@ -408,24 +568,6 @@ class Sink:
             self.schema,
         )
 
-    def _locate_refusal(
-        self, records: list[ActivityRecord], *, savepoint: bool = False
-    ) -> psycopg.Error | None:
-        """COPY straight into the records table, always undone: its error names the line."""
-        conn = self._conn
-        assert conn is not None
-        if savepoint:
-            conn.execute("SAVEPOINT activity_cdc_locate")
-        try:
-            with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
-                copy.write(encode_copy_rows(records))
-        except psycopg.Error as exc:
-            return exc
-        finally:
-            if savepoint:
-                conn.execute("ROLLBACK TO SAVEPOINT activity_cdc_locate")
-        return None
-
 
 MAX_PARKED_PER_FLUSH = 100  # more refusals than this in one batch is not bad rows: stop
 
@@ -434,9 +576,6 @@ def _refused_line(exc: psycopg.Error) -> int | None:
     """The 1-based COPY line of the refused row, from the error's context."""
     line = _COPY_LINE.search(exc.diag.context or "")
     return int(line.group(1)) if line else None
-
-
-_STAGING = "activity_cdc_staging"
 
 
 def _is_row_error(exc: psycopg.Error) -> bool:

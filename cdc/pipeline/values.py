@@ -29,14 +29,35 @@ which case a type is in (``sql/type_info.sql``: :attr:`TypeInfo.json_cast`):
 
 A cast-rendered value's fragment is exactly ``to_jsonb(value)::text``: jsonb's own text (keys
 in jsonb order, ``", "`` and ``": "`` separators, numbers as jsonb prints them), whether the
-daemon or the server made it. Everything else keeps the compact form of the fragments below.
+daemon or the server made it.
+
+**The documents are built in jsonb's own text form** (what ``jsonb::text`` prints), so that the
+text the daemon sends is byte for byte the text PostgreSQL gives back for the stored value: the
+hash chain is computed by the daemon over that text (cdc.store.chain) and recomputed by ``cdc
+verify-chain`` from ``::text`` of what is stored. jsonb's form, as ``JsonbToCString`` writes it:
+
+* object keys ordered by their length in UTF-8 bytes, then bytewise (:func:`jsonb_key_order`),
+  each key once (the last one wins); ``", "`` between members and elements, ``": "`` after a
+  key; no other whitespace;
+* numbers as ``numeric_out`` prints the parsed numeric: no exponent, every digit and trailing
+  zero kept, negative zero as zero (:func:`jsonb_number`): ``1e5`` -> ``100000``,
+  ``1.000`` -> ``1.000``, ``-0.0`` -> ``0.0``;
+* strings escaped as ``escape_json`` does: ``\\"`` ``\\\\`` ``\\b \\f \\n \\r \\t`` and
+  ``\\u00xx`` (lowercase hex) for the other control characters, everything else as is.
+
+Column texts that are already in that form pass through (integers, numerics, a jsonb column's
+``jsonb_out`` text); a float's shortest text (``1e+100``, ``-0``) and a json column's text (the
+user's own spacing, key order and duplicates) are rewritten.
 """
 
 from __future__ import annotations
 
+import json
 import json.encoder
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final
 
 JsonConverter = Callable[[str], str]
@@ -65,7 +86,9 @@ TIMETZ = 1266
 NUMERIC = 1700
 JSONB = 3802
 
-_NUMBER_TYPES = frozenset({INT2, INT4, INT8, FLOAT4, FLOAT8, NUMERIC})
+# numeric_out and the integer types already print jsonb's number form; floats may not.
+_NUMBER_TYPES = frozenset({INT2, INT4, INT8, NUMERIC})
+_FLOAT_TYPES = frozenset({FLOAT4, FLOAT8})
 
 # Every built-in array type (pg_type, OID < 10000, stable across versions) -> its element type.
 # Elements whose type has no converter of its own render as strings, as to_jsonb does.
@@ -108,6 +131,69 @@ def as_number(text: str) -> str:
     if text[-1] in "0123456789":
         return text
     return encode_json_string(text)
+
+
+def jsonb_number(text: str) -> str:
+    """A JSON number's text as jsonb prints it: numeric_in then numeric_out (no exponent, the
+    scale it implies kept, zero never negative)."""
+    number = Decimal(text)
+    out = format(number, "f")
+    if out[0] == "-" and not number:
+        return out[1:]
+    return out
+
+
+def as_float(text: str) -> str:
+    # float4/float8 print their shortest form ("1e+100", "1.5e-07", "-0"); to_jsonb stores the
+    # numeric that text parses to, which prints without an exponent.
+    if text[-1] not in "0123456789":
+        return encode_json_string(text)  # NaN, Infinity, -Infinity: strings, as to_jsonb
+    if "e" in text or text[:2] == "-0":
+        return jsonb_number(text)
+    return text
+
+
+def jsonb_key_order(key: str) -> tuple[int, bytes]:
+    """jsonb's order of object keys: shorter (in UTF-8 bytes) first, then bytewise."""
+    encoded = key.encode()
+    return len(encoded), encoded
+
+
+def jsonb_text(value: object) -> str:
+    """A Python value (from ``json.loads``, ints, floats, Decimals, nested dicts and lists) as
+    jsonb's text; anything else as the string of its ``str()``."""
+    if isinstance(value, str):
+        return encode_json_string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return encode_json_string(str(value))  # not a JSON number; to_jsonb writes a string
+        return jsonb_number(repr(value))
+    if isinstance(value, Decimal):
+        return jsonb_number(str(value)) if value.is_finite() else encode_json_string(str(value))
+    if isinstance(value, dict):
+        items = sorted(
+            ((str(k), v) for k, v in value.items()), key=lambda kv: jsonb_key_order(kv[0])
+        )
+        return "{" + ", ".join(encode_json_string(k) + ": " + jsonb_text(v) for k, v in items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(jsonb_text(item) for item in value) + "]"
+    return encode_json_string(str(value))
+
+
+def as_json(text: str) -> str:
+    """A json column's text (the user's spacing, key order, duplicate keys) in jsonb's form."""
+    try:
+        return jsonb_text(json.loads(text, parse_float=Decimal))
+    except ValueError:
+        return text  # not JSON after all: stored as sent, the sink's jsonb input judges it
 
 
 def _xsd_offset(text: str) -> str:
@@ -190,7 +276,7 @@ def parse_array(text: str, delimiter: str = ",") -> list[str | None] | list[obje
 def array_converter(element: JsonConverter, delimiter: str = ",") -> JsonConverter:
     def render(items: object) -> str:
         if isinstance(items, list):
-            return "[" + ",".join(render(item) for item in items) + "]"
+            return "[" + ", ".join(render(item) for item in items) + "]"
         if items is None:
             return "null"
         assert isinstance(items, str)
@@ -205,10 +291,14 @@ def array_converter(element: JsonConverter, delimiter: str = ",") -> JsonConvert
 def scalar_converter(type_oid: int) -> JsonConverter:
     if type_oid in _NUMBER_TYPES:
         return as_number
+    if type_oid in _FLOAT_TYPES:
+        return as_float
     if type_oid == BOOL:
         return as_bool
-    if type_oid in (JSON, JSONB):
-        return as_raw_json
+    if type_oid == JSONB:
+        return as_raw_json  # jsonb_out's text is jsonb's form already
+    if type_oid == JSON:
+        return as_json
     if type_oid == TIMESTAMP:
         return as_timestamp
     if type_oid == TIMESTAMPTZ:
@@ -269,15 +359,21 @@ def parse_composite(text: str) -> list[str | None]:
 
 
 def composite_converter(fields: list[tuple[str, JsonConverter]]) -> JsonConverter:
-    keys = [encode_json_string(name) + ":" for name, _ in fields]
+    keys = [encode_json_string(name) + ": " for name, _ in fields]
     converters = [converter for _, converter in fields]
+    # to_jsonb's object: the fields in jsonb's key order
+    order = sorted(range(len(fields)), key=lambda i: jsonb_key_order(fields[i][0]))
 
     def convert(text: str) -> str:
         values = parse_composite(text)
+        count = len(values)
         parts = []
-        for key, converter, value in zip(keys, converters, values, strict=False):
-            parts.append(key + ("null" if value is None else converter(value)))
-        return "{" + ",".join(parts) + "}"
+        for i in order:
+            if i >= count:
+                continue  # a field the text does not have (the type changed since)
+            value = values[i]
+            parts.append(keys[i] + ("null" if value is None else converters[i](value)))
+        return "{" + ", ".join(parts) + "}"
 
     return convert
 

@@ -1,11 +1,39 @@
-"""Tamper evidence: recompute the activity records' hash chain (``cdc verify-chain``).
+"""The records' hash chain: the canonical text of a record (computed by the daemon as it writes,
+cdc.pipeline.sink) and its recomputation from what is stored (``cdc verify-chain``).
 
-Every record stores ``prev_hash`` and ``hash``, with ``hash = sha256(prev_hash ||
-canonical text)``, in commit order ``(commit_lsn, seq)``; the sink computes them at insert
-(``sql/migrations/0011_hash_chain.sql``, ``sql/chain_insert.sql``) and moves the chain's head
-(``<records>_chain_head``) in the same transaction.
+Every record stores ``chain_position``, ``prev_hash`` and ``hash``, in commit order
+``(commit_lsn, seq)``::
 
-This module recomputes each hash **here, in Python**, from the stored values as PostgreSQL's
+    hash = sha256(prev_hash || canonical_text(fields))
+
+**The canonical text** (this module is its reference; docs/tamper-evidence.md says the same)
+is 21 fields, in this order: ``occurred_at``, ``recorded_at``, ``source``, ``operation``,
+``action``, ``category``, ``severity``, ``schema_name``, ``table_name``, ``entity_type``,
+``entity_id``, ``actor_id``, ``context``, ``old``, ``new``, ``changes``, ``summary``, ``xid``,
+``commit_lsn``, ``seq``, ``chain_position``. Each field is ``<length in UTF-8 bytes>:<text>``
+and a NULL is ``-`` (length prefixes make the encoding unambiguous whatever the values hold);
+the fields are concatenated with nothing between them. A field's text is what PostgreSQL's own
+output functions print for the stored value:
+
+* timestamps in UTC with microseconds, ``YYYY-MM-DDTHH:MM:SS.ffffff`` (``to_char(ts AT TIME
+  ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')``; :func:`utc_text`);
+* the jsonb columns as ``jsonb::text``: the daemon builds its documents in exactly that form
+  (keys by length then bytes, ``", "`` and ``": "``, numbers without exponent, zero never
+  negative; cdc.pipeline.values), so the text it sends is the text stored and the daemon hashes it
+  without a parse;
+* ``xid``, ``seq``, ``chain_position`` in decimal; ``commit_lsn`` as ``pg_lsn`` prints it
+  (``16/B374D848``); text columns as they are.
+
+The first record of the chain has ``prev_hash`` = 32 zero bytes and position 1; positions go
+up by one without gaps. ``<records>_chain_head`` (one row) holds the last record's hash,
+position, commit LSN and seq; the sink moves it in the transaction of the records and the
+checkpoint, with the head's row locked so two writers take turns (cdc.pipeline.sink).
+
+Records written before the daemon computed the chain (by the SQL of migration 0011, in the
+database) have exactly the same canonical text: the chain goes on across the change without a
+migration, and this verifier checks both alike.
+
+The verifier recomputes each hash **here, in Python**, from the stored values as PostgreSQL's
 built-in output functions render them (``jsonb::text``, timestamps in UTC): it trusts no
 function of the activity schema, which whoever tampered with the records could have replaced.
 It reads the head and the records in one ``REPEATABLE READ`` snapshot, so a daemon writing
@@ -28,9 +56,10 @@ the head hash this command prints somewhere else (a ticket, another system) and 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -85,15 +114,45 @@ def canonical_text(values: tuple[str | None, ...]) -> bytes:
     parts = []
     for value in values:
         if value is None:
-            parts.append(b"-")
+            parts.append("-")
+        elif value.isascii():  # most fields: characters are bytes, one encode at the end
+            parts.append(f"{len(value)}:{value}")
         else:
-            encoded = value.encode()
-            parts.append(b"%d:%s" % (len(encoded), encoded))
-    return b"".join(parts)
+            parts.append(f"{len(value.encode())}:{value}")
+    return "".join(parts).encode()
 
 
 def link_hash(prev_hash: bytes, values: tuple[str | None, ...]) -> bytes:
     return hashlib.sha256(prev_hash + canonical_text(values)).digest()
+
+
+def utc_text(moment: datetime) -> str:
+    """A timestamp's canonical text: UTC, microseconds, ``2024-05-06T07:08:09.000123``."""
+    moment = moment.astimezone(UTC)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}"
+    )
+
+
+def iso_utc_text(text: str) -> str | None:
+    """The canonical text of an ISO 8601 timestamp with its offset (how the daemon writes
+    ``occurred_at``), or None when only the server can say what it means (no offset, or a
+    form of PostgreSQL's own such as ``epoch``)."""
+    if _ISO_UTC.fullmatch(text):
+        return text[:26]  # the common case: a commit time in UTC with microseconds
+    if not _ISO_OFFSET.fullmatch(text):
+        # no offset (the sink session's TimeZone would decide), more than microseconds (the
+        # server rounds, Python truncates), or a form only PostgreSQL reads
+        return None
+    try:
+        return utc_text(datetime.fromisoformat(text))
+    except (ValueError, OverflowError):
+        return None  # out of Python's range: the server says
+
+
+_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
+_ISO_OFFSET = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?([+-]\d\d:\d\d|Z)")
 
 
 @dataclass(frozen=True, slots=True)

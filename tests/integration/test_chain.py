@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from cdc.cli.main import main
 from cdc.config import Settings
 from cdc.pipeline.batching import Flush
 from cdc.pipeline.sink import Sink
+from cdc.pipeline.values import jsonb_text
 from cdc.store.chain import GENESIS, ChainReport, verify_chain
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings
@@ -281,8 +283,18 @@ _texts = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40
 )
 # (PostgreSQL text, and so jsonb, holds no NUL: the daemon never sees one.)
+# Numbers in the forms that jsonb rewrites: exponents, trailing zeros, negative zero, 5,000 digits.
+_numbers = (
+    st.sampled_from(
+        ["1e5", "1E+2", "1.000", "-0", "-0.0", "0.1e-2", "1" * 5000, "-" + "9" * 4999]
+    ).map(Decimal)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
+        lambda d: abs(d.adjusted()) < 1000
+    )
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | _texts,
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | _numbers | _texts,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_texts, inner, max_size=4),
     max_leaves=12,
 )
@@ -313,8 +325,8 @@ def test_hostile_values_chain_and_verify_the_same_on_both_sides(
                 r._replace(
                     summary=summary,
                     actor_id=actor,
-                    new=json.dumps({"v": new}, ensure_ascii=False),
-                    context=json.dumps(context, ensure_ascii=False),
+                    new=jsonb_text({"v": new}),
+                    context=jsonb_text(context),
                 )
                 for r, (summary, actor, new, context) in zip(records, batch, strict=True)
             ]
@@ -353,3 +365,45 @@ def test_the_refused_change_is_still_named_and_nothing_of_its_batch_is_chained(
     assert pg.execute("SELECT count(*) FROM activity.records")[0][0] == 3
     report = check(pg, chain_store)
     assert report.problem is None and report.checked == 3
+
+
+ODD_DDL = """
+CREATE TYPE public.money_pair AS (amount numeric, rate float8, "label é" text, meta json);
+CREATE TABLE public.odd (
+    id int PRIMARY KEY, f8 float8, f4 float4, n numeric, j json, jb jsonb, fa float8[],
+    ja json[], pair public.money_pair, "é" text, bb text, a text
+);
+ALTER TABLE public.odd REPLICA IDENTITY FULL;
+"""
+
+
+def test_the_daemon_hashes_the_text_jsonb_gives_back_for_hostile_columns(pg: PgDatabase) -> None:
+    """Floats in exponent form, -0, json with its own spacing, key order and duplicate keys,
+    composites and keys of every length: the daemon's documents are jsonb's own text, so the
+    chain it computed verifies from what is stored."""
+    settings = setup_and_settings(
+        pg, ODD_DDL, [{"name": "public.odd", "entity_type": "odd", "category": "odd"}]
+    )
+    with pg.connect() as conn:
+        conn.execute(
+            "INSERT INTO odd VALUES (1, 1e100, '-0', 1.000, "
+            """'{"b" :1e5, "a":[1.50,-0.0,"x\\u0001"], "b":2,"é":{"z":1,"aa":2}}', """
+            """'{"b":1e5}', '{1e-7,-0,NaN,Infinity}', ARRAY['{"y":1, "x" :2}']::json[], """
+            """ROW(1e3, 1.5e-7, 'q"\\', '[1E2 , {"k" : -0}]'), 'é', 'bb', 'a\tb\nc')"""
+        )
+        conn.execute("INSERT INTO odd (id, n) SELECT g, g * 0.10 FROM generate_series(2, 9) g")
+        conn.execute(
+            """UPDATE odd SET f8 = -1.5e-300, j = '{"z" : 0.0, "a": 1}', pair = NULL, """
+            "n = repeat('9', 3000)::numeric WHERE id = 1"
+        )
+        conn.execute("DELETE FROM odd WHERE id = 1")
+    drain(settings)
+    report = check(pg, settings)
+    assert report.problem is None, report.problem
+    assert report.checked == 11
+    # and the documents are what to_jsonb gave for the rows (fidelity holds)
+    stored = pg.execute(
+        "SELECT new::text FROM activity.records WHERE entity_id = '1' AND operation = 'insert'"
+    )[0][0]
+    assert stored.startswith('{"a": "a\\tb\\nc", "j": {"a": [1.50, 0.0, "x\\u0001"], "b": 2,')
+    assert '"f4": 0,' in stored and '"f8": 1' + "0" * 100 + "," in stored

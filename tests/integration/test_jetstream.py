@@ -24,6 +24,7 @@ from cdc.config import Settings
 from cdc.demo.embedded_nats import NatsCluster
 from cdc.pipeline.ingest import Ingest, IngestOptions
 from cdc.pipeline.jetstream import apply_broker, plan_broker
+from cdc.store.chain import verify_chain
 from tests.fix_nats import JetStreamNames
 from tests.fix_pg import PgDatabase, PgServer, drop_database
 from tests.integration.helpers import drain, make_settings, setup_and_settings
@@ -209,6 +210,9 @@ def test_records_through_the_stream_equal_what_the_postgres_sink_writes(
         result = ingest(via, store, batch_max=300)
         assert result.records == 1196 and result.already_stored == 0
         assert store_rows(store) == store_rows(pg.dsn)
+        with psycopg.connect(store, autocommit=True) as conn:  # ingest chains what it writes
+            chain = verify_chain(conn, "activity", "records")
+        assert chain.problem is None and chain.checked == 1196, chain.problem
     messages = stream_messages(nats_cluster, jetstream_names.stream)
     assert len(messages) == 1196 == len({msg_id for msg_id, _ in messages})
     subjects = {subject for _, subject in messages}

@@ -270,7 +270,8 @@ def test_update_json_renders_every_update_as_the_reference_does(
     old = tuple(
         UNCHANGED_TOAST if n is UNCHANGED_TOAST else o for o, n in zip(old, new, strict=True)
     )
-    args = (mapper.json_keys, mapper.changed_keys, mapper.kinds, mapper.converters, old, new)
+    order = data.draw(st.permutations(range(width)).map(tuple) | st.just(mapper.order))
+    args = (mapper.json_keys, mapper.changed_keys, mapper.kinds, mapper.converters, old, new, order)
     assert outcome(update_json, *args) == outcome(py_update_json, *args)
 
 

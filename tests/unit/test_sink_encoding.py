@@ -1,4 +1,4 @@
-"""COPY text encoding of activity records (cdc.pipeline.sink.encode_copy_rows).
+"""COPY text encoding of activity records (cdc.pipeline.sink.encode_copy_rows, encode_chained_rows).
 
 The records are decoded again with a small parser written from PostgreSQL's COPY
 documentation ("Text Format"): lines end at a newline, fields are separated by tabs, ``\\N``
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import string
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +17,8 @@ from hypothesis import strategies as st
 
 from cdc.lsn import format_lsn
 from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
-from cdc.pipeline.sink import encode_copy_rows
+from cdc.pipeline.sink import CHAINED_COLUMNS, ChainHead, encode_chained_rows, encode_copy_rows
+from cdc.store.chain import iso_utc_text, link_hash
 from tests.unit.messages import record
 
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
@@ -146,3 +148,62 @@ def test_parser_reads_back_what_it_is_given_for_plain_text(value: str) -> None:
     # The test's own parser: a field without backslash, tab or line break reads as itself.
     plain = value.replace("\\", "").replace("\t", "").replace("\n", "").replace("\r", "")
     assert parse_copy_text(plain + "\n") == [[plain]]
+
+
+# -- the chained rows: what the daemon hashes is what the line sends ----------------------------
+
+_utc_records = _records.map(
+    lambda r: r._replace(
+        occurred_at=datetime.fromisoformat(r.occurred_at).replace(tzinfo=UTC).isoformat()
+    )
+)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(_utc_records, max_size=6), st.binary(min_size=32, max_size=32), st.integers(0, 10**12)
+)
+def test_each_chained_line_links_to_the_one_before_over_the_fields_it_sends(
+    records: list[ActivityRecord], seed: bytes, position: int
+) -> None:
+    """Read back as the server would, each line's fields (with the timestamps as the verifier
+    prints them) give its hash, chained from the head given; the new head is the last line."""
+    recorded_at = datetime(2026, 12, 4, 15, 0, 0, 7, tzinfo=UTC)
+    data, head = encode_chained_rows(records, ChainHead(seed, position), recorded_at)
+    rows = parse_copy_text(data)
+    prev = seed
+    for number, (r, fields) in enumerate(zip(records, rows, strict=True), start=1):
+        named = dict(zip(CHAINED_COLUMNS, fields, strict=True))
+        assert named["chain_position"] == str(position + number)
+        assert named["recorded_at"] == "2026-12-04T15:00:00.000007+00"
+        assert named["prev_hash"] == "\\x" + prev.hex()
+        stored = datetime.fromisoformat(str(named["occurred_at"])).astimezone(UTC)
+        values = (
+            stored.strftime("%Y-%m-%dT%H:%M:%S.%f").rjust(26, "0"),
+            "2026-12-04T15:00:00.000007",
+            *(named[c] for c in RECORD_COLUMNS[1:]),
+            named["chain_position"],
+        )
+        assert named["hash"] == "\\x" + link_hash(prev, values).hex()
+        assert as_fields(r) == [named[c] for c in RECORD_COLUMNS]
+        prev = bytes.fromhex(str(named["hash"])[2:])
+    assert head == ChainHead(prev, position + len(records))
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("2024-05-06T07:08:09.123456+00:00", "2024-05-06T07:08:09.123456"),
+        ("2024-05-06T07:08:09+02:00", "2024-05-06T05:08:09.000000"),
+        ("2024-05-06 07:08:09.5Z", "2024-05-06T07:08:09.500000"),
+        ("0999-01-01T00:00:00+00:00", "0999-01-01T00:00:00.000000"),
+        ("2024-05-06T07:08:09", None),  # no offset: the sink session's TimeZone decides
+        ("2024-05-06T07:08:09.1234567+00:00", None),  # the server rounds, Python truncates
+        ("epoch", None),
+        ("0001-01-01T00:00:00+01:00", None),  # before year 1 in UTC
+    ],
+)
+def test_occurred_at_is_read_here_only_when_python_reads_it_as_the_server_does(
+    text: str, canonical: str | None
+) -> None:
+    assert iso_utc_text(text) == canonical

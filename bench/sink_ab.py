@@ -1,0 +1,187 @@
+"""A/B of the sink between two source trees, interleaved in one run: what the server (the sink's
+backend, from /proc) and the daemon's sink thread spend per record.
+
+    python -m bench.sink_ab --ref /path/to/other/tree --dsn "host=... dbname=..." [--rows N]
+
+Each round runs one worker process per tree (order alternating), each importing ``cdc`` from its
+own tree and writing the same made-up records through its ``cdc.sink.Sink`` (COPY, chain,
+rollups, checkpoint, durable commit) in committed batches, into the same store (``cdc setup``
+made it); every write gets LSNs of its own so the rounds never collide and both trees write into
+an equally full table. The records are shaped like the platform's: an insert with a 12-column
+row, an update with the whole old row and its diff, in jsonb's text form. Prints per-record
+figures of each round and the medians of the B/A ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_HERE = Path(__file__).resolve().parent.parent
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _document(number: int, balance: str) -> str:
+    # keys already in jsonb's order (length, then bytes)
+    members = [
+        ("id", str(number)),
+        ("kyc", '"approved"'),
+        ("email", f'"user{number}@example.com"'),
+        ("status", '"active"'),
+        ("balance", balance),
+        ("country", '"LU"'),
+        ("currency", '"EUR"'),
+        ("created_at", '"2026-12-04T15:00:00.123456+00:00"'),
+        ("created_by", "17"),
+        ("updated_at", '"2026-12-04T15:00:01.654321+00:00"'),
+        ("updated_by", "17"),
+        ("display_name", f'"Investor number {number}"'),
+    ]
+    members.sort(key=lambda kv: (len(kv[0]), kv[0]))
+    return "{" + ", ".join(f'"{k}": {v}' for k, v in members) + "}"
+
+
+def _records(count: int, first_lsn: int) -> list[Any]:
+    try:  # the layout since the house move, or before it (REF may be older)
+        from cdc.pipeline.activity import ActivityRecord
+    except ImportError:
+        from cdc.activity import ActivityRecord  # type: ignore[no-redef]
+
+    records = []
+    for i in range(count):
+        lsn = first_lsn + (i // 4) * 64  # four changes per source transaction
+        commit_lsn = f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+        update = i % 2 == 1
+        new = _document(i, f"{1000 + i}.50")
+        old = _document(i, f"{999 + i}.50") if update else None
+        changes = (
+            '{"balance": {"new": ' + f"{1000 + i}.50" + ', "old": ' + f"{999 + i}.50" + "}}"
+            if update
+            else None
+        )
+        operation = "update" if update else "insert"
+        records.append(
+            ActivityRecord(
+                "2026-12-04T15:00:00.123456+00:00",
+                "database",
+                operation,
+                f"investor.{operation}",
+                "investor",
+                "info",
+                "public",
+                "investors",
+                "investor",
+                str(i),
+                "17",
+                None,
+                old,
+                new,
+                changes,
+                f"investor {i} {operation}d by 17" + (": balance" if update else ""),
+                1000 + i // 4,
+                commit_lsn,
+                i % 4,
+            )
+        )
+    return records
+
+
+def worker(dsn: str, rows: int, batch: int, shift: int) -> dict[str, Any]:
+    from cdc.batching import Checkpoint, Flush
+    from cdc.sink import Sink
+
+    from cdc.lsn import Lsn
+
+    records = _records(rows, shift)
+    sink = Sink(dsn, schema="activity", table="records", slot=f"ab_{shift}")
+    sink.open()
+    backend = sink._conn.info.backend_pid  # type: ignore[union-attr]
+    try:
+        cpu0, client0, wall0 = _cpu_s(backend), time.process_time(), time.perf_counter()
+        for first in range(0, rows, batch):
+            part = records[first : first + batch]
+            lsn = Lsn.parse(part[-1].commit_lsn)
+            sink.write(Flush(part, Checkpoint(lsn, lsn + 1, None)))
+        wall = time.perf_counter() - wall0
+        server = _cpu_s(backend) - cpu0
+        client = time.process_time() - client0
+    finally:
+        sink.close()
+    import cdc
+
+    return {
+        "cdc": cdc.__file__ or "",
+        "server_us": server / rows * 1e6,
+        "client_us": client / rows * 1e6,
+        "wall_us": wall / rows * 1e6,
+    }
+
+
+def _run(tree: Path, dsn: str, rows: int, batch: int, shift: int) -> dict[str, Any]:
+    # the script by its path, from a neutral directory: `cdc` comes from the tree's PYTHONPATH
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--dsn", dsn]
+    command += ["--rows", str(rows), "--batch", str(batch), "--shift", str(shift)]
+    out = subprocess.run(
+        command, env=env, cwd="/", check=True, capture_output=True, text=True
+    ).stdout
+    got = dict(json.loads(out.strip().splitlines()[-1]))
+    if not str(got["cdc"]).startswith(str(tree)):
+        raise SystemExit(f"the worker imported {got['cdc']}, not the tree {tree}")
+    return got
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ref", type=Path, help="tree A (B is this tree)")
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--worker", action="store_true")
+    parser.add_argument("--shift", type=int, default=0)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.dsn, args.rows, args.batch, args.shift)))
+        return
+    trees = {"A": args.ref.resolve(), "B": _HERE}
+    ratios: dict[str, list[float]] = {"server_us": [], "client_us": [], "wall_us": []}
+    shift = 1 << 40
+    for round_no in range(args.rounds):
+        order = ("A", "B") if round_no % 2 == 0 else ("B", "A")
+        got = {}
+        for name in order:
+            shift += 1 << 32
+            got[name] = _run(trees[name], args.dsn, args.rows, args.batch, shift)
+        print(
+            f"round {round_no + 1}: "
+            + "  ".join(
+                f"{name} server {got[name]['server_us']:.1f} client {got[name]['client_us']:.1f} "
+                f"wall {got[name]['wall_us']:.1f} µs/record"
+                for name in ("A", "B")
+            ),
+            flush=True,
+        )
+        for key in ratios:
+            ratios[key].append(got["B"][key] / got["A"][key])
+    print(
+        "B/A medians: "
+        + ", ".join(f"{key[:-3]} {statistics.median(v):.2f}" for key, v in ratios.items())
+    )
+
+
+if __name__ == "__main__":
+    main()
