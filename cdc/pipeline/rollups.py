@@ -111,13 +111,21 @@ class Rollups:
     def __init__(self, schema: str) -> None:
         self._upsert = sql_template("store/rollup_upsert.sql", schema=schema)
 
-    def apply(self, conn: psycopg.Connection[Any], records: list[ActivityRecord]) -> None:
+    def apply(
+        self,
+        conn: psycopg.Connection[Any],
+        records: list[ActivityRecord],
+        parameters: dict[str, list[Any]] | None = None,
+    ) -> None:
         """One statement in the caller's open transaction; psycopg errors propagate to the
-        sink, which rolls the transaction back."""
+        sink, which rolls the transaction back. ``parameters``: the records' counts already
+        made by :func:`upsert_parameters` (the sink's encoder thread counts ahead)."""
         if not records:
             return
-        counts = count_records(records)
-        conn.execute(
-            self._upsert,
-            {**as_columns(counts.per_minute, "m_"), **as_columns(counts.per_hour, "h_")},
-        )
+        conn.execute(self._upsert, parameters or upsert_parameters(records))
+
+
+def upsert_parameters(records: list[ActivityRecord]) -> dict[str, list[Any]]:
+    """The records' counts as the parameters of ``store/rollup_upsert.sql`` (pure)."""
+    counts = count_records(records)
+    return {**as_columns(counts.per_minute, "m_"), **as_columns(counts.per_hour, "h_")}

@@ -59,7 +59,7 @@ from cdc.lsn import Lsn, format_lsn
 from cdc.metrics import Metrics, tally
 from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
 from cdc.pipeline.batching import Flush
-from cdc.pipeline.rollups import Rollups
+from cdc.pipeline.rollups import Rollups, upsert_parameters
 from cdc.pipeline.sinks import RecordSink, StoredCheckpoint
 from cdc.sqlfiles import sql_template
 from cdc.store.chain import canonical_text, iso_utc_text, utc_text
@@ -219,6 +219,18 @@ def encode_chained_rows(
     return "\n".join(lines), ChainHead(prev, position)
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedFlush:
+    """A flush with its COPY text encoded (and chained from ``head``) and its rollup counts
+    made ahead of the write, by the writer's encoder thread (:meth:`Sink.prepare`)."""
+
+    flush: Flush
+    copy_data: str | None  # None: encoded at the write (dead letters, a time only the server reads)
+    head: ChainHead | None  # the head the lines are chained from (None: chain off)
+    moved: ChainHead | None  # the head after them
+    rollups: dict[str, list[Any]] | None
+
+
 class Sink:
     """One connection to the sink database; not thread-safe (the SinkWriter owns it). A
     :class:`~cdc.pipeline.sinks.RecordSink`."""
@@ -263,6 +275,9 @@ class Sink:
         # the commit LSN and seq of the last record chained in it (None: the head has not moved).
         self._head: ChainHead | None = None
         self._head_at: tuple[str, int] | None = None
+        # The head :meth:`prepare` chains the next flush from: where the last prepared flush
+        # left it (None: unknown, the write encodes). Only the encoder thread touches it.
+        self._predicted: ChainHead | None = None
         self._checkpoint_sql = sql_template(
             "checkpoint_upsert.sql", schema=schema, checkpoints="checkpoints"
         )
@@ -293,6 +308,8 @@ class Sink:
         try:
             head = conn.execute(self._lock_head_sql).fetchone()
             conn.commit()
+            if head is not None:
+                self._predicted = ChainHead(bytes(head[0]), int(head[1]))
         except psycopg.errors.UndefinedTable:
             conn.rollback()
             raise SinkError(
@@ -417,23 +434,48 @@ class Sink:
                 (record.schema_name, record.table_name, mode, record.commit_lsn),
             )
 
-    def write(self, flush: Flush) -> int:
+    def prepare(self, flush: Flush) -> PreparedFlush:
+        """The CPU work of a write, done ahead without I/O: the COPY text, chained from where
+        the previously prepared flush left the head, and the rollup counts. Flushes must be
+        prepared in the order they are written; the write checks the head it locks against
+        the one predicted here and encodes again if another writer moved it meanwhile."""
+        records = flush.records
+        if not records:
+            return PreparedFlush(flush, None, None, None, None)
+        rollups = upsert_parameters(records)
+        if self.dead_letter:
+            return PreparedFlush(flush, None, None, None, rollups)  # refusals re-encode anyway
+        if not self.hash_chain:
+            return PreparedFlush(flush, encode_copy_rows(records), None, None, rollups)
+        head = self._predicted
+        if head is None or any(iso_utc_text(at) is None for at in {r.occurred_at for r in records}):
+            self._predicted = None  # the write encodes this one, and the next ones
+            return PreparedFlush(flush, None, None, None, rollups)
+        data, moved = encode_chained_rows(records, head, datetime.now(UTC))
+        self._predicted = moved
+        return PreparedFlush(flush, data, head, moved, rollups)
+
+    def write(self, item: Flush | PreparedFlush) -> int:
         """COPY the records; with a checkpoint, store it and commit. Raises SinkError.
 
         Returns how many records were parked in the dead letters (``[sink] on_refused =
         "dead_letter"``): 0 unless the sink refused a change."""
         conn = self._conn
         assert conn is not None
+        prepared = item if isinstance(item, PreparedFlush) else None
+        flush = item.flush if isinstance(item, PreparedFlush) else item
         parked = 0
         try:
             records = flush.records
             if records and self.dead_letter:
                 records, parked = self._write_parking_refused(conn, flush)
             elif records:
-                self._write_records(conn, records)
+                self._write_records(conn, records, prepared)
             if records:
                 # the dashboard counts, in this transaction: they commit with the records
-                self._rollups.apply(conn, records)
+                self._rollups.apply(
+                    conn, records, None if prepared is None or parked else prepared.rollups
+                )
                 self._record_modes(conn, records)
             if flush.checkpoint is not None:
                 checkpoint = flush.checkpoint
@@ -462,10 +504,19 @@ class Sink:
             raise
         return parked
 
-    def _write_records(self, conn: psycopg.Connection[Any], records: list[ActivityRecord]) -> None:
+    def _write_records(
+        self,
+        conn: psycopg.Connection[Any],
+        records: list[ActivityRecord],
+        prepared: PreparedFlush | None = None,
+    ) -> None:
         if not self.hash_chain:
             with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
-                copy.write(encode_copy_rows(records))
+                copy.write(
+                    prepared.copy_data
+                    if prepared is not None and prepared.copy_data is not None
+                    else encode_copy_rows(records)
+                )
             return
         head = self._head
         if head is None:
@@ -478,9 +529,17 @@ class Sink:
                     'cannot go on; run "cdc verify-chain" and restore it'
                 )
             head = ChainHead(bytes(row[0]), int(row[1]))
-        data, moved = encode_chained_rows(
-            records, head, datetime.now(UTC), self._server_times(conn, records)
-        )
+        if (
+            prepared is not None
+            and prepared.copy_data is not None
+            and prepared.head == head
+            and prepared.moved is not None
+        ):
+            data, moved = prepared.copy_data, prepared.moved
+        else:  # not prepared, or chained from a head that is not the one locked: encode here
+            data, moved = encode_chained_rows(
+                records, head, datetime.now(UTC), self._server_times(conn, records)
+            )
         with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
             copy.write(data)
         # only now: a COPY refused (and rolled back to a savepoint) leaves the head as it was
@@ -619,23 +678,31 @@ def _sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
 
 
 class SinkWriter:
-    """Runs a :class:`~cdc.pipeline.sinks.RecordSink` in a background thread.
+    """Runs a :class:`~cdc.pipeline.sinks.RecordSink` in two background threads, a pipeline: for the
+    PostgreSQL sink the encoder prepares the next flush (COPY text, chain hashes, rollup
+    counts: :meth:`Sink.prepare`) while the writer sends the previous one and waits for its
+    commit (psycopg releases the GIL while it waits); other sinks get their flushes as they are.
 
     The daemon submits flushes in order; for each flush with a checkpoint the writer reports
     the checkpoint's ``end_lsn`` once it is durable, through :meth:`completed`, and writes a
-    byte to ``wake_fd`` so the daemon's ``select`` wakes up. The queue is bounded: when the
-    sink is slower than the stream, ``submit`` blocks, which is the back-pressure.
+    byte to ``wake_fd`` so the daemon's ``select`` wakes up. The queues are bounded: when the
+    sink is slower than the stream, ``submit`` blocks, which is the back-pressure. At most
+    ``max_queued`` flushes wait, one is being encoded, one waits encoded and one is written.
     """
 
     def __init__(
-        self, sink: RecordSink, *, max_queued: int = 2, metrics: Metrics | None = None
+        self, sink: RecordSink, *, max_queued: int = 1, metrics: Metrics | None = None
     ) -> None:
         self._sink = sink
         self._metrics = metrics
         self._queue: queue.Queue[Flush | None] = queue.Queue(maxsize=max_queued)
+        self._prepared: queue.Queue[PreparedFlush | None] = queue.Queue(maxsize=1)
         self._done: queue.Queue[int | CdcError] = queue.Queue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
+        self._encoder = threading.Thread(
+            target=self._encode, name="activity-cdc-sink-encoder", daemon=True
+        )
         self._thread = threading.Thread(target=self._run, name="activity-cdc-sink", daemon=True)
         self._failed = threading.Event()
 
@@ -644,6 +711,7 @@ class SinkWriter:
         return self._wake_r
 
     def start(self) -> None:
+        self._encoder.start()
         self._thread.start()
 
     def submit(self, flush: Flush, on_wait: Callable[[], None] | None = None) -> None:
@@ -689,37 +757,72 @@ class SinkWriter:
                 except queue.Full:
                     continue
             self._thread.join(timeout_s)
+        if self._encoder.is_alive():
+            self._encoder.join(timeout_s)
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def _fail(self, error: CdcError) -> None:
+        self._done.put(error)
+        self._failed.set()
+        os.write(self._wake_w, b"!")
+
+    def _encode(self) -> None:
+        """The encoder thread: prepares each flush, in order, for the writer; passes the end
+        (None) on, and ends when the writer failed."""
+        while True:
+            try:
+                flush = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if self._failed.is_set():
+                    return
+                continue
+            prepared: PreparedFlush | None = None
+            if flush is not None:
+                try:
+                    if isinstance(self._sink, Sink):
+                        prepared = self._sink.prepare(flush)
+                    else:
+                        prepared = PreparedFlush(flush, None, None, None, None)
+                except Exception as exc:  # a bug must still stop the daemon, not hang it
+                    self._fail(SinkError(f"unexpected sink failure: {exc!r}"))
+            while True:
+                try:
+                    self._prepared.put(prepared, timeout=0.5)
+                    break
+                except queue.Full:
+                    if self._failed.is_set():
+                        return
+            if prepared is None:
+                return  # the end, or this thread failed: the writer stops after its flush
+
     def _run(self) -> None:
         while True:
-            flush = self._queue.get()
+            flush = self._prepared.get()
             if flush is None:
                 return
             started = time.monotonic()
             try:
-                parked = self._sink.write(flush)
+                sink = self._sink
+                parked = sink.write(flush) if isinstance(sink, Sink) else sink.write(flush.flush)
             except CdcError as exc:
-                self._done.put(exc)
-                self._failed.set()
-                os.write(self._wake_w, b"!")
+                self._fail(exc)
                 return
             except Exception as exc:  # a bug must still stop the daemon, not hang it
-                self._done.put(SinkError(f"unexpected sink failure: {exc!r}"))
-                self._failed.set()
-                os.write(self._wake_w, b"!")
+                self._fail(SinkError(f"unexpected sink failure: {exc!r}"))
                 return
             if self._metrics is not None and parked:
                 for _ in range(parked):
                     self._metrics.error("dead_letter")
+            records = flush.flush.records
             if self._metrics is not None:  # here, so the read loop never pays for it
                 self._metrics.batch_written(
-                    rows=len(flush.records),
+                    rows=len(records),
                     seconds=time.monotonic() - started,
-                    by_table_op=tally(flush.records),
+                    by_table_op=tally(records),
                 )
-            if flush.checkpoint is not None:
-                self._done.put(flush.checkpoint.end_lsn)
+            checkpoint = flush.flush.checkpoint
+            if checkpoint is not None:
+                self._done.put(checkpoint.end_lsn)
                 os.write(self._wake_w, b".")

@@ -407,3 +407,33 @@ def test_the_daemon_hashes_the_text_jsonb_gives_back_for_hostile_columns(pg: PgD
     )[0][0]
     assert stored.startswith('{"a": "a\\tb\\nc", "j": {"a": [1.50, 0.0, "x\\u0001"], "b": 2,')
     assert '"f4": 0,' in stored and '"f8": 1' + "0" * 100 + "," in stored
+
+
+def test_flushes_prepared_ahead_are_chained_again_when_another_writer_moved_the_head(
+    pg: PgDatabase, chain_store: Settings
+) -> None:
+    """The encoder chains flushes ahead from the head it predicts; a second writer moving the
+    head meanwhile makes the write encode them again from the head it locked: one chain."""
+    ours = Sink(pg.dsn, schema="activity", table="records", slot=pg.slot)
+    other = Sink(pg.dsn, schema="activity", table="records", slot=pg.slot + "_other")
+    ours.open()
+    other.open()
+    try:
+        now = db_now(pg)
+        theirs, first, second = synthetic(now, 4), synthetic(now, 3), synthetic(now, 2)
+        ahead = [
+            ours.prepare(Flush(first, None)),
+            ours.prepare(Flush(second, checkpoint_of(second))),
+        ]
+        assert ahead[1].head == ahead[0].moved  # chained ahead, one after the other
+        other.write(Flush(theirs, checkpoint_of(theirs)))
+        for prepared in ahead:
+            ours.write(prepared)
+    finally:
+        ours.close()
+        other.close()
+    report = check(pg, chain_store)
+    assert report.problem is None, report.problem
+    assert report.checked == 9
+    positions = pg.execute("SELECT chain_position FROM activity.records ORDER BY chain_position")
+    assert [p for (p,) in positions] == list(range(1, 10))
