@@ -1,8 +1,8 @@
 """The records' hash chain: the canonical text of a record (computed by the daemon as it writes,
 cdc.pipeline.sink) and its recomputation from what is stored (``cdc verify-chain``).
 
-Every record stores ``chain_position``, ``prev_hash`` and ``hash``, in commit order
-``(commit_lsn, seq)``::
+Every record stores ``chain_position``, ``prev_hash`` and ``hash``, in the order the sinks
+write them (``chain_position``; for one daemon that is commit order, ``(commit_lsn, seq)``)::
 
     hash = sha256(prev_hash || canonical_text(fields))
 
