@@ -280,3 +280,23 @@ def test_the_metrics_section_is_validated_like_the_rest_of_the_config() -> None:
             {"source": {"dsn": "x"}, "metrics": {"ready_max_lag_seconds": 0}, "tables": tables},
             env={},
         )
+
+
+def test_jetstream_samples_become_gauges_per_consumer(
+    metrics: Metrics, server: MetricsServer
+) -> None:
+    metrics.jetstream(
+        up=True, last_seq=1200, consumers=[("activity_ingest", 30, 5, 1165), ("siem", 0, 0, 1200)]
+    )
+    samples = scrape(server)
+    assert samples[("activity_cdc_jetstream_up", ())] == 1
+    assert samples[("activity_cdc_jetstream_stream_last_seq", ())] == 1200
+    ingest = (("consumer", "activity_ingest"),)
+    assert samples[("activity_cdc_jetstream_pending_messages", ingest)] == 30
+    assert samples[("activity_cdc_jetstream_ack_pending_messages", ingest)] == 5
+    assert samples[("activity_cdc_jetstream_ack_floor", ingest)] == 1165
+    assert samples[("activity_cdc_jetstream_ack_floor", (("consumer", "siem"),))] == 1200
+    metrics.jetstream(up=False, last_seq=None, consumers=())
+    samples = scrape(server)
+    assert samples[("activity_cdc_jetstream_up", ())] == 0
+    assert samples[("activity_cdc_jetstream_stream_last_seq", ())] == 1200  # the last known
