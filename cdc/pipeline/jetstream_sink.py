@@ -236,11 +236,14 @@ class JetStreamSink:
                     f"{r.operation}"
                 )
                 headers = {MSG_ID: f"{id_prefix}{r.commit_lsn}:{r.seq}"}
-                # Waits while max_pending_publishes are unanswered (flow control).
+                # Waits while max_pending_publishes are unanswered (flow control), at most
+                # wait_stall seconds (TooManyStalledMsgsError: retried like a missing PubAck).
                 futures.append(
-                    await asyncio.wait_for(
-                        js.publish_async(subject, encode_payload(r, source), headers=headers),
-                        timeout=self.settings.publish_timeout_s,
+                    await js.publish_async(
+                        subject,
+                        encode_payload(r, source),
+                        headers=headers,
+                        wait_stall=self.settings.publish_timeout_s,
                     )
                 )
             acks = await asyncio.wait_for(
