@@ -125,9 +125,16 @@ class NatsCluster:
         import nats
 
         async def probe() -> bool:
+            async def quiet(_exc: Exception) -> None:
+                pass  # not up yet: the loop asks again
+
             try:
                 nc = await nats.connect(
-                    self.urls, connect_timeout=1, allow_reconnect=False, max_reconnect_attempts=0
+                    self.urls,
+                    connect_timeout=1,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=0,
+                    error_cb=quiet,
                 )
             except Exception:
                 return False

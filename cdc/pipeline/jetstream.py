@@ -125,12 +125,22 @@ def connect_options(settings: SinkSettings, env: Mapping[str, str] | None = None
 async def open_connection(settings: SinkSettings, name: str) -> NatsClient:
     """Connect (each server tried once); BrokerUnavailable when none answers."""
 
+    client: list[NatsClient] = []  # the client, once connected (the callbacks look at it)
+
+    def closing() -> bool:
+        return bool(client) and (client[0].is_closed or client[0].is_draining)
+
     async def on_error(exc: Exception) -> None:
         # nats-py reports every failed reconnect here; one line, no traceback, no secret.
-        log.warning("NATS: %s", first_line(exc))
+        if not closing():
+            log.warning("NATS: %s", first_line(exc))
 
     async def on_disconnected() -> None:
-        log.warning("NATS: disconnected from %s; reconnecting", describe_servers(settings.servers))
+        # nats-py also calls this when we close the connection: only a loss is worth a warning
+        if not closing():
+            log.warning(
+                "NATS: disconnected from %s; reconnecting", describe_servers(settings.servers)
+            )
 
     async def on_reconnected() -> None:
         log.info("NATS: reconnected")
@@ -139,7 +149,7 @@ async def open_connection(settings: SinkSettings, name: str) -> NatsClient:
     try:
         # Reconnects are unlimited once connected; the first connect is bounded here (nats-py
         # would go round the servers for ever).
-        return await asyncio.wait_for(
+        nc = await asyncio.wait_for(
             nats.connect(
                 name=name,
                 error_cb=on_error,
@@ -149,6 +159,8 @@ async def open_connection(settings: SinkSettings, name: str) -> NatsClient:
             ),
             timeout=options["connect_timeout"] * max(len(settings.servers), 1) + 2,
         )
+        client.append(nc)
+        return nc
     except (TimeoutError, nats.errors.NoServersError):
         raise BrokerUnavailable(
             f"cannot connect to NATS at {describe_servers(settings.servers)}: no server "
