@@ -897,8 +897,10 @@ def setup(settings: Settings) -> SetupReport:
 
 def setup_store(settings: Settings, dsn: str) -> SetupReport:
     """Only the activity store, on ``dsn`` (``cdc ingest --to DSN``): the migrations that
-    ``setup`` applies to the sink, idempotent."""
+    ``setup`` applies to the sink, idempotent. Several ingest processes starting at once take
+    turns (a session advisory lock), so each plans after the one before has applied."""
     with connect(dsn, role="sink") as store:
+        store.execute("SELECT pg_advisory_lock(hashtext('activity-cdc store setup'))")
         plan = SetupPlan(source="", sink=describe_target(dsn))
         _plan_store(store, settings, plan)
         return _apply(store, store, plan, settings)
