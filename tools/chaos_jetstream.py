@@ -392,6 +392,10 @@ class JetStreamChaos:
     def finish(self) -> None:
         started = time.monotonic()
         self.check_alive()
+        for proc in self.daemons:
+            if proc.expect_death:  # armed at a failpoint: the graceful stop would hit it
+                proc.kill()
+                proc.start()
         for proc in (*self.daemons, *self.ingests):
             proc.wait_ready()
         for proc in self.daemons:
