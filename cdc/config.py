@@ -302,7 +302,7 @@ class MetricsSettings(_Strict):
 
 
 class DaemonSettings(_Strict):
-    """How ``cdc run`` keeps running for years (cdc.pipeline.supervisor, cdc.control.heartbeat,
+    """How ``cdc run`` keeps running for years (cdc.service.supervisor, cdc.control.heartbeat,
     cdc.control.slot_watch):
     reconnects after a lost connection, waits as a standby while another daemon holds the
     slot, emits heartbeats, and warns before the slot's WAL reaches max_slot_wal_keep_size.

@@ -312,7 +312,7 @@ class Metrics:
             return self._is_streaming
 
     def set_standby(self, standby: bool) -> None:
-        """Waiting for a slot that another process streams from (cdc.pipeline.supervisor)."""
+        """Waiting for a slot that another process streams from (cdc.service.supervisor)."""
         self._standby.set(1 if standby else 0)
 
     def heartbeat(self, latency_seconds: float) -> None:

@@ -183,82 +183,28 @@ def run(state: State, drain: bool) -> None:
     finish the batch in hand, acknowledge it, exit 0; a second signal exits at once (nothing
     unwritten is ever acknowledged). SIGHUP: reload the mapping, redaction and batch settings
     from the config file."""
-    from cdc.control.heartbeat import HeartbeatEmitter
-    from cdc.control.jetstream_watch import JetStreamWatcher
-    from cdc.control.slot_watch import SlotWatcher
-    from cdc.metrics import start_metrics
-    from cdc.pipeline.daemon import Daemon
-    from cdc.pipeline.supervisor import Supervisor
+    from cdc.service.run import Service
 
-    settings = state.settings
-    metrics, server = start_metrics(settings.metrics)
-    runner: Daemon | Supervisor = (
-        Daemon(settings, drain=True, metrics=metrics)
-        if drain
-        else Supervisor(settings, metrics=metrics)
-    )
-    helpers: list[HeartbeatEmitter | SlotWatcher | JetStreamWatcher] = []
+    service = Service(state.settings, drain=drain)
     signals_seen = 0
 
     def on_hangup(_signum: int, _frame: FrameType | None) -> None:
-        try:
-            ignored = runner.reload(load_settings(state.config_path))
-        except CdcError as exc:
-            logging.getLogger("cdc.cli").error(
-                "reload refused, keeping the running config: %s", exc
-            )
-            return
-        if ignored:
-            logging.getLogger("cdc.cli").warning(
-                "reload: changes to [%s] need a restart; kept the running ones", ", ".join(ignored)
-            )
+        service.reload(lambda: load_settings(state.config_path))
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen > 1:
             os._exit(128 + signum)
-        runner.request_stop()
+        service.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
-    try:
-        if not drain:
-            options = settings.daemon
-            if options.slot_watch_interval_s > 0:
-                helpers.append(
-                    SlotWatcher(
-                        settings.source.dsn,
-                        settings.source.slot,
-                        options.slot_watch_interval_s,
-                        metrics=metrics,
-                        warn_fraction=options.slot_warn_retained_fraction,
-                    ).start()
-                )
-            if settings.sink.kind == "jetstream" and options.slot_watch_interval_s > 0:
-                helpers.append(
-                    JetStreamWatcher(settings.sink, options.slot_watch_interval_s, metrics).start()
-                )
-            if options.heartbeat_interval_s > 0:
-                helpers.append(
-                    HeartbeatEmitter(
-                        settings.source.dsn,
-                        options.heartbeat_interval_s,
-                        metrics=metrics,
-                        should_emit=lambda: metrics.streaming,  # a standby stays quiet
-                    ).start()
-                )
-        stats = runner.run()
-    finally:
-        for helper in reversed(helpers):
-            helper.stop()
-        runner.close()
-        if server is not None:
-            server.stop()
+    outcome = service.run()
+    stats, reconnects = outcome.stats, outcome.reconnects
     from cdc.human import human_seconds
 
-    reconnects = getattr(runner, "reconnects", 0)
     click.echo(
         f"{stats.records} records from {stats.transactions} transactions "
         f"({stats.changes} changes, {stats.skipped_transactions} transactions already recorded) "

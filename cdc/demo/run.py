@@ -25,7 +25,7 @@ from cdc.control.setup import setup
 from cdc.demo.embedded import EmbeddedPostgres
 from cdc.demo.workload import GroundTruth, load_platform_schema, run_workload, seed
 from cdc.errors import CdcError
-from cdc.pipeline.daemon import Daemon
+from cdc.service.run import Service
 from cdc.sqlfiles import example_path
 
 
@@ -79,12 +79,12 @@ def _demo(server: EmbeddedPostgres, options: DemoOptions) -> Iterator[str]:
         f"  {options.clients} clients for {options.duration_s:.0f}s: sign-ups, KYC, "
         "subscriptions, approvals, transfers, distributions, documents, rollbacks ..."
     )
-    daemon = Daemon(settings)
+    service = Service(settings)  # as cdc run starts it: supervisor, heartbeat, slot watch
     failure: list[BaseException] = []
 
     def run_daemon() -> None:
         try:
-            daemon.run()
+            service.run()
         except BaseException as exc:  # reported below
             failure.append(exc)
 
@@ -125,7 +125,7 @@ def _demo(server: EmbeddedPostgres, options: DemoOptions) -> Iterator[str]:
                 shown += 1
             workload.join()
             yield from _catch_up(settings, failure)
-            daemon.request_stop()
+            service.request_stop()
             daemon_thread.join(timeout=30)
             if failure:
                 raise failure[0]
@@ -133,9 +133,8 @@ def _demo(server: EmbeddedPostgres, options: DemoOptions) -> Iterator[str]:
                 workload_truth[0].merge(truth)  # the seed's changes were captured too
             yield from _summary(conn, workload_truth[0] if workload_truth else None, settings)
     finally:
-        daemon.request_stop()
+        service.request_stop()
         daemon_thread.join(timeout=30)
-        daemon.close()
     if options.serve:
         yield from _serve(settings, dsn, options)
     else:
@@ -233,9 +232,9 @@ def _serve(settings: Settings, dsn: str, options: DemoOptions) -> Iterator[str]:
 
     access = access_for(settings, port=options.port)
     stop = threading.Event()
-    daemon = Daemon(settings)
+    service = Service(settings)
     threads = [
-        threading.Thread(target=daemon.run, name="cdc-demo-daemon", daemon=True),
+        threading.Thread(target=service.run, name="cdc-demo-daemon", daemon=True),
         threading.Thread(
             target=_trickle, args=(dsn, options, stop), name="cdc-demo-trickle", daemon=True
         ),
@@ -259,11 +258,10 @@ def _serve(settings: Settings, dsn: str, options: DemoOptions) -> Iterator[str]:
                 pass
     finally:
         stop.set()
-        daemon.request_stop()
+        service.request_stop()
         for thread in threads:
             if thread.is_alive():
                 thread.join(timeout=30)
-        daemon.close()
 
 
 def _trickle(dsn: str, options: DemoOptions, stop: threading.Event) -> None:

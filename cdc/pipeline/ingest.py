@@ -52,7 +52,7 @@ from cdc.pipeline.jetstream import (
     open_connection,
 )
 from cdc.pipeline.sink import Sink
-from cdc.pipeline.supervisor import Backoff, is_connection_loss
+from cdc.retry import Backoff, is_connection_loss
 from cdc.sqlfiles import sql_template
 
 log = logging.getLogger("cdc.ingest")  # log lines keep the name they had

@@ -6,7 +6,7 @@ from typing import Any
 
 from cdc.config import Settings, settings_from_mapping
 from cdc.control.setup import setup
-from cdc.pipeline.daemon import Daemon, RunStats
+from cdc.service.daemon import Daemon, RunStats
 from tests.fix_pg import PgDatabase
 
 

@@ -21,7 +21,7 @@ from cdc.cli.main import main
 from cdc.demo.embedded import EmbeddedPostgres, version_of, wheel_bindirs
 from cdc.errors import PublicationNotFound
 from cdc.lsn import Lsn
-from cdc.pipeline.daemon import Daemon
+from cdc.service.daemon import Daemon
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import make_settings
 

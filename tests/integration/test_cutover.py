@@ -31,7 +31,7 @@ from cdc.cutover.verify import verify, wait_for_confirmation
 from cdc.demo.workload import PLATFORM_TABLES, GroundTruth, load_platform_schema, run_workload
 from cdc.errors import LagExceeded
 from cdc.lsn import Lsn
-from cdc.pipeline.daemon import Daemon
+from cdc.service.daemon import Daemon
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import make_settings
 

@@ -15,7 +15,7 @@ import pytest
 
 from cdc.control.setup import setup
 from cdc.errors import ConfigError
-from cdc.pipeline.daemon import Daemon
+from cdc.service.daemon import Daemon
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, make_settings, records, setup_and_settings
 

@@ -475,7 +475,7 @@ def test_cutover_without_a_running_daemon_or_checkpoint_says_nobody_acknowledges
 
 
 def test_cutover_accepts_a_daemon_that_is_streaming_and_acknowledging(pg: PgDatabase) -> None:
-    from cdc.pipeline.daemon import Daemon
+    from cdc.service.daemon import Daemon
 
     settings = shop(pg)
     take_backup(settings)

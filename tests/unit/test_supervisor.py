@@ -29,8 +29,9 @@ from cdc.errors import (
     StreamError,
 )
 from cdc.metrics import Metrics
-from cdc.pipeline.daemon import RunStats
-from cdc.pipeline.supervisor import Backoff, Supervisor, is_connection_loss
+from cdc.pipeline.loop import RunStats
+from cdc.retry import Backoff, is_connection_loss
+from cdc.service.supervisor import Supervisor
 
 GiB = 1024**3
 MiB = 1024**2

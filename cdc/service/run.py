@@ -1,0 +1,111 @@
+"""The one way to start the daemon: ``cdc run``, ``cdc demo`` and the benchmarks (which run
+``cdc run``) all go through :class:`Service`.
+
+A service is the daemon (with ``drain``: one run that exits when it has caught up; else the
+:class:`~cdc.service.supervisor.Supervisor`, which reconnects and waits as a standby), the
+metrics endpoint, and the helpers of a long run: the slot watch, the JetStream watch and the
+heartbeat. :meth:`Service.run` starts them, runs the daemon, and stops them again in reverse
+order whatever happens. Signals are the caller's: :meth:`request_stop` and :meth:`reload` are
+signal-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cdc.config import Settings
+from cdc.control.heartbeat import HeartbeatEmitter
+from cdc.control.jetstream_watch import JetStreamWatcher
+from cdc.control.slot_watch import SlotWatcher
+from cdc.errors import CdcError
+from cdc.metrics import Metrics, start_metrics
+from cdc.pipeline.loop import RunStats
+from cdc.service.daemon import Daemon
+from cdc.service.supervisor import Supervisor
+
+log = logging.getLogger("cdc.cli")  # log lines keep the name they had
+
+Helper = HeartbeatEmitter | SlotWatcher | JetStreamWatcher
+
+
+@dataclass(frozen=True)
+class Outcome:
+    stats: RunStats
+    reconnects: int
+
+
+class Service:
+    """The daemon and everything that runs beside it, for one process."""
+
+    def __init__(self, settings: Settings, *, drain: bool = False) -> None:
+        self.settings = settings
+        self.drain = drain
+        self.metrics, self._server = start_metrics(settings.metrics)
+        self._runner: Daemon | Supervisor = (
+            Daemon(settings, drain=True, metrics=self.metrics)
+            if drain
+            else Supervisor(settings, metrics=self.metrics)
+        )
+
+    def run(self) -> Outcome:
+        """Start the helpers, run the daemon until it stops (or has drained), stop them all."""
+        helpers: list[Helper] = []
+        try:
+            if not self.drain:
+                helpers = _start_helpers(self.settings, self.metrics)
+            stats = self._runner.run()
+        finally:
+            for helper in reversed(helpers):
+                helper.stop()
+            self._runner.close()
+            if self._server is not None:
+                self._server.stop()
+        return Outcome(stats, getattr(self._runner, "reconnects", 0))
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, acknowledge it, return from :meth:`run`. Signal-safe."""
+        self._runner.request_stop()
+
+    def reload(self, load: Callable[[], Settings]) -> None:
+        """New mapping, redaction and batch settings (SIGHUP); a config that does not load
+        is refused and the running one kept."""
+        try:
+            ignored = self._runner.reload(load())
+        except CdcError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        if ignored:
+            log.warning(
+                "reload: changes to [%s] need a restart; kept the running ones", ", ".join(ignored)
+            )
+
+
+def _start_helpers(settings: Settings, metrics: Metrics) -> list[Helper]:
+    options = settings.daemon
+    helpers: list[Helper] = []
+    if options.slot_watch_interval_s > 0:
+        helpers.append(
+            SlotWatcher(
+                settings.source.dsn,
+                settings.source.slot,
+                options.slot_watch_interval_s,
+                metrics=metrics,
+                warn_fraction=options.slot_warn_retained_fraction,
+            ).start()
+        )
+    if settings.sink.kind == "jetstream" and options.slot_watch_interval_s > 0:
+        helpers.append(
+            JetStreamWatcher(settings.sink, options.slot_watch_interval_s, metrics).start()
+        )
+    if options.heartbeat_interval_s > 0:
+        helpers.append(
+            HeartbeatEmitter(
+                settings.source.dsn,
+                options.heartbeat_interval_s,
+                metrics=metrics,
+                should_emit=lambda: metrics.streaming,  # a standby stays quiet
+            ).start()
+        )
+    return helpers
