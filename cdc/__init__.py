@@ -5,11 +5,14 @@ The pipeline (``cdc.pipeline``), one module per stage; data flows one way::
     stream -> pgoutput (decoder) -> changes -> activity (mapping) -> batching -> sink
         -> acknowledged LSN back to the server
 
-``cdc.pipeline.daemon`` wires the stages and ``cdc.pipeline.supervisor`` keeps it running.
-``cdc.control`` is the control plane (setup, checks, lag, roles, partitions), ``cdc.cutover``
-moves tables from audit triggers to CDC, ``cdc.store`` reads the records (and checks their hash
-chain), ``cdc.demo`` runs it all on a throwaway PostgreSQL, ``cdc.cli`` is the command line. The
-base every layer uses: ``errors``, ``lsn``, ``config``, ``dsn``, ``logs``, ``metrics``,
+``cdc.pipeline.loop`` is the pure core that wires the stages and ``cdc.pipeline.daemon`` its
+I/O driver. Above the pipeline: ``cdc.store`` reads the records (and checks their hash chain),
+``cdc.cutover`` moves tables from audit triggers to CDC, ``cdc.control`` is the control plane
+(setup, preflight, checks, lag, roles, partitions, heartbeat, slot watch), ``cdc.service``
+starts the daemon the one way (``cdc.service.run``) and keeps it running, ``cdc.demo`` runs it
+all on a throwaway PostgreSQL, ``cdc.cli`` is the command line. A module imports only from its
+own floor and the ones below (tests/unit/test_architecture.py). The base every floor uses:
+``errors``, ``lsn``, ``config``, ``dsn``, ``connect``, ``retry``, ``logs``, ``metrics``,
 ``sqlfiles``, ``failpoints``; ``cdc.app`` is for the application side.
 """
 

@@ -1,5 +1,5 @@
 """``cdc ingest --from jetstream --to DSN``: the records of a JetStream stream into a store
-(cdc.pipeline.ingest; docs/scale-out.md). Imported by ``cdc.cli``, after ``cdc.cli.main``."""
+(cdc.service.ingest; docs/scale-out.md). Imported by ``cdc.cli``, after ``cdc.cli.main``."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def ingest(
     """Write the records of the JetStream stream into an activity store, exactly once: each
     batch is written with the stream sequences it covers in one transaction and acknowledged
     to JetStream after the commit. SIGTERM/SIGINT: finish the batch in hand and exit 0."""
-    from cdc.pipeline.ingest import Ingest, IngestOptions
+    from cdc.service.ingest import Ingest, IngestOptions
 
     del origin  # one choice today; the option names it so scripts stay explicit
     settings = load_settings(state.config_path, require_source=False)

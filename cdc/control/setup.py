@@ -42,7 +42,9 @@ from cdc.errors import (
     SlotInUse,
 )
 from cdc.logical_messages import has_flush
+from cdc.pipeline.catalog import primary_keys
 from cdc.sqlfiles import sql_path, sql_template, sql_text
+from cdc.store.indexes import values_search_indexes
 
 log = logging.getLogger("cdc.provision")  # log lines keep the name they had
 
@@ -119,11 +121,6 @@ def check_wal_level(conn: psycopg.Connection[Any]) -> None:
         )
 
 
-def primary_keys(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], tuple[str, ...]]:
-    rows = conn.execute(sql_text("primary_keys.sql")).fetchall()
-    return {(schema, table): tuple(columns) for schema, table, columns in rows}
-
-
 def table_oids(
     conn: psycopg.Connection[Any], settings: Settings
 ) -> dict[tuple[str, str], tuple[int, str]]:
@@ -186,20 +183,6 @@ def relation_exists(conn: psycopg.Connection[Any], schema: str, name: str) -> bo
         (schema, name),
     ).fetchone()
     return row is not None
-
-
-def values_search_indexes(conn: psycopg.Connection[Any], schema: str, table: str) -> list[str]:
-    """The GIN indexes of the records table over ``search_vector(summary, new, old, changes)``
-    (full-text search over the row values, ``[store] search_values``), qualified names."""
-    rows = conn.execute(
-        "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_index i "
-        "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
-        "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
-        "WHERE n.nspname = %s AND t.relname = %s AND a.amname = 'gin' "
-        "AND pg_get_indexdef(i.indexrelid) LIKE '%%search_vector(%%' ORDER BY 1",
-        (schema, table),
-    ).fetchall()
-    return [row[0] for row in rows]
 
 
 def applied_migrations(conn: psycopg.Connection[Any], schema: str) -> set[int]:

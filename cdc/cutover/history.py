@@ -39,11 +39,11 @@ from psycopg import sql
 
 from cdc.config import OPERATIONS, Settings, TableRules
 from cdc.connect import connect
-from cdc.control.setup import primary_keys
 from cdc.cutover.legacy import legacy_name_map, legacy_query
 from cdc.cutover.triggers import TableName, configured_tables
 from cdc.pipeline.activity import ActivityRecord, Redactor, _redaction_matcher, redactor
 from cdc.pipeline.batching import Flush
+from cdc.pipeline.catalog import primary_keys
 from cdc.pipeline.sink import Sink
 from cdc.pipeline.values import jsonb_text
 from cdc.sqlfiles import sql_template

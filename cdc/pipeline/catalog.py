@@ -186,3 +186,9 @@ class Catalog:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def primary_keys(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Every table's primary key columns, by (schema, table), in one query."""
+    rows = conn.execute(sql_text("primary_keys.sql")).fetchall()
+    return {(schema, table): tuple(columns) for schema, table, columns in rows}

@@ -18,11 +18,11 @@ from psycopg.rows import args_row
 
 from cdc.config import Settings
 from cdc.connect import connect, server_message
-from cdc.control.setup import values_search_indexes
 from cdc.dsn import describe_target
 from cdc.errors import ConnectError, SinkError
 from cdc.lsn import Lsn
 from cdc.store import queries
+from cdc.store.indexes import values_search_indexes
 from cdc.store.model import RecordCursor, RecordFilter, StoredRecord, split_table
 
 # What reading a store that "cdc setup" has not (fully) made raises.

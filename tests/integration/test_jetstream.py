@@ -22,8 +22,8 @@ from psycopg import sql
 from cdc.cli.main import main
 from cdc.config import Settings
 from cdc.demo.embedded_nats import NatsCluster
-from cdc.pipeline.ingest import Ingest, IngestOptions
 from cdc.pipeline.jetstream import apply_broker, plan_broker
+from cdc.service.ingest import Ingest, IngestOptions
 from cdc.store.chain import verify_chain
 from tests.fix_nats import JetStreamNames
 from tests.fix_pg import PgDatabase, PgServer, drop_database

@@ -17,12 +17,13 @@ from psycopg import sql
 
 from cdc.config import Settings
 from cdc.control.partitions import DETACHED_MARK, apply_maintenance, plan_maintenance
-from cdc.control.setup import setup, values_search_indexes
+from cdc.control.setup import setup
 from cdc.errors import SinkError
 from cdc.pipeline.activity import ActivityRecord
 from cdc.pipeline.batching import Checkpoint, Flush
 from cdc.pipeline.sink import Sink
 from cdc.store import STORED_COLUMNS, RecordCursor, RecordFilter, Store, open_store, queries
+from cdc.store.indexes import values_search_indexes
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings
 
