@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from cdc import records
 from cdc.config import (
     OPERATIONS,
     SEVERITY_LEVELS,
@@ -99,7 +100,9 @@ class ActivityRecord(NamedTuple):
     seq: int
 
 
-RECORD_COLUMNS: tuple[str, ...] = ActivityRecord._fields
+RECORD_COLUMNS = records.same_columns(
+    "ActivityRecord", ActivityRecord._fields, records.RECORD_COLUMNS
+)
 
 
 Redactor = Callable[[str], str]  # a column's text value -> what is stored instead (plain text)

@@ -8,7 +8,9 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
+from cdc import records
 from cdc.config import Severity, split_qualified_name
+from cdc.records import same_columns
 
 # Lowest to highest; the order of the Severity literal of the config.
 SEVERITIES: tuple[str, ...] = get_args(Severity)
@@ -88,7 +90,9 @@ class StoredRecord:
         return data
 
 
-STORED_COLUMNS: tuple[str, ...] = tuple(field.name for field in fields(StoredRecord))
+STORED_COLUMNS = same_columns(
+    "StoredRecord", [field.name for field in fields(StoredRecord)], records.STORED_COLUMNS
+)
 
 
 @dataclass(frozen=True, slots=True)
