@@ -29,6 +29,7 @@ MODULE_DEBTS = {
     "cdc/pipeline/activity.py": 739,
     "cdc/pipeline/jetstream.py": 557,
     "cdc/pipeline/sink.py": 586,
+    "cdc/pipeline/values.py": 519,
 }
 FUNCTION_DEBTS = {
     "cdc/control/failover.py:failover_findings": 102,
@@ -39,7 +40,7 @@ FUNCTION_DEBTS = {
     "cdc/demo/run.py:_demo": 91,
     "cdc/demo/workload.py:run_workload": 81,
     "cdc/metrics.py:__init__": 126,
-    "cdc/web/app.py:_api": 164,
+    "cdc/web/app.py:_api": 169,
 }
 
 
