@@ -6,7 +6,7 @@ The pipeline (``cdc.pipeline``), one module per stage; data flows one way::
         -> acknowledged LSN back to the server
 
 ``cdc.pipeline.loop`` is the pure core that wires the stages and ``cdc.pipeline.daemon`` its
-I/O driver. Above the pipeline: ``cdc.store`` reads the records (and checks their hash chain),
+I/O driver. ``cdc.store`` (below the pipeline: the sink uses its hash chain) reads the records,
 ``cdc.cutover`` moves tables from audit triggers to CDC, ``cdc.control`` is the control plane
 (setup, preflight, checks, lag, roles, partitions, heartbeat, slot watch), ``cdc.service``
 starts the daemon the one way (``cdc.service.run``) and keeps it running, ``cdc.demo`` runs it
