@@ -17,7 +17,8 @@ def human_bytes(n: int | None) -> str:
         return "?"
     value = float(n)
     for unit in _SIZE_UNITS:
-        if abs(value) < 1024 or unit == _SIZE_UNITS[-1]:
+        # Compare what is printed: 1023.96 GB would print as "1024.0 GB", which is "1.0 TB".
+        if abs(round(value, 1)) < 1024 or unit == _SIZE_UNITS[-1]:
             return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
@@ -28,6 +29,7 @@ def human_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     for size, unit in _SPANS:
-        if abs(seconds) >= size:
+        # Compare what is printed: 59.96 s would print as "60.0 s", which is "1.0 min".
+        if abs(round(seconds, 1)) >= size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.1f} s"

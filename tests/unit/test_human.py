@@ -12,7 +12,8 @@ from cdc.human import human_bytes, human_seconds
 @pytest.mark.parametrize(
     ("n", "text"),
     [(None, "?"), (0, "0 bytes"), (1023, "1023 bytes"), (1024, "1.0 kB"),
-     (1_363_149, "1.3 MB"), (50 * 1024**3, "50.0 GB"), (3 * 1024**5, "3.0 PB")],
+     (1_363_149, "1.3 MB"), (50 * 1024**3, "50.0 GB"),
+     (1024**4 - 1, "1.0 TB"), (3 * 1024**5, "3.0 PB")],
 )  # fmt: skip
 def test_sizes_read_like_pg_size_pretty(n: int | None, text: str) -> None:
     assert human_bytes(n) == text
@@ -20,7 +21,8 @@ def test_sizes_read_like_pg_size_pretty(n: int | None, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "?"), (0, "0.0 s"), (2.1, "2.1 s"), (59.94, "59.9 s"), (90, "1.5 min"),
+    [(None, "?"), (0, "0.0 s"), (2.1, "2.1 s"), (59.94, "59.9 s"), (59.96, "1.0 min"),
+     (90, "1.5 min"),
      (3 * 3600, "3.0 h"), (2 * 86400, "2.0 d")],
 )  # fmt: skip
 def test_durations_carry_their_unit(seconds: float | None, text: str) -> None:
