@@ -76,6 +76,29 @@ def _copy_text(value: str) -> str:
     return value
 
 
+def _record_fields(r: ActivityRecord) -> tuple[str, ...]:
+    """The record's fields from ``occurred_at`` to ``summary`` as COPY text: the part of the
+    line that the plain and the chained format share."""
+    return (
+        r.occurred_at,
+        r.source,
+        r.operation,
+        _copy_text(r.action),
+        _copy_text(r.category),
+        r.severity,
+        "\\N" if r.schema_name is None else _copy_text(r.schema_name),
+        "\\N" if r.table_name is None else _copy_text(r.table_name),
+        "\\N" if r.entity_type is None else _copy_text(r.entity_type),
+        "\\N" if r.entity_id is None else _copy_text(r.entity_id),
+        "\\N" if r.actor_id is None else _copy_text(r.actor_id),
+        "\\N" if r.context is None else _copy_text(r.context),
+        "\\N" if r.old is None else _copy_text(r.old),
+        "\\N" if r.new is None else _copy_text(r.new),
+        "\\N" if r.changes is None else _copy_text(r.changes),
+        "\\N" if r.summary is None else _copy_text(r.summary),
+    )
+
+
 def encode_copy_rows(records: list[ActivityRecord]) -> str:
     """The records in COPY text format, one line each."""
     lines = []
@@ -83,22 +106,7 @@ def encode_copy_rows(records: list[ActivityRecord]) -> str:
         lines.append(
             "\t".join(
                 (
-                    r.occurred_at,
-                    r.source,
-                    r.operation,
-                    _copy_text(r.action),
-                    _copy_text(r.category),
-                    r.severity,
-                    "\\N" if r.schema_name is None else _copy_text(r.schema_name),
-                    "\\N" if r.table_name is None else _copy_text(r.table_name),
-                    "\\N" if r.entity_type is None else _copy_text(r.entity_type),
-                    "\\N" if r.entity_id is None else _copy_text(r.entity_id),
-                    "\\N" if r.actor_id is None else _copy_text(r.actor_id),
-                    "\\N" if r.context is None else _copy_text(r.context),
-                    "\\N" if r.old is None else _copy_text(r.old),
-                    "\\N" if r.new is None else _copy_text(r.new),
-                    "\\N" if r.changes is None else _copy_text(r.changes),
-                    "\\N" if r.summary is None else _copy_text(r.summary),
+                    *_record_fields(r),
                     "\\N" if r.xid is None else str(r.xid),
                     r.commit_lsn,
                     str(r.seq),
@@ -188,22 +196,7 @@ def encode_chained_rows(
         lines.append(
             "\t".join(
                 (
-                    r.occurred_at,
-                    r.source,
-                    r.operation,
-                    _copy_text(r.action),
-                    _copy_text(r.category),
-                    r.severity,
-                    "\\N" if r.schema_name is None else _copy_text(r.schema_name),
-                    "\\N" if r.table_name is None else _copy_text(r.table_name),
-                    "\\N" if r.entity_type is None else _copy_text(r.entity_type),
-                    "\\N" if r.entity_id is None else _copy_text(r.entity_id),
-                    "\\N" if r.actor_id is None else _copy_text(r.actor_id),
-                    "\\N" if r.context is None else _copy_text(r.context),
-                    "\\N" if r.old is None else _copy_text(r.old),
-                    "\\N" if r.new is None else _copy_text(r.new),
-                    "\\N" if r.changes is None else _copy_text(r.changes),
-                    "\\N" if r.summary is None else _copy_text(r.summary),
+                    *_record_fields(r),
                     "\\N" if xid is None else xid,
                     r.commit_lsn,
                     seq,
