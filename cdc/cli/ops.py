@@ -61,13 +61,13 @@ def setup(
     if dry_run:
         click.echo(plan.script(), nl=False)
         if broker is not None:
-            from cdc.pipeline.jetstream import plan_broker
+            from cdc.pipeline.jetstream_broker import plan_broker
 
             click.echo(plan_broker(broker).script(), nl=False)
         click.echo("-- dry run: nothing was changed")
         return
     if broker is not None:
-        from cdc.pipeline.jetstream import apply_broker
+        from cdc.pipeline.jetstream_broker import apply_broker
 
         broker_plan, done = apply_broker(broker)
         for line in broker_plan.unchanged:

@@ -122,7 +122,7 @@ def run_checks(settings: Settings) -> CheckReport:
 
 def _check_jetstream(settings: Settings, report: CheckReport) -> None:
     """The stream and the bucket the daemon publishes into (docs/scale-out.md)."""
-    from cdc.pipeline.jetstream import jetstream_lag
+    from cdc.pipeline.jetstream_lag import jetstream_lag
 
     sink = settings.sink
     lag = jetstream_lag(sink)

@@ -2,7 +2,7 @@
 
 With ``[sink] kind = "jetstream"``, ``cdc run`` samples the stream every ``[daemon]
 slot_watch_interval_s`` (the same sample as ``cdc lag``:
-:func:`cdc.pipeline.jetstream.jetstream_lag`)
+:func:`cdc.pipeline.jetstream_lag.jetstream_lag`)
 and sets the ``activity_cdc_jetstream_*`` gauges. A cluster that does not answer sets
 ``activity_cdc_jetstream_up`` to 0 and is logged once until it answers again; the watcher never
 stops the daemon.
@@ -15,7 +15,7 @@ import threading
 
 from cdc.config import SinkSettings
 from cdc.metrics import Metrics
-from cdc.pipeline.jetstream import JetStreamLag, jetstream_lag
+from cdc.pipeline.jetstream_lag import JetStreamLag, jetstream_lag
 
 log = logging.getLogger("cdc.jetstream_watch")  # log lines keep the name they had
 

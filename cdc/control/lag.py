@@ -19,7 +19,8 @@ from cdc.config import Settings
 from cdc.connect import connect
 from cdc.errors import SlotNotFound
 from cdc.human import human_bytes, human_seconds
-from cdc.pipeline.jetstream import JetStreamLag, checkpoint_key, jetstream_lag
+from cdc.pipeline.jetstream_lag import JetStreamLag, jetstream_lag
+from cdc.pipeline.jetstream_messages import checkpoint_key
 from cdc.sqlfiles import sql_text
 
 

@@ -3,9 +3,8 @@
 A :class:`~cdc.pipeline.sinks.RecordSink` (the contract is in cdc/pipeline/sinks.py). Each record
 is published to
 ``<prefix>.<source>.<schema>.<table>.<operation>`` with ``Nats-Msg-Id =
-<system id>:<slot>:<commit_lsn>:<seq>`` (cdc/pipeline/jetstream.py). What makes "nothing lost,
-nothing
-duplicated" hold:
+<system id>:<slot>:<commit_lsn>:<seq>`` (cdc/pipeline/jetstream_messages.py). What makes
+"nothing lost, nothing duplicated" hold:
 
 * **Durable** means every record of the flush has its PubAck: the stream stored it on a
   majority of its replicas. A flush returns only when all its PubAcks are in; then (for a
@@ -49,16 +48,8 @@ from cdc.errors import BrokerError, BrokerUnavailable, first_line
 from cdc.lsn import Lsn, format_lsn
 from cdc.pipeline.activity import ActivityRecord
 from cdc.pipeline.batching import Flush
-from cdc.pipeline.jetstream import (
-    MSG_ID,
-    UNAVAILABLE,
-    NatsLoop,
-    checkpoint_key,
-    describe_servers,
-    encode_payload,
-    open_connection,
-    subject_token,
-)
+from cdc.pipeline.jetstream import UNAVAILABLE, NatsLoop, describe_servers, open_connection
+from cdc.pipeline.jetstream_messages import MSG_ID, checkpoint_key, encode_payload, subject_token
 from cdc.pipeline.sinks import StoredCheckpoint
 
 log = logging.getLogger("cdc.jetstream_sink")  # log lines keep the name they had

@@ -6,7 +6,7 @@ read it through one durable pull consumer (JetStream hands each message to one o
 write one store. Per batch of messages:
 
 1. decode each payload back into the record the daemon built (its JSON columns as the exact
-   text, cdc/pipeline/jetstream.py);
+   text, cdc/pipeline/jetstream_messages.py);
 2. in ONE store transaction: claim the batch's stream sequences in ``<schema>.ingested``
    (``sql/ingest_claim.sql``: a sequence already there, or at or below the consumer's floor,
    is not returned), write the records of the claimed ones exactly as the PostgreSQL sink
@@ -44,13 +44,8 @@ from cdc.control.setup import setup_store
 from cdc.errors import BrokerError, BrokerUnavailable, ConnectError, SinkError
 from cdc.pipeline.activity import ActivityRecord
 from cdc.pipeline.batching import Flush
-from cdc.pipeline.jetstream import (
-    UNAVAILABLE,
-    NatsLoop,
-    PayloadError,
-    decode_payload,
-    open_connection,
-)
+from cdc.pipeline.jetstream import UNAVAILABLE, NatsLoop, open_connection
+from cdc.pipeline.jetstream_messages import PayloadError, decode_payload
 from cdc.pipeline.sink import Sink
 from cdc.retry import Backoff, is_connection_loss
 from cdc.sqlfiles import sql_template

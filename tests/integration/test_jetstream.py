@@ -22,7 +22,7 @@ from psycopg import sql
 from cdc.cli.main import main
 from cdc.config import Settings
 from cdc.demo.embedded_nats import NatsCluster
-from cdc.pipeline.jetstream import apply_broker, plan_broker
+from cdc.pipeline.jetstream_broker import apply_broker, plan_broker
 from cdc.service.ingest import Ingest, IngestOptions
 from cdc.store.chain import verify_chain
 from tests.fix_nats import JetStreamNames

@@ -27,7 +27,6 @@ MODULE_DEBTS = {
     "cdc/demo/workload.py": 2038,
     "cdc/metrics.py": 505,
     "cdc/pipeline/activity.py": 773,
-    "cdc/pipeline/jetstream.py": 557,
     "cdc/pipeline/sink.py": 828,
     "cdc/pipeline/values.py": 615,
 }

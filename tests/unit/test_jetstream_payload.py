@@ -1,6 +1,6 @@
-"""What the JetStream sink publishes and ``cdc ingest`` reads back (cdc.pipeline.jetstream):
-subjects,
-message ids, and payloads that return the exact record, JSON text included."""
+"""What the JetStream sink publishes and ``cdc ingest`` reads back
+(cdc.pipeline.jetstream_messages): subjects, message ids, and payloads that return the exact
+record, JSON text included."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from cdc.config import settings_from_mapping
 from cdc.errors import ConfigError
 from cdc.pipeline.activity import ActivityRecord
-from cdc.pipeline.jetstream import (
+from cdc.pipeline.jetstream import connect_options
+from cdc.pipeline.jetstream_messages import (
     PayloadError,
-    connect_options,
     decode_payload,
     encode_payload,
     message_id,
