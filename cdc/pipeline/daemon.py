@@ -9,7 +9,10 @@ no CPU while idle and reacts at once to a durable batch or a signal.
 
 Acknowledgement rule: the stream's ``flushed_lsn`` is only ever set from
 :attr:`Pipeline.flushed_lsn`, which moves only when the sink has committed the records (and
-checkpoint) of every transaction up to it.
+checkpoint) of every transaction up to it, and only as far as
+:class:`~cdc.pipeline.publication_guard.PublicationGuard` allows: what was received before a
+check found the publication as it was at start-up (PostgreSQL 18 skips changes silently when
+it is gone).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from cdc.metrics import Metrics
 from cdc.pipeline.batching import Flush
 from cdc.pipeline.catalog import Catalog
 from cdc.pipeline.loop import Pipeline, RunStats, Source
+from cdc.pipeline.publication_guard import PublicationGuard
 from cdc.pipeline.sink import SinkWriter
 from cdc.pipeline.sinks import open_sink
 from cdc.pipeline.spill import SpillStore
@@ -68,6 +72,7 @@ class Driver:
         os.set_blocking(self._stop_w, False)
         self._stopping = threading.Event()
         self._spill = SpillStore()  # streamed transactions still open; files removed on close
+        self._guard = PublicationGuard(settings.source.dsn, settings.source.publication)
 
     def reload(self, settings: Settings) -> list[str]:
         """Take new mapping, redaction and batch settings at the next transaction boundary
@@ -118,6 +123,7 @@ class Driver:
             )
             writer = SinkWriter(sink, metrics=self.metrics)
             writer.start()
+            self._guard.start()  # the publication's OID, before anything is decoded
             stream.open(start_lsn, proto_version=source.proto_version)
             if self.metrics is not None:
                 self.metrics.set_streaming(True)
@@ -130,6 +136,7 @@ class Driver:
             stream.close()
             sink.close()
             catalog.close()
+            self._guard.close()
             self._spill.close()
             self.stats.elapsed_s = time.monotonic() - started
         return self.stats
@@ -169,7 +176,10 @@ class Driver:
                 writer.submit(flush, keep_alive)
 
         while True:
-            frames = stream.poll(_timeout(core, stream, status_interval_s), wake_fds)
+            timeout = _timeout(core, stream, status_interval_s)
+            if core.flushed_lsn > stream.flushed_lsn:  # held back until the next check
+                timeout = min(timeout, self._guard.due_in_s())
+            frames = stream.poll(timeout, wake_fds)
             if not self._stopping.is_set():
                 with contextlib.suppress(BlockingIOError, OSError):
                     os.read(self._stop_r, 64)  # a reload's wake-up byte
@@ -195,7 +205,9 @@ class Driver:
                 core.reload(self.settings)
             if core.drain_target is not None:
                 if core.flushed_lsn >= core.drain_target:
-                    log.info("drained through %s", format_lsn(core.flushed_lsn))
+                    self._acknowledge(core, stream, force=True)
+                    stream.send_status()
+                    log.info("drained through %s", format_lsn(stream.flushed_lsn))
                     return
                 quiet = now - last_frame_at > 0.05
                 if quiet and not core.in_transaction and now - last_probe_at > 0.2:
@@ -208,13 +220,19 @@ class Driver:
                 self._shutdown(stream, writer, core, send)
                 return
 
-    def _acknowledge(self, core: Pipeline, stream: ReplicationStream) -> bool:
-        """Move the stream's flushed LSN to what is durable; True when it moved."""
+    def _acknowledge(
+        self, core: Pipeline, stream: ReplicationStream, *, force: bool = False
+    ) -> bool:
+        """Move the stream's flushed LSN to what is durable and verified (``force``: check
+        the publication now rather than when due); True when it moved."""
         if core.flushed_lsn <= stream.flushed_lsn:
             return False
-        stream.flushed_lsn = core.flushed_lsn
-        self.stats.flushed_lsn = core.flushed_lsn
-        log.debug("acknowledged %s", format_lsn(core.flushed_lsn))
+        allowed = self._guard.allowed(core.flushed_lsn, stream.received_lsn, force=force)
+        if allowed <= stream.flushed_lsn:
+            return False
+        stream.flushed_lsn = allowed
+        self.stats.flushed_lsn = allowed
+        log.debug("acknowledged %s", format_lsn(allowed))
         return True
 
     def _publish(self, core: Pipeline, stream: ReplicationStream) -> None:
@@ -222,7 +240,7 @@ class Driver:
         mapper = core.mapper
         metrics = self.metrics
         if metrics is not None:
-            flushed = core.flushed_lsn
+            flushed = stream.flushed_lsn  # acknowledged: the slot's confirmed position
             metrics.positions(
                 received_lsn=stream.received_lsn,
                 flushed_lsn=flushed,
@@ -251,11 +269,9 @@ class Driver:
             select.select([writer.wake_fd], [], [], 0.5)
             for end_lsn in writer.completed():
                 core.durable(end_lsn)
-        if core.flushed_lsn > stream.flushed_lsn:
-            stream.flushed_lsn = core.flushed_lsn
-            self.stats.flushed_lsn = core.flushed_lsn
+        self._acknowledge(core, stream, force=True)
         stream.send_status()
-        log.info("stopped; acknowledged through %s", format_lsn(core.flushed_lsn))
+        log.info("stopped; acknowledged through %s", format_lsn(stream.flushed_lsn))
         if core.batcher.pending_rows:
             # A source transaction was still open: its chunks roll back with the sink
             # transaction and the slot sends it again on the next start.

@@ -21,6 +21,7 @@ from cdc.cli.main import main
 from cdc.demo.embedded import EmbeddedPostgres, version_of, wheel_bindirs
 from cdc.errors import PublicationNotFound
 from cdc.lsn import Lsn
+from cdc.pipeline.publication_guard import PublicationGuard
 from cdc.service.daemon import Daemon
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import make_settings
@@ -157,6 +158,14 @@ def test_dropped_publication_exits_six(pg: PgDatabase, config: Path) -> None:
     assert code == 6 and "publication" in out and "cdc setup" in out
 
 
+def test_check_says_the_publication_is_missing(pg: PgDatabase, config: Path) -> None:
+    assert cdc(config, "setup")[0] == 0
+    pg.execute(f'DROP PUBLICATION "{pg.publication}"')
+    code, out = cdc(config, "check")
+    assert code == 6
+    assert f"{pg.publication} does not exist; run cdc setup" in out
+
+
 def test_slot_in_use_by_another_process_exits_six(pg: PgDatabase, config: Path) -> None:
     assert cdc(config, "setup")[0] == 0
     holder = psycopg.connect(pg.dsn, replication="database", autocommit=True)
@@ -224,21 +233,10 @@ def test_a_standby_on_the_same_host_shares_the_busy_slot_and_metrics_port_withou
     assert SECRET not in text
 
 
-def test_server_error_mid_stream_becomes_a_typed_error(
-    pg: PgDatabase, request: pytest.FixtureRequest
-) -> None:
-    """The publication disappears while the daemon streams: the server only reports it at the
-    next change, inside the COPY stream."""
-    if int(pg.execute("SHOW server_version_num")[0][0]) >= 180000:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="KNOWN DEFECT on PostgreSQL 18: pgoutput skips the change with a WARNING "
-                "in the server log only (nothing reaches the client), so the daemon streams on "
-                "and the changes are silently not recorded; it needs a periodic publication "
-                "check",
-            )
-        )
+def test_server_error_mid_stream_becomes_a_typed_error(pg: PgDatabase) -> None:
+    """The publication disappears while the daemon streams: PostgreSQL 15-17 report it at the
+    next change, inside the COPY stream; 18 only logs a warning and skips the change, and the
+    daemon's publication check before it acknowledges finds it gone."""
     pg.execute("CREATE TABLE t (id int PRIMARY KEY)")
     settings = make_settings(pg, [{"name": "public.t"}])
     from cdc.control.setup import setup
@@ -253,12 +251,78 @@ def test_server_error_mid_stream_becomes_a_typed_error(
         pg.execute(f'DROP PUBLICATION "{pg.publication}"')
         pg.execute("INSERT INTO t VALUES (1)")
         thread.join(timeout=30)
+        stopped_by_itself = not thread.is_alive()
     finally:
         daemon.request_stop()
         thread.join(timeout=30)
         daemon.close()
     assert len(errors) == 1 and isinstance(errors[0], PublicationNotFound), errors
     assert "cdc setup" in str(errors[0])
+    assert stopped_by_itself
+
+
+def test_publication_created_again_mid_stream_stops_before_acknowledging_the_gap(
+    pg: PgDatabase,
+) -> None:
+    """Dropped and created again while the daemon streams: the change made in between was
+    not published (15-17 stop on it; 18 skips it with a warning), so the daemon stops with
+    PublicationNotFound and the slot is not acknowledged past the drop."""
+    pg.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    settings = make_settings(pg, [{"name": "public.t"}])
+    from cdc.control.setup import setup
+
+    setup(settings)
+    daemon = Daemon(settings)
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _capture(daemon, errors))
+    thread.start()
+    try:
+        _wait_active(pg)
+        before_drop = Lsn.parse(pg.execute("SELECT pg_current_wal_lsn()::text")[0][0])
+        pg.execute(f'DROP PUBLICATION "{pg.publication}"')
+        pg.execute("INSERT INTO t VALUES (1)")
+        setup(settings)  # the publication again, with a new OID
+        pg.execute("INSERT INTO t VALUES (2)")
+        thread.join(timeout=30)
+        stopped_by_itself = not thread.is_alive()
+    finally:
+        daemon.request_stop()
+        thread.join(timeout=30)
+        daemon.close()
+    assert len(errors) == 1 and isinstance(errors[0], PublicationNotFound), errors
+    assert "cdc setup" in str(errors[0])
+    assert stopped_by_itself
+    confirmed = pg.execute(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+        (pg.slot,),
+    )[0][0]
+    assert Lsn.parse(confirmed) <= before_drop
+
+
+def test_publication_guard_allows_only_what_was_received_before_a_check(
+    pg: PgDatabase,
+) -> None:
+    """Between checks (at most one a second) the acknowledgement stops at what was received
+    before the last one; a publication created again has a new OID, and the check says so."""
+    pg.execute(f'CREATE PUBLICATION "{pg.publication}"')
+    clock = [100.0]
+    guard = PublicationGuard(pg.dsn, pg.publication, clock=lambda: clock[0])
+    try:
+        guard.start()
+        assert guard.allowed(50, received_lsn=80) == 50  # checked: 80 is verified
+        assert guard.allowed(120, received_lsn=200) == 80  # not due: what came before
+        clock[0] += 1.0
+        assert guard.allowed(120, received_lsn=200) == 120
+        pg.execute(f'DROP PUBLICATION "{pg.publication}"')
+        pg.execute(f'CREATE PUBLICATION "{pg.publication}"')
+        assert guard.allowed(150, received_lsn=300) == 150  # verified at 200
+        with pytest.raises(PublicationNotFound, match="created again"):
+            guard.allowed(250, received_lsn=300, force=True)
+        pg.execute(f'DROP PUBLICATION "{pg.publication}"')
+        with pytest.raises(PublicationNotFound, match='does not exist on the source; run "cdc'):
+            guard.allowed(250, received_lsn=300, force=True)
+    finally:
+        guard.close()
 
 
 def _capture(daemon: Daemon, errors: list[BaseException]) -> None:

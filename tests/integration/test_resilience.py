@@ -636,6 +636,15 @@ def test_metrics_count_exactly_the_records_written_and_the_flushed_lsn_is_the_sl
             "all 61 records are written",
             lambda: pg.execute("SELECT count(*) FROM activity.records")[0][0] == 61,
         )
+        # and acknowledged: the daemon acknowledges what a publication check (at most one a
+        # second) has verified, so the slot may follow the records by up to a second
+        wait_for(
+            "the slot is acknowledged through the checkpoint",
+            lambda: (
+                Lsn.parse(slot_state(pg.dsn, pg.slot)[2])
+                >= Lsn.parse(pg.execute("SELECT end_lsn::text FROM activity.checkpoints")[0][0])
+            ),
+        )
 
         def consistent() -> tuple[dict[tuple[str, tuple[tuple[str, str], ...]], float], int]:
             """A scrape whose flushed LSN matches the slot before and after it."""
