@@ -1,7 +1,8 @@
 """Build script for what pyproject.toml cannot declare: the optional compiled core, and sql/ and
 examples/ inside the wheel.
 
-* ``cdc/pipeline/_core.pyx`` is compiled by Cython into ``cdc.pipeline._core`` (see
+* ``cdc/pipeline/_core.pyx`` and ``_copy_lines.pyx`` are compiled by Cython into
+  ``cdc.pipeline._core`` and ``._copy_lines`` (see
   cdc/pipeline/core.py). The extension is *optional*: where there is no C compiler (or no
   Python headers) the build warns and goes on, and the package runs its pure-Python reference
   implementation instead. ``pip install -e .``
@@ -53,8 +54,11 @@ class OptionalBuildExt(build_ext):
 def extensions() -> list[Extension]:
     from Cython.Build import cythonize  # a build requirement (pyproject.toml)
 
-    core = Extension("cdc.pipeline._core", ["cdc/pipeline/_core.pyx"], optional=True)
-    return cythonize([core], language_level=3, quiet=True)
+    modules = [
+        Extension(f"cdc.pipeline.{name}", [f"cdc/pipeline/{name}.pyx"], optional=True)
+        for name in ("_core", "_copy_lines")
+    ]
+    return cythonize(modules, language_level=3, quiet=True)
 
 
 setup(

@@ -18,6 +18,7 @@ from the start.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 from typing import Final, Literal
@@ -48,15 +49,17 @@ def converter_kind(converter: values.JsonConverter) -> int:
     return _KINDS.get(converter, CALL)
 
 
-def _load() -> ModuleType | None:
+def _load(name: str) -> ModuleType | None:
     if os.environ.get("CDC_PURE_PYTHON", "") not in ("", "0"):
         return None
     try:
-        from cdc.pipeline import _core  # type: ignore[attr-defined]
+        return importlib.import_module(f"cdc.pipeline.{name}")
     except ImportError:  # not built: no compiler where the package was installed
         return None
-    return _core  # type: ignore[no-any-return]
 
 
-compiled: Final[ModuleType | None] = _load()
+compiled: Final[ModuleType | None] = _load("_core")
+# The chained sink's COPY lines (cdc/pipeline/_copy_lines.pyx; reference:
+# cdc.pipeline.sink._py_encode_chained_rows), built and chosen with the core.
+copy_lines: Final[ModuleType | None] = _load("_copy_lines") if compiled is not None else None
 IMPLEMENTATION: Final[Literal["compiled", "python"]] = "compiled" if compiled else "python"

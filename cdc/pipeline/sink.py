@@ -59,6 +59,7 @@ from cdc.lsn import Lsn, format_lsn
 from cdc.metrics import Metrics, tally
 from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
 from cdc.pipeline.batching import Flush
+from cdc.pipeline.core import copy_lines
 from cdc.pipeline.rollups import Rollups, upsert_parameters
 from cdc.pipeline.sinks import RecordSink, StoredCheckpoint
 from cdc.sqlfiles import sql_template
@@ -139,13 +140,40 @@ def encode_chained_rows(
     head: ChainHead,
     recorded_at: datetime,
     server_times: dict[str, str] | None = None,
-) -> tuple[str, ChainHead]:
-    """The records in COPY text format (:data:`CHAINED_COLUMNS`), each chained to the one
-    before from ``head`` on; and the new head. The reference of the row format: the hash is
-    over the canonical text of exactly what the line sends (cdc.store.chain).
+) -> tuple[bytes, ChainHead]:
+    """The records in COPY text format (:data:`CHAINED_COLUMNS`) as UTF-8, each chained to the
+    one before from ``head`` on; and the new head. The hash is over the canonical text of
+    exactly what the line sends (cdc.store.chain).
 
     ``server_times`` gives the canonical UTC text of an ``occurred_at`` that only the server
-    can read (:func:`cdc.store.chain.iso_utc_text` returns None for it)."""
+    can read (:func:`cdc.store.chain.iso_utc_text` returns None for it). Compiled
+    (cdc/pipeline/_copy_lines.pyx) where it was built; :func:`_py_encode_chained_rows`, the
+    reference, otherwise or for a record the compiled one does not take."""
+    if copy_lines is not None:
+        times = server_times or {}
+
+        def occurred_utc(at: str) -> str:
+            found = iso_utc_text(at)
+            return times.get(at, "") if found is None else found
+
+        recorded_utc = utc_text(recorded_at)
+        try:
+            data, last, position = copy_lines.encode_chained_rows(
+                records, head.hash, head.position, recorded_utc, recorded_utc + "+00", occurred_utc
+            )
+        except TypeError:  # a field of a shape only the reference takes
+            return _py_encode_chained_rows(records, head, recorded_at, server_times)
+        return data, ChainHead(last, position)
+    return _py_encode_chained_rows(records, head, recorded_at, server_times)
+
+
+def _py_encode_chained_rows(
+    records: list[ActivityRecord],
+    head: ChainHead,
+    recorded_at: datetime,
+    server_times: dict[str, str] | None = None,
+) -> tuple[bytes, ChainHead]:
+    """:func:`encode_chained_rows` in Python: the reference of the row format."""
     recorded_utc = utc_text(recorded_at)
     recorded_copy = recorded_utc + "+00"
     sha256 = hashlib.sha256
@@ -209,7 +237,7 @@ def encode_chained_rows(
         )
         prev = digest
     lines.append("")
-    return "\n".join(lines), ChainHead(prev, position)
+    return "\n".join(lines).encode(), ChainHead(prev, position)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +246,8 @@ class PreparedFlush:
     made ahead of the write, by the writer's encoder thread (:meth:`Sink.prepare`)."""
 
     flush: Flush
-    copy_data: str | None  # None: encoded at the write (dead letters, a time only the server reads)
+    # None: encoded at the write (dead letters, a time only the server reads)
+    copy_data: str | bytes | None
     head: ChainHead | None  # the head the lines are chained from (None: chain off)
     moved: ChainHead | None  # the head after them
     rollups: dict[str, list[Any]] | None
@@ -283,6 +312,9 @@ class Sink:
                 self._dsn, application_name="activity-cdc sink", connect_timeout=10
             )
             self._conn.execute("SET synchronous_commit = on")
+            # The chained lines are sent as UTF-8 bytes (cdc/pipeline/_copy_lines.pyx), so the
+            # session must read them as UTF-8, whatever the database's default.
+            self._conn.execute("SET client_encoding TO 'UTF8'")
             # A daemon that vanished mid-batch must not hold the rows (and their locks) of the
             # records the next daemon writes again.
             self._conn.execute("SET idle_in_transaction_session_timeout = '10min'")

@@ -22,6 +22,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from cdc.pipeline.pgoutput import (
     TupleData,
     decode_message,
 )
+from cdc.pipeline.sink import ChainHead, _py_encode_chained_rows, encode_chained_rows
 from cdc.pipeline.spill import SpillStore
 from cdc.pipeline.values import (
     BOOL,
@@ -351,6 +353,79 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
     assert compiled == reference
 
 
+# --- the chained sink's COPY lines (cdc/pipeline/_copy_lines.pyx) ------------------------------
+
+_hostile = st.one_of(
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00")),
+    st.sampled_from(["\\N", "\\", "\t", "\n", "\r", "\\.", "", "a\\tb", "é\t€\n𝄞", "1e5", "-0"]),
+)
+_chain_records = st.builds(
+    ActivityRecord,
+    occurred_at=st.one_of(
+        st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+        st.datetimes().map(lambda d: d.isoformat()),  # no offset: a time only the server reads
+        st.sampled_from(["2024-05-06T07:08:09+02:00", "epoch"]),
+    ),
+    source=st.sampled_from(["database", "application", "shadow"]),
+    operation=st.sampled_from(["insert", "update", "delete", "truncate", "message"]),
+    action=_hostile,
+    category=_hostile,
+    severity=st.sampled_from(["info", "warning"]),
+    schema_name=st.none() | _hostile,
+    table_name=st.none() | _hostile,
+    entity_type=st.none() | _hostile,
+    entity_id=st.none() | _hostile,
+    actor_id=st.none() | _hostile,
+    context=st.none() | _hostile,
+    old=st.none() | _hostile,
+    new=st.none() | _hostile,
+    changes=st.none() | _hostile,
+    summary=st.none() | _hostile,
+    xid=st.none() | st.integers(0, 2**32 - 1),
+    commit_lsn=st.integers(0, 2**64 - 1).map(lambda n: f"{n >> 32:X}/{n & 0xFFFFFFFF:X}"),
+    seq=st.integers(0, 2**31 - 1),
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(_chain_records, max_size=8),
+    st.binary(min_size=0, max_size=40),
+    st.integers(0, 2**62),
+    st.datetimes(timezones=st.just(UTC)),
+    st.none() | st.dictionaries(st.text(max_size=30), st.text(max_size=30), max_size=3),
+)
+def test_chained_copy_lines_are_the_bytes_of_the_reference(
+    records: list[ActivityRecord],
+    prev: bytes,
+    position: int,
+    recorded_at: datetime,
+    server_times: dict[str, str] | None,
+) -> None:
+    head = ChainHead(prev, position)
+    assert core.copy_lines is not None
+    expected = _py_encode_chained_rows(records, head, recorded_at, server_times)
+    assert encode_chained_rows(records, head, recorded_at, server_times) == expected
+
+
+def test_chained_copy_lines_of_the_captured_records_are_the_reference_bytes() -> None:
+    records = list(_vector_records())
+    recorded_at = datetime(2026, 12, 4, 18, 0, 0, 1, tzinfo=UTC)
+    head = ChainHead(bytes(range(32)), 7)
+    expected = _py_encode_chained_rows(records, head, recorded_at)
+    assert encode_chained_rows(records, head, recorded_at) == expected
+    assert len(records) > 20 and expected[0].count(b"\n") == len(records)
+
+
+def test_a_record_of_another_shape_is_encoded_by_the_reference() -> None:
+    """A field the compiled lines do not take (not str, a negative number) falls back."""
+    (record,) = list(_vector_records())[:1]
+    odd = [record._replace(seq=-1), record._replace(xid=True), record._replace(summary=None)]
+    head = ChainHead(b"", 0)
+    at = datetime(2026, 12, 4, tzinfo=UTC)
+    assert encode_chained_rows(odd, head, at) == _py_encode_chained_rows(odd, head, at)
+
+
 # --- the suites again, on the pure implementation ---------------------------------------------
 
 PURE_SUITES = (
@@ -360,6 +435,7 @@ PURE_SUITES = (
     "tests/unit/test_changes.py",
     "tests/unit/test_activity_mapping.py",
     "tests/unit/test_values.py",
+    "tests/unit/test_sink_encoding.py",
 )
 
 

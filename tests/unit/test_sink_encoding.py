@@ -170,7 +170,7 @@ def test_each_chained_line_links_to_the_one_before_over_the_fields_it_sends(
     prints them) give its hash, chained from the head given; the new head is the last line."""
     recorded_at = datetime(2026, 12, 4, 15, 0, 0, 7, tzinfo=UTC)
     data, head = encode_chained_rows(records, ChainHead(seed, position), recorded_at)
-    rows = parse_copy_text(data)
+    rows = parse_copy_text(data.decode())  # UTF-8 bytes, as COPY sends them
     prev = seed
     for number, (r, fields) in enumerate(zip(records, rows, strict=True), start=1):
         named = dict(zip(CHAINED_COLUMNS, fields, strict=True))
