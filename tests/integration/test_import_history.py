@@ -192,8 +192,8 @@ def test_a_legacy_row_maps_to_the_record_cdc_made_of_the_same_change(
     """Differential: in the shadow phase the trigger and CDC see the same changes; the legacy
     mapping of each trigger row equals CDC's record of it (all but where it came from)."""
     from cdc.config import load_settings
-    from cdc.control.setup import primary_keys
     from cdc.cutover.history import LegacyMapper
+    from cdc.pipeline.catalog import primary_keys
 
     pg.execute("ALTER TABLE investors ADD COLUMN tags text[], ADD COLUMN prefs jsonb, "
                "ADD COLUMN active boolean, ADD COLUMN born date")  # fmt: skip
