@@ -1,0 +1,1 @@
+DELETE FROM public.api_keys WHERE id = %s AND status = 'revoked'

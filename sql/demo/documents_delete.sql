@@ -1,0 +1,1 @@
+DELETE FROM public.documents WHERE id = %s AND status = 'draft'

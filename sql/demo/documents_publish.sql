@@ -1,0 +1,1 @@
+UPDATE public.documents SET status = 'published', updated_by = %s WHERE id = %s

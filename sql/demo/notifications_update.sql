@@ -1,0 +1,1 @@
+UPDATE public.notifications SET status = 'read', read_at = now() WHERE id = %s

@@ -1,0 +1,1 @@
+UPDATE public.users SET last_seen_at = now() WHERE id = %s
