@@ -363,8 +363,25 @@ class WebSettings(_Strict):
     pool_max_size: Annotated[int, Field(ge=2, le=100)] = 10
     # How often a live view asks the store for records written since the last one it saw.
     live_poll_ms: Annotated[int, Field(ge=50, le=60_000)] = 250
+    # Live views open at once; one more is refused (503, Retry-After) so that the views never
+    # take every pool connection from the pages. None: half the pool.
+    live_max_views: Annotated[int, Field(ge=1)] | None = None
     # A signed-in page stays signed in this long.
     session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+
+    @model_validator(mode="after")
+    def _room_for_the_pages(self) -> WebSettings:
+        if self.live_max_views is not None and self.live_max_views >= self.pool_max_size:
+            raise ValueError(
+                f"live_max_views ({self.live_max_views}) must be below pool_max_size "
+                f"({self.pool_max_size}): each live view holds a connection of the pool"
+            )
+        return self
+
+    @property
+    def live_views_allowed(self) -> int:
+        """How many live views may be open at once."""
+        return self.live_max_views or max(1, self.pool_max_size // 2)
 
 
 class MigrationSettings(_Strict):

@@ -22,6 +22,7 @@ from cdc.store.model import (
     StoredRecord,
     parse_duration,
     parse_moment,
+    parse_relative_moment,
     severities_for,
     split_table,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "open_store",
     "parse_duration",
     "parse_moment",
+    "parse_relative_moment",
     "resolve_table",
     "severities_for",
     "split_table",

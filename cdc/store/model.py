@@ -109,8 +109,10 @@ class RecordFilter:
     schema_name: str | None = None  # only with table_name
     table_name: str | None = None
     operation: str | None = None
-    since: datetime | None = None  # occurred_at >= since
-    until: datetime | None = None  # occurred_at < until
+    # occurred_at >= since, < until; a timedelta is that long before the database's now()
+    # when the query runs (a relative window costs no round trip for the clock)
+    since: datetime | timedelta | None = None
+    until: datetime | timedelta | None = None
     search: str | None = None  # full text, web search syntax: "exact phrase" or -not
 
 
@@ -153,6 +155,14 @@ def parse_moment(text: str, now: datetime) -> datetime:
     """A time on the command line: ISO 8601, or a duration before ``now`` (``15m``, ``7d``)."""
     if _RELATIVE.match(text):
         return now - parse_duration(text)
+    return parse_iso(text)
+
+
+def parse_relative_moment(text: str) -> datetime | timedelta:
+    """A time as :func:`parse_moment` reads it, a duration left as one (``15m``: a timedelta,
+    that long before the database's clock when a query runs)."""
+    if _RELATIVE.match(text):
+        return parse_duration(text)
     return parse_iso(text)
 
 

@@ -27,7 +27,7 @@ costs.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import sql
@@ -96,12 +96,14 @@ def conditions(
     equals("schema_name", f.schema_name)
     equals("table_name", f.table_name)
     equals("operation", f.operation)
-    if f.since is not None:
-        parts.append(sql.SQL("occurred_at >= %s"))
-        params.append(f.since)
-    if f.until is not None:
-        parts.append(sql.SQL("occurred_at < %s"))
-        params.append(f.until)
+    for bound, operator in ((f.since, ">="), (f.until, "<")):
+        if isinstance(bound, timedelta):
+            # now() is stable: partitions are still pruned, the index still bounds the scan
+            parts.append(sql.SQL(f"occurred_at {operator} now() - %s"))
+            params.append(bound)
+        elif bound is not None:
+            parts.append(sql.SQL(f"occurred_at {operator} %s"))
+            params.append(bound)
     if f.search is not None:
         parts.append(
             sql.SQL("{} @@ websearch_to_tsquery('simple', %s)").format(
@@ -180,6 +182,45 @@ def _page(
         columns, table, _where(parts), NEWEST_FIRST
     )
     return query, [*params, limit]
+
+
+def first_page_query(
+    table: sql.Composable,
+    schema: str,
+    f: RecordFilter,
+    *,
+    limit: int,
+    slack: timedelta,
+    search_values: bool = False,
+) -> tuple[sql.Composed, list[Any]]:
+    """The newest ``limit`` records of the filter and the head of the whole table (what
+    :func:`head_query` reads, from ``slack`` before now) in ONE statement: one snapshot, so a
+    live view that goes on from the head neither repeats nor skips a record, and one round
+    trip. Each row is the head's ``(commit_lsn, seq)`` then a record's columns; there is one
+    row with the record's columns NULL when no record matches, and the head NULL when the
+    table has nothing that recent."""
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(expression, sql.Identifier(name))
+        for name, expression in column_expressions()
+    )
+    page, params = page_query(
+        table, schema, f, before=None, limit=limit, search_values=search_values,
+        columns=sql.SQL("{}, r.commit_lsn AS position_lsn").format(columns),
+    )  # fmt: skip
+    query = sql.SQL(
+        "SELECT h.commit_lsn, h.seq, {page_columns} FROM (SELECT) AS one "
+        "LEFT JOIN (SELECT commit_lsn::text, seq FROM {table} AS r "
+        "WHERE occurred_at >= now() - %s ORDER BY r.commit_lsn DESC, r.seq DESC LIMIT 1) AS h "
+        "ON true LEFT JOIN ({page}) AS p ON true "
+        "ORDER BY p.occurred_at DESC, p.position_lsn DESC, p.seq DESC"
+    ).format(
+        page_columns=sql.SQL(", ").join(
+            sql.SQL("p.{}").format(sql.Identifier(name)) for name, _ in column_expressions()
+        ),
+        table=table,
+        page=page,
+    )
+    return query, [slack, *params]
 
 
 def history_query(

@@ -110,6 +110,24 @@ class Store:
         )
         return self.fetch_records(query, params)
 
+    def first_page(self, f: RecordFilter, *, limit: int) -> tuple[list[StoredRecord], str]:
+        """The newest ``limit`` records of the filter, newest first, and the position a live
+        view goes on from (``commit_lsn,seq``: give it to :meth:`Follower.resume`), read in
+        one statement: one snapshot, one round trip (the monitor's first page)."""
+        query, params = queries.first_page_query(
+            self.table,
+            self.schema,
+            f,
+            limit=limit,
+            slack=Follower.SLACK,
+            search_values=f.search is not None and self.search_values,
+        )
+        rows = self.fetch(query, params)
+        # nothing written within the slack: a live view takes whatever comes next
+        lsn, seq = (rows[0][0], rows[0][1]) if rows[0][0] is not None else ("0/0", 0)
+        page = [StoredRecord(*row[2:]) for row in rows if row[2] is not None]
+        return page, f"{lsn},{seq}"
+
     def iter_records(
         self, f: RecordFilter, *, before: RecordCursor | None = None, limit: int | None = None
     ) -> Iterator[StoredRecord]:

@@ -75,6 +75,7 @@ SECURITY_HEADERS = {
 }
 TRANSACTION_SHOWN = 200  # records of a record's transaction shown with it
 KEEPALIVE_S = 15.0
+LIVE_RETRY_AFTER_S = 10  # a refused live view: when to ask again
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Web:
     pool: ConnectionPool[Any]
     tokens: TokenCheck
     sessions: Sessions
+    live_views: int = 0  # open now; counted on the event loop's thread only
     _search_values: bool | None = field(default=None, repr=False)
 
     @contextlib.contextmanager
@@ -220,15 +222,13 @@ def _api(app: FastAPI, web: Web) -> None:
     )
     def activity(params: Annotated[PageParams, Query()]) -> JSONResponse:
         """Records newest first, filtered; keyset-paged by ``after``."""
+        record_filter = params.record_filter()  # since=1h: before the database's now()
         with web.store() as store:
-            record_filter = params.record_filter(store.now() if params.needs_clock else None)
             live_from = None
             if params.cursor is None:
-                # the page and the live position in one snapshot: /api/live?from=live_from
-                # then neither repeats nor skips a record
-                follower = store.follow(record_filter)
-                page = follower.start(params.limit + 1)[::-1]
-                live_from = "{},{}".format(*follower.position)
+                # the page and the live position in one statement (one snapshot, one round
+                # trip): /api/live?from=live_from then neither repeats nor skips a record
+                page, live_from = store.first_page(record_filter, limit=params.limit + 1)
             else:
                 page = store.records(record_filter, before=params.cursor, limit=params.limit + 1)
         more = len(page) > params.limit
@@ -251,8 +251,9 @@ def _api(app: FastAPI, web: Web) -> None:
     def export(params: Annotated[ExportParams, Query()]) -> StreamingResponse:
         """Every record of the filter (or the first ``limit``), newest first, as CSV or JSON
         Lines, rendered and streamed by PostgreSQL (one COPY): memory stays flat at any size."""
-        with web.store() as store:  # fail here (a 4xx/503), not in the middle of the body
-            record_filter = params.record_filter(store.now() if params.needs_clock else None)
+        record_filter = params.record_filter()  # since=1h: before the database's now()
+        with web.store():  # no connection free: a 503 here, not in the middle of the body
+            pass
 
         def body() -> Iterator[bytes]:
             with web.store() as store:
@@ -348,43 +349,71 @@ def _api(app: FastAPI, web: Web) -> None:
                 raise HTTPException(
                     400, f"Last-Event-ID: {resumed[:64]!r} is not a position (commit_lsn,seq)"
                 ) from None
-        return StreamingResponse(
-            _live_events(web, request, params, position),
-            media_type="text/event-stream",
-            headers={"X-Accel-Buffering": "no"},
+        return await _open_live_view(web, request, params, position)
+
+
+async def _open_live_view(
+    web: Web, request: Request, params: LiveParams, position: tuple[str, int] | None
+) -> StreamingResponse:
+    """A live view, or a 503 when ``live_views_allowed`` are open: each holds a connection of
+    the pool for as long as it is open, and the pages need some too."""
+    allowed = web.settings.web.live_views_allowed
+    if web.live_views >= allowed:
+        raise HTTPException(
+            503,
+            f"{allowed} live views are open, the most this server allows ([web] "
+            "live_max_views); try again later",
+            headers={"Retry-After": str(LIVE_RETRY_AFTER_S)},
         )
+    events = _live_events(web, request, params, position)
+    # Run the view up to its first event here (it counts itself before its first await, so
+    # no other request slips in after the check): a view that cannot start (no connection
+    # free, no store) is a 503 now, not a failure event in a 200 stream.
+    first = await anext(events)
+    return StreamingResponse(
+        _then(first, events), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
+    )
+
+
+async def _then(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield first
+    async for event in rest:
+        yield event
 
 
 async def _live_events(
     web: Web, request: Request, params: LiveParams, position: tuple[str, int] | None
 ) -> AsyncIterator[str]:
     poll_s = web.settings.web.live_poll_ms / 1000
+    web.live_views += 1
     try:
         with contextlib.ExitStack() as stack:
             store = await anyio.to_thread.run_sync(stack.enter_context, web.store())
-            now = await anyio.to_thread.run_sync(store.now) if params.needs_clock else None
-            record_filter = params.record_filter(now)
-            follower = store.follow(record_filter)
+            follower = store.follow(params.record_filter())
             if position is None:
                 await anyio.to_thread.run_sync(follower.start, 0)
             else:
                 await anyio.to_thread.run_sync(follower.resume, position)
             yield "retry: 2000\n\n"
-            quiet_s = 0.0
-            while not await request.is_disconnected():
-                records = await anyio.to_thread.run_sync(follower.poll)
-                if records:
-                    data = json.dumps([models.record_json(r) for r in records])
-                    yield "event: records\nid: {},{}\ndata: {}\n\n".format(*follower.position, data)
-                    quiet_s = 0.0
-                elif quiet_s >= KEEPALIVE_S:
-                    yield ": keepalive\n\n"
-                    quiet_s = 0.0
-                await asyncio.sleep(poll_s)
-                quiet_s += poll_s
-    except CdcError as exc:
-        log.warning("live view ended: %s", exc)
-        yield f"event: failure\ndata: {json.dumps(str(exc))}\n\n"
+            try:
+                quiet_s = 0.0
+                while not await request.is_disconnected():
+                    records = await anyio.to_thread.run_sync(follower.poll)
+                    if records:
+                        data = json.dumps([models.record_json(r) for r in records])
+                        position = follower.position
+                        yield "event: records\nid: {},{}\ndata: {}\n\n".format(*position, data)
+                        quiet_s = 0.0
+                    elif quiet_s >= KEEPALIVE_S:
+                        yield ": keepalive\n\n"
+                        quiet_s = 0.0
+                    await asyncio.sleep(poll_s)
+                    quiet_s += poll_s
+            except CdcError as exc:
+                log.warning("live view ended: %s", exc)
+                yield f"event: failure\ndata: {json.dumps(str(exc))}\n\n"
+    finally:
+        web.live_views -= 1  # however the view ends: closed, failed, or never sent
 
 
 def _json(data: Any) -> JSONResponse:

@@ -21,6 +21,7 @@ from cdc.store import (
     RecordFilter,
     parse_duration,
     parse_moment,
+    parse_relative_moment,
     severities_for,
     split_table,
 )
@@ -105,16 +106,9 @@ class RecordParams(BaseModel):
         Field(None, description='Full text: words, "a phrase", -not, or')
     )
 
-    @property
-    def needs_clock(self) -> bool:
-        """Whether :meth:`record_filter` needs the time (``since`` or ``until`` given)."""
-        return self.since is not None or self.until is not None
-
-    def record_filter(self, now: datetime | None) -> RecordFilter:
-        """The store's filter; relative times count back from ``now`` (the database's; only
-        read when :attr:`needs_clock`)."""
-        if self.needs_clock and now is None:
-            raise ValueError("since/until need the database's clock")
+    def record_filter(self, now: datetime | None = None) -> RecordFilter:
+        """The store's filter. Relative times (``since=24h``) count back from ``now`` if
+        given, else from the database's clock when the query runs (no round trip for it)."""
         schema_name, table_name = split_table(self.table) if self.table else (None, None)
         return RecordFilter(
             entity_type=self.entity_type,
@@ -127,10 +121,16 @@ class RecordParams(BaseModel):
             schema_name=schema_name,
             table_name=table_name,
             operation=self.operation,
-            since=parse_moment(self.since, now) if self.since and now else None,
-            until=parse_moment(self.until, now) if self.until and now else None,
+            since=self._moment(self.since, now),
+            until=self._moment(self.until, now),
             search=self.search,
         )
+
+    @staticmethod
+    def _moment(text: str | None, now: datetime | None) -> datetime | timedelta | None:
+        if text is None:
+            return None
+        return parse_relative_moment(text) if now is None else parse_moment(text, now)
 
 
 class PageParams(RecordParams):

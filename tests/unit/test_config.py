@@ -121,6 +121,10 @@ BAD_CONFIGS: dict[str, Bad] = {
     "TOML section declared twice": Bad(VALID + '[source]\nslot = "x"\n', ("not valid TOML",)),
     "not UTF-8": Bad(VALID.encode() + b"# \xff\xfe caf\xe9\n", ("not UTF-8",)),
     "file not found": Bad(None, ("not found", "--config", "CDC_CONFIG")),
+    "live views taking the whole pool": Bad(
+        VALID + "[web]\npool_max_size = 4\nlive_max_views = 4\n",
+        ("web", "live_max_views (4) must be below pool_max_size (4)"),
+    ),
     "a directory instead of a file": Bad(DIRECTORY, ("cannot read",)),
 }
 
@@ -161,6 +165,13 @@ def test_the_valid_base_config_loads(tmp_path: Path) -> None:
     assert settings.source.dsn == f"host=db user=cdc password={PASSWORD}"
     assert [(t.schema_name, t.table_name) for t in settings.tables] == [("public", "users")]
     assert settings.sink_dsn == settings.source.dsn, "without [sink] dsn the source holds records"
+
+
+def test_live_views_may_take_half_the_pool_unless_told_otherwise(tmp_path: Path) -> None:
+    assert load_settings(write_config(tmp_path, VALID)).web.live_views_allowed == 5
+    told = VALID + "[web]\npool_max_size = 2\nlive_max_views = 1\n"
+    (tmp_path / "x").mkdir()
+    assert load_settings(write_config(tmp_path / "x", told)).web.live_views_allowed == 1
 
 
 def test_one_bad_table_entry_is_reported_without_a_claim_that_tables_is_empty(

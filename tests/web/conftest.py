@@ -107,10 +107,14 @@ def platform(pg: PgDatabase) -> Iterator[Platform]:
     try:
         yield Platform(pg, settings, reader_settings(pg, settings))
     finally:
-        with pg.connect() as conn:  # a role belongs to the cluster: it outlives the database
-            role = f"reader_{pg.slot.removeprefix('slot_')}"
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
+        drop_reader(pg)
+
+
+def drop_reader(pg: PgDatabase) -> None:
+    with pg.connect() as conn:  # a role belongs to the cluster: it outlives the database
+        role = f"reader_{pg.slot.removeprefix('slot_')}"
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
 
 
 def free_port() -> int:

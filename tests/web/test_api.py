@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -17,8 +18,21 @@ import pytest
 from cdc.store import RecordFilter, open_store
 from cdc.store.chain import record_verification, verify_chain
 from cdc.web.app import CONTENT_SECURITY_POLICY
-from cdc.web.server import WebServer
-from tests.web.conftest import SCRIPT, TOKEN, TRICKY, Platform
+from cdc.web.auth import TokenCheck
+from cdc.web.server import Access, WebServer, serving
+from tests.fix_pg import PgDatabase
+from tests.integration.helpers import drain, setup_and_settings
+from tests.web.conftest import (
+    DDL,
+    SCRIPT,
+    TABLES,
+    TOKEN,
+    TRICKY,
+    Platform,
+    drop_reader,
+    free_port,
+    reader_settings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +70,35 @@ def test_the_first_page_is_the_newest_records_with_a_cursor_and_a_live_position(
     assert occurred == sorted(occurred, reverse=True)
 
 
+def test_a_first_page_that_matches_nothing_still_gives_the_live_position(
+    platform: Platform, api: httpx.Client
+) -> None:
+    everything = api.get("/api/activity", params={"limit": 1}).json()
+    nothing = api.get("/api/activity", params={"entity_id": "nobody"}).json()
+    assert nothing == {"records": [], "next": None, "live_from": everything["live_from"]}
+
+
+def test_on_an_empty_store_live_from_the_first_page_gets_the_first_record(pg: PgDatabase) -> None:
+    settings = setup_and_settings(pg, DDL, TABLES)
+    reader = reader_settings(pg, settings)
+    access = Access("127.0.0.1", free_port(), TokenCheck(token=TOKEN))
+    try:
+        with (
+            serving(reader, access),
+            httpx.Client(
+                base_url=access.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+            ) as api,
+        ):
+            first = api.get("/api/activity").json()
+            assert first["records"] == [] and first["live_from"] == "0/0,0"
+            pg.execute("INSERT INTO notes VALUES (1, 1, 'the first')")
+            drain(settings)
+            (record,) = read_live(api, {"from": first["live_from"]}, want=1)
+            assert record["entity_id"] == "1"
+    finally:
+        drop_reader(pg)
+
+
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
@@ -76,6 +119,8 @@ def test_the_first_page_is_the_newest_records_with_a_cursor_and_a_live_position(
         ({"search": "kyc.approved"}, 5),
         ({"since": "1h"}, 39),
         ({"until": "2000-01-01"}, 0),
+        ({"until": "1h"}, 0),
+        ({"since": "1h", "search": "report q3"}, 1),
         ({"since": "2000-01-01T00:00:00Z", "until": "2999-01-01"}, 39),
         ({"category": "compliance", "actor": "99", "limit": 2}, 5),
     ],
@@ -160,6 +205,35 @@ def read_live_headers(api: httpx.Client, last_event_id: str) -> list[dict[str, A
                 records: list[dict[str, Any]] = json.loads(line.removeprefix("data: "))
                 return records
     return []
+
+
+def test_a_live_view_beyond_the_configured_most_is_a_503_with_retry_after(
+    platform: Platform,
+) -> None:
+    web = platform.reader.web.model_copy(update={"live_max_views": 1})
+    settings = platform.reader.model_copy(update={"web": web})
+    access = Access("127.0.0.1", free_port(), TokenCheck(token=TOKEN))
+    with (
+        serving(settings, access),
+        httpx.Client(
+            base_url=access.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        ) as api,
+    ):
+        with api.stream("GET", "/api/live") as first:
+            assert first.status_code == 200
+            refused = api.get("/api/live")
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "10"
+            assert "1 live views are open" in refused.json()["error"]
+            assert api.get("/api/activity", params={"limit": 1}).status_code == 200
+        # the closed view's slot is free again once the server sees it gone (its next poll)
+        deadline = time.monotonic() + 10
+        while True:
+            with api.stream("GET", "/api/live") as again:
+                if again.status_code == 200 or time.monotonic() > deadline:
+                    break
+            time.sleep(0.1)
+        assert again.status_code == 200
 
 
 def test_a_record_comes_with_its_transaction_and_an_entity_with_its_history(

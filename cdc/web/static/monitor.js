@@ -186,7 +186,11 @@ function startLive() {
     describeCount();
   });
   source.addEventListener("failure", (event) => status(JSON.parse(event.data), true));
-  source.onerror = () => { if (source.readyState === EventSource.CLOSED) stopLive(); };
+  source.onerror = () => {
+    if (source.readyState !== EventSource.CLOSED) return;  // reconnecting by itself
+    stopLive();  // refused (too many live views open: 503) or signed out
+    status("live mode is not available now (too many open live views?); try again later", true);
+  };
   state.source = source;
   describeCount();
 }
