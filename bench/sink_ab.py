@@ -2,6 +2,11 @@
 backend, from /proc) and the daemon's sink thread spend per record.
 
     python -m bench.sink_ab --ref /path/to/other/tree --dsn "host=... dbname=..." [--rows N]
+    python -m bench.sink_ab --ref /path/to/other/tree --own-stores [--rows N]
+
+With ``--own-stores`` each tree writes into a store of its own, made by its own migrations, on a
+throwaway server (bench.server): the A/B of a change to the store itself (column types,
+indexes). Without it both write into the store at ``--dsn``.
 
 Each round runs one worker process per tree (order alternating), each importing ``cdc`` from its
 own tree and writing the same made-up records through its ``cdc.sink.Sink`` (COPY, chain,
@@ -100,8 +105,12 @@ def _records(count: int, first_lsn: int) -> list[Any]:
 
 
 def worker(dsn: str, rows: int, batch: int, shift: int) -> dict[str, Any]:
-    from cdc.batching import Checkpoint, Flush
-    from cdc.sink import Sink
+    try:  # the layout since the house move, or before it (REF may be older)
+        from cdc.pipeline.batching import Checkpoint, Flush
+        from cdc.pipeline.sink import Sink
+    except ImportError:
+        from cdc.batching import Checkpoint, Flush  # type: ignore[no-redef]
+        from cdc.sink import Sink  # type: ignore[no-redef]
 
     from cdc.lsn import Lsn
 
@@ -110,6 +119,8 @@ def worker(dsn: str, rows: int, batch: int, shift: int) -> dict[str, Any]:
     sink.open()
     backend = sink._conn.info.backend_pid  # type: ignore[union-attr]
     try:
+        wal0 = sink._conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[union-attr,index]
+        sink._conn.commit()  # type: ignore[union-attr]
         cpu0, client0, wall0 = _cpu_s(backend), time.process_time(), time.perf_counter()
         for first in range(0, rows, batch):
             part = records[first : first + batch]
@@ -118,6 +129,10 @@ def worker(dsn: str, rows: int, batch: int, shift: int) -> dict[str, Any]:
         wall = time.perf_counter() - wall0
         server = _cpu_s(backend) - cpu0
         client = time.process_time() - client0
+        wal = sink._conn.execute(  # type: ignore[union-attr,index]
+            "SELECT pg_current_wal_lsn() - %s::pg_lsn", (wal0,)
+        ).fetchone()[0]
+        sink._conn.commit()  # type: ignore[union-attr]
     finally:
         sink.close()
     import cdc
@@ -127,6 +142,7 @@ def worker(dsn: str, rows: int, batch: int, shift: int) -> dict[str, Any]:
         "server_us": server / rows * 1e6,
         "client_us": client / rows * 1e6,
         "wall_us": wall / rows * 1e6,
+        "wal_bytes": float(wal) / rows,
     }
 
 
@@ -144,10 +160,24 @@ def _run(tree: Path, dsn: str, rows: int, batch: int, shift: int) -> dict[str, A
     return got
 
 
+def _setup_store(tree: Path, dsn: str) -> None:
+    """The activity store at ``dsn``, made by the migrations of ``tree``."""
+    script = (
+        "import sys\n"
+        "from cdc.config import settings_from_mapping\n"
+        "from cdc.control.setup import setup_store\n"
+        "config = {'tables': [{'name': 'public.investors'}]}\n"
+        "setup_store(settings_from_mapping(config, env={}, require_source=False), sys.argv[1])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run([sys.executable, "-c", script, dsn], env=env, cwd="/", check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ref", type=Path, help="tree A (B is this tree)")
-    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--dsn")
+    parser.add_argument("--own-stores", action="store_true", help="a store per tree (see above)")
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=4)
@@ -158,19 +188,43 @@ def main() -> None:
         print(json.dumps(worker(args.dsn, args.rows, args.batch, args.shift)))
         return
     trees = {"A": args.ref.resolve(), "B": _HERE}
-    ratios: dict[str, list[float]] = {"server_us": [], "client_us": [], "wall_us": []}
+    if not args.own_stores:
+        if not args.dsn:
+            parser.error("--dsn or --own-stores")
+        _compare(args, trees, {"A": args.dsn, "B": args.dsn})
+        return
+    from bench.server import BenchServer
+
+    server = BenchServer().start()
+    try:
+        dsns = {}
+        for name, tree in trees.items():
+            dsns[name] = server.create_database(f"sink_ab_{name.lower()}")
+            _setup_store(tree, dsns[name])
+        _compare(args, trees, dsns)
+    finally:
+        server.stop()
+
+
+def _compare(args: argparse.Namespace, trees: dict[str, Path], dsns: dict[str, str]) -> None:
+    ratios: dict[str, list[float]] = {
+        "server_us": [],
+        "client_us": [],
+        "wall_us": [],
+        "wal_bytes": [],
+    }
     shift = 1 << 40
     for round_no in range(args.rounds):
         order = ("A", "B") if round_no % 2 == 0 else ("B", "A")
         got = {}
         for name in order:
             shift += 1 << 32
-            got[name] = _run(trees[name], args.dsn, args.rows, args.batch, shift)
+            got[name] = _run(trees[name], dsns[name], args.rows, args.batch, shift)
         print(
             f"round {round_no + 1}: "
             + "  ".join(
                 f"{name} server {got[name]['server_us']:.1f} client {got[name]['client_us']:.1f} "
-                f"wall {got[name]['wall_us']:.1f} µs/record"
+                f"wall {got[name]['wall_us']:.1f} µs/record, WAL {got[name]['wal_bytes']:.0f} B"
                 for name in ("A", "B")
             ),
             flush=True,
@@ -179,7 +233,7 @@ def main() -> None:
             ratios[key].append(got["B"][key] / got["A"][key])
     print(
         "B/A medians: "
-        + ", ".join(f"{key[:-3]} {statistics.median(v):.2f}" for key, v in ratios.items())
+        + ", ".join(f"{key} {statistics.median(v):.2f}" for key, v in ratios.items())
     )
 
 

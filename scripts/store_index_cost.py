@@ -220,7 +220,12 @@ def copy_batches(dsn: str, batches: list[str]) -> Sample:
 
 
 class _NoRollups:
-    def apply(self, conn: psycopg.Connection[Any], records: list[ActivityRecord]) -> None:
+    def apply(
+        self,
+        conn: psycopg.Connection[Any],
+        records: list[ActivityRecord],
+        parameters: dict[str, list[Any]] | None = None,
+    ) -> None:
         pass
 
 
