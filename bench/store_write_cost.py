@@ -24,8 +24,8 @@ BATCH_ROWS = 5000
 _SUMMARY_GIN = "CREATE INDEX ON bench_w USING gin (to_tsvector('simple', summary))"
 _VALUES_GIN = (
     "CREATE INDEX ON bench_w USING gin ((to_tsvector('simple', coalesce(summary, '')) "
-    "|| jsonb_to_tsvector('simple', coalesce(new, old, '{}'), '[\"string\", \"numeric\"]') "
-    "|| jsonb_to_tsvector('simple', coalesce(changes, '{}'), '[\"string\", \"numeric\"]')))"
+    "|| json_to_tsvector('simple', coalesce(new, old, '{}'), '[\"string\", \"numeric\"]') "
+    "|| json_to_tsvector('simple', coalesce(changes, '{}'), '[\"string\", \"numeric\"]')))"
 )
 _VARIANTS: dict[str, tuple[bool, str | None]] = {
     "all indexes of the store": (True, None),

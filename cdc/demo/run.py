@@ -194,7 +194,7 @@ def _summary(
     row = conn.execute(
         "SELECT action, entity_type, entity_id, actor_id, summary, changes, occurred_at, "
         "commit_lsn::text, seq FROM activity.records WHERE operation = 'update' "
-        "AND changes <> '{}' ORDER BY commit_lsn DESC LIMIT 1"
+        "AND changes::text <> '{}' ORDER BY commit_lsn DESC LIMIT 1"
     ).fetchone()
     if row:
         names = ["action", "entity_type", "entity_id", "actor_id", "summary", "changes",

@@ -17,10 +17,12 @@ output functions print for the stored value:
 
 * timestamps in UTC with microseconds, ``YYYY-MM-DDTHH:MM:SS.ffffff`` (``to_char(ts AT TIME
   ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')``; :func:`utc_text`);
-* the jsonb columns as ``jsonb::text``: the daemon builds its documents in exactly that form
-  (keys by length then bytes, ``", "`` and ``": "``, numbers without exponent, zero never
-  negative; cdc.pipeline.values), so the text it sends is the text stored and the daemon hashes it
-  without a parse;
+* the documents as ``::text``: ``old``, ``new`` and ``changes`` are json (migration 0022), so
+  their text is exactly what the daemon sent; ``context`` is jsonb. The daemon builds every
+  document in jsonb's own text form (keys by length then bytes, ``", "`` and ``": "``, numbers
+  without exponent, zero never negative; cdc.pipeline.values), which is also what the jsonb
+  columns of a store before 0022 printed, and what 0022's conversion stored: the daemon hashes
+  the text it sends, without a parse, and chains verify across the upgrade;
 * ``xid``, ``seq``, ``chain_position`` in decimal; ``commit_lsn`` as ``pg_lsn`` prints it
   (``16/B374D848``); text columns as they are.
 

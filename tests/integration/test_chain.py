@@ -108,7 +108,9 @@ KEY = "commit_lsn = %s::pg_lsn AND seq = %s"
 def test_a_changed_value_is_named(pg: PgDatabase, chained: Settings) -> None:
     lsn, seq = _nth(pg, 17)
     tamper(
-        pg, f"UPDATE activity.records SET new = new || '{{\"balance\": 0}}' WHERE {KEY}", (lsn, seq)
+        pg,
+        f"UPDATE activity.records SET new = new::jsonb || '{{\"balance\": 0}}' WHERE {KEY}",
+        (lsn, seq),
     )
     report = check(pg, chained)
     assert report.kind == "changed"

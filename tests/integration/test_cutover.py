@@ -165,7 +165,8 @@ def test_verify_finds_each_difference_injected_into_either_side_and_exits_9(
         with pg.connect() as conn:
             conn.execute("SET session_replication_role = replica")
             conn.execute(
-                "UPDATE activity.records SET new = jsonb_set(new, '{legal_name}', '\"Mallory\"')"
+                "UPDATE activity.records"
+                " SET new = jsonb_set(new::jsonb, '{legal_name}', '\"Mallory\"')"
                 " WHERE (commit_lsn, seq) = (SELECT commit_lsn, seq FROM activity.records"
                 " WHERE table_name = 'organizations' AND operation = 'insert'"
                 " ORDER BY commit_lsn, seq LIMIT 1)"

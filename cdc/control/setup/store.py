@@ -93,8 +93,10 @@ def plan_store(sink: psycopg.Connection[Any], settings: Settings, plan: SetupPla
     plan_values_search(sink, settings, plan, applied)
 
 
-# The migration that drops the index over the values (0012_search_summary.sql).
+# The migrations that drop the index over the values (0012_search_summary.sql; and
+# 0022_json_documents.sql, which makes it again over json).
 SEARCH_SUMMARY_MIGRATION = 12
+JSON_DOCUMENTS_MIGRATION = 22
 
 
 def plan_values_search(
@@ -105,8 +107,8 @@ def plan_values_search(
     costs most of the server's work of writing a record (docs/store.md)."""
     schema, table = settings.sink.schema_name, settings.sink.table_name
     existing = values_search_indexes(sink, schema, table)
-    if SEARCH_SUMMARY_MIGRATION not in applied:
-        existing = []  # the pending migration drops them
+    if not {SEARCH_SUMMARY_MIGRATION, JSON_DOCUMENTS_MIGRATION} <= applied:
+        existing = []  # a pending migration drops them
     if settings.store.search_values and not existing:
         statement = sql.SQL(
             "CREATE INDEX ON {}.{} USING gin ({}.search_vector(summary, new, old, changes))"
