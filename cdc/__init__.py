@@ -13,7 +13,8 @@ starts the daemon the one way (``cdc.service.run``) and keeps it running, ``cdc.
 all on a throwaway PostgreSQL, ``cdc.cli`` is the command line. A module imports only from its
 own floor and the ones below (tests/unit/test_architecture.py). The base every floor uses:
 ``errors``, ``lsn``, ``config``, ``dsn``, ``connect``, ``retry``, ``logs``, ``metrics``,
-``sqlfiles``, ``failpoints``; ``cdc.app`` is for the application side.
+``sqlfiles``, ``failpoints``, ``periodic`` (the background worker of the heartbeat and the slot
+watch); ``cdc.app`` is for the application side.
 """
 
 __version__ = "0.1.0"

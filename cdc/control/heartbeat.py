@@ -33,19 +33,18 @@ recovery), drops the connection and tries again at the next interval.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Self
 
 import psycopg
 
 from cdc.dsn import connect_failure, describe_target
 from cdc.logical_messages import grant_hint, has_flush
 from cdc.metrics import Metrics
+from cdc.periodic import PeriodicWorker
 
 log = logging.getLogger("cdc.heartbeat")  # log lines keep the name they had
 
@@ -59,7 +58,7 @@ def heartbeat_content(sent_at: datetime) -> str:
     return json.dumps({"sent_at": sent_at.astimezone(UTC).isoformat(timespec="microseconds")})
 
 
-class HeartbeatEmitter:
+class HeartbeatEmitter(PeriodicWorker):
     """Emits a heartbeat every ``interval_s`` from a background thread, while
     ``should_emit()`` says so (e.g. only while this process streams: a standby stays quiet).
     Use :meth:`start` and :meth:`stop`, or ``with``."""
@@ -73,85 +72,49 @@ class HeartbeatEmitter:
         should_emit: Callable[[], bool] = lambda: True,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be positive")
-        self._dsn = dsn
-        self.interval_s = interval_s
+        super().__init__(dsn, interval_s, name="heartbeat")
         self._metrics = metrics
         self._should_emit = should_emit
         self._now = now
-        self._conn: psycopg.Connection[Any] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="activity-cdc-heartbeat", daemon=True
-        )
         self._failing = False
         self._server_version = 0  # of the last connection; picks the hint's signature
         self.sent = 0
 
-    def start(self) -> HeartbeatEmitter:
-        self._thread.start()
+    def start(self) -> Self:
+        super().start()
         log.info("heartbeat every %gs to %s", self.interval_s, describe_target(self._dsn))
         return self
 
-    def stop(self, timeout_s: float = 15.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-        self._close()
-
-    def __enter__(self) -> HeartbeatEmitter:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def emit_once(self) -> str:
         """Emit one heartbeat now; returns its LSN. Raises psycopg.Error."""
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self._dsn,
-                autocommit=True,
-                connect_timeout=10,
-                application_name="activity-cdc heartbeat",
-                options="-c statement_timeout=10000",
-            )
-            self._server_version = self._conn.info.server_version
+        conn = self.connection()
+        self._server_version = conn.info.server_version
         emit = _EMIT_FLUSHED if has_flush(self._server_version) else _EMIT
-        row = self._conn.execute(
-            emit, (HEARTBEAT_PREFIX, heartbeat_content(self._now()))
-        ).fetchone()
+        row = conn.execute(emit, (HEARTBEAT_PREFIX, heartbeat_content(self._now()))).fetchone()
         self.sent += 1
         if self._metrics is not None:
             self._metrics.heartbeat_sent()
         return str(row[0]) if row else ""
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            if not self._should_emit():
-                continue
-            try:
-                lsn = self.emit_once()
-            except psycopg.Error as exc:
-                self._close()
-                if not self._failing:
-                    self._failing = True
-                    reason = connect_failure(exc, self._dsn)
-                    log.warning("heartbeat failed (trying again every %gs): %s%s",
-                                self.interval_s, reason,
-                                _hint(exc, self._server_version))  # fmt: skip
-                continue
-            if self._failing:
-                self._failing = False
-                log.info("heartbeat works again (at %s)", lsn)
-            else:
-                log.debug("heartbeat at %s", lsn)
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+    def tick(self) -> None:
+        if not self._should_emit():
+            return
+        try:
+            lsn = self.emit_once()
+        except psycopg.Error as exc:
+            self.close()
+            if not self._failing:
+                self._failing = True
+                reason = connect_failure(exc, self._dsn)
+                log.warning("heartbeat failed (trying again every %gs): %s%s",
+                            self.interval_s, reason,
+                            _hint(exc, self._server_version))  # fmt: skip
+            return
+        if self._failing:
+            self._failing = False
+            log.info("heartbeat works again (at %s)", lsn)
+        else:
+            log.debug("heartbeat at %s", lsn)
 
 
 def _hint(exc: psycopg.Error, server_version: int) -> str:

@@ -27,17 +27,15 @@ sample is logged and the next one tries again.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 
 from cdc.dsn import connect_failure
 from cdc.human import human_bytes
 from cdc.metrics import Metrics
+from cdc.periodic import PeriodicWorker
 from cdc.sqlfiles import sql_text
 
 log = logging.getLogger("cdc.slot_watch")  # log lines keep the name they had
@@ -124,9 +122,11 @@ UNLIMITED_WARNING = (
 )
 
 
-class SlotWatcher:
+class SlotWatcher(PeriodicWorker):
     """Samples the slot every ``interval_s`` in a background thread (:meth:`start` /
     :meth:`stop`), or once with :meth:`check_once`."""
+
+    tick_at_start = True
 
     def __init__(
         self,
@@ -137,51 +137,19 @@ class SlotWatcher:
         metrics: Metrics | None = None,
         warn_fraction: float = 0.8,
     ) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be positive")
-        self._dsn = dsn
+        super().__init__(dsn, interval_s, name="slot watch")
         self.slot = slot
-        self.interval_s = interval_s
         self.warn_fraction = warn_fraction
         self._metrics = metrics
-        self._conn: psycopg.Connection[Any] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="activity-cdc-slot-watch", daemon=True
-        )
         self._warned_unlimited = False
         self._level = OK
         self._same_level_samples = 0
         self._failing = False
         self.last: Retention | None = None
 
-    def start(self) -> SlotWatcher:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-        self._close()
-
-    def __enter__(self) -> SlotWatcher:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def sample(self) -> SlotSample | None:
         """One sample of the slot (None: it does not exist). Raises psycopg.Error."""
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self._dsn,
-                autocommit=True,
-                connect_timeout=10,
-                application_name="activity-cdc slot watch",
-                options="-c statement_timeout=10000",
-            )
-        conn = self._conn
+        conn = self.connection()
         sizes: dict[str, int | None] = {}
         for name, setting, unit in conn.execute(_SETTINGS_SQL).fetchall():
             sizes[name] = None if setting < 0 else setting * _UNITS.get(unit or "B", 1)
@@ -202,7 +170,7 @@ class SlotWatcher:
         try:
             sample = self.sample()
         except psycopg.Error as exc:
-            self._close()
+            self.close()
             if not self._failing:
                 self._failing = True
                 reason = connect_failure(exc, self._dsn)
@@ -241,13 +209,5 @@ class SlotWatcher:
             log.log(level, "slot watch: %s", retention.message)
         self._level = retention.level
 
-    def _run(self) -> None:
+    def tick(self) -> None:
         self.check_once()
-        while not self._stop.wait(self.interval_s):
-            self.check_once()
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
