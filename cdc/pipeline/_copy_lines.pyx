@@ -21,7 +21,7 @@ tests/unit/test_core_differential.py proves the bytes identical to the reference
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.mem cimport PyMem_Free
 from libc.string cimport memcpy
 
 from hashlib import sha256 as _sha256
@@ -37,41 +37,7 @@ cdef extern from "Python.h":
 cdef const char* _HEX = b"0123456789abcdef"
 
 
-cdef struct Buffer:
-    char* data
-    Py_ssize_t size
-    Py_ssize_t capacity
-
-
-cdef int _reserve(Buffer* buf, Py_ssize_t extra) except -1:
-    cdef Py_ssize_t wanted = buf.size + extra
-    cdef Py_ssize_t capacity
-    cdef char* grown
-    if wanted <= buf.capacity:
-        return 0
-    capacity = buf.capacity * 2 if buf.capacity else 65536
-    while capacity < wanted:
-        capacity *= 2
-    grown = <char*>PyMem_Realloc(buf.data, capacity)
-    if grown == NULL:
-        raise MemoryError()
-    buf.data = grown
-    buf.capacity = capacity
-    return 0
-
-
-cdef inline int _put(Buffer* buf, const char* text, Py_ssize_t n) except -1:
-    _reserve(buf, n)
-    memcpy(buf.data + buf.size, text, n)
-    buf.size += n
-    return 0
-
-
-cdef inline int _put_char(Buffer* buf, char ch) except -1:
-    _reserve(buf, 1)
-    buf.data[buf.size] = ch
-    buf.size += 1
-    return 0
+include "_buffer.pxi"
 
 
 cdef unsigned char _SPECIAL[256]
