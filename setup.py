@@ -1,8 +1,8 @@
 """Build script for what pyproject.toml cannot declare: the optional compiled core, and sql/ and
 examples/ inside the wheel.
 
-* ``cdc/pipeline/_core.pyx`` and ``_copy_lines.pyx`` are compiled by Cython into
-  ``cdc.pipeline._core`` and ``._copy_lines`` (see
+* ``cdc/pipeline/_core.pyx``, ``_copy_lines.pyx`` and ``_mapping.pyx`` are compiled by Cython
+  into ``cdc.pipeline._core``, ``._copy_lines`` and ``._mapping`` (see
   cdc/pipeline/core.py). The extension is *optional*: where there is no C compiler (or no
   Python headers) the build warns and goes on, and the package runs its pure-Python reference
   implementation instead. ``pip install -e .``
@@ -56,7 +56,7 @@ def extensions() -> list[Extension]:
 
     modules = [
         Extension(f"cdc.pipeline.{name}", [f"cdc/pipeline/{name}.pyx"], optional=True)
-        for name in ("_core", "_copy_lines")
+        for name in ("_core", "_copy_lines", "_mapping")
     ]
     return cythonize(modules, language_level=3, quiet=True)
 

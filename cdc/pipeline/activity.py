@@ -44,7 +44,7 @@ from cdc.pipeline.changes import (
     TransactionInfo,
     TransactionMessage,
 )
-from cdc.pipeline.core import compiled, converter_kind
+from cdc.pipeline.core import compiled, converter_kind, mapping
 from cdc.pipeline.pgoutput import UNCHANGED_TOAST, TupleData
 from cdc.pipeline.values import (
     JsonConverter,
@@ -414,7 +414,7 @@ class ActivityMapper:
     def map(self, change: Change) -> ActivityRecord | None:
         """The record for a change, or None when the change makes no record."""
         if type(change) is RowChange:
-            return self._row_change(change)
+            return _map_row_change(self, change)
         if type(change) is TableTruncate:
             return self._truncate(change)
         if type(change) is TransactionMessage:
@@ -530,7 +530,9 @@ class ActivityMapper:
             change.seq,
         )
 
-    def _row_change(self, change: RowChange) -> ActivityRecord | None:
+    def _py_row_change(self, change: RowChange) -> ActivityRecord | None:
+        """A row change's record: the reference of cdc/pipeline/_mapping.pyx's
+        ``map_row_change`` (what :meth:`map` calls where it was built)."""
         mapper = self.table_mapper(change.relation)
         operation = change.operation
         old = change.old
@@ -747,6 +749,11 @@ _update_json: Callable[
     [_Keys, _Keys, _Kinds, _Converters, TupleData, TupleData, tuple[int, ...]],
     tuple[str, str, list[int], list[str]],
 ] = compiled.update_json if compiled is not None else _py_update_json
+
+
+_map_row_change: Callable[[ActivityMapper, RowChange], ActivityRecord | None] = (
+    mapping.map_row_change if mapping is not None else ActivityMapper._py_row_change
+)
 
 
 def _dump(document: Mapping[str, object]) -> str:

@@ -38,10 +38,17 @@ from cdc.config import settings_from_mapping
 from cdc.errors import DecodeError
 from cdc.pipeline import core
 from cdc.pipeline.activity import ActivityMapper, ActivityRecord, TableMapper
-from cdc.pipeline.changes import ChangeAssembler, TransactionEnd, relation_info
+from cdc.pipeline.changes import (
+    ChangeAssembler,
+    RowChange,
+    TransactionEnd,
+    TransactionInfo,
+    relation_info,
+)
 from cdc.pipeline.pgoutput import (
     UNCHANGED_TOAST,
     ColumnValue,
+    Message,
     PgOutputMessage,
     TupleData,
     decode_message,
@@ -337,7 +344,9 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
     activity, changes = cdc.pipeline.activity, cdc.pipeline.changes
     pgoutput = cdc.pipeline.pgoutput.decode
     saved = activity._row_json, activity._update_json, pgoutput._fast, changes._has_unchanged_toast
+    saved_map = activity._map_row_change
     activity._row_json, activity._update_json = py_row_json, py_update_json
+    activity._map_row_change = ActivityMapper._py_row_change
     pgoutput._fast = py_fast  # type: ignore[misc]
     changes._has_unchanged_toast = changes._py_has_unchanged_toast
     try:
@@ -349,8 +358,93 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
             pgoutput._fast,  # type: ignore[misc]
             changes._has_unchanged_toast,
         ) = saved
+        activity._map_row_change = saved_map
     assert len(compiled) > 20
     assert compiled == reference
+
+
+# --- a row change's whole record (cdc/pipeline/_mapping.pyx) -----------------------------------
+
+_STATUS = st.sampled_from(["active", "closed", "pending", "t", "5"])
+
+
+@st.composite
+def row_changes(draw: st.DrawFn) -> tuple[ActivityMapper, RowChange]:
+    """A table with rules (transitions, actor, ignored and redacted columns, a key of one or two
+    columns) and one change of it, in a transaction that may carry context and an origin."""
+    names = ["id", "status", "owner", "updated_at", "secret", "note"]
+    types = [TEXT, TEXT, INT4, TIMESTAMPTZ, TEXT, TEXT]
+    key = draw(st.sampled_from([("id",), ("id", "owner"), ("secret",), ()]))
+    info = relation_info(
+        relation(16600, "things", list(zip(names, types, strict=True)), identity="d"),
+        lambda oid, s, t: key or None,
+    )
+    rules: dict[str, Any] = {
+        "name": "public.things",
+        "entity_type": draw(st.sampled_from(["thing", "entité"])),
+        "actor_columns": draw(st.sampled_from([[], ["owner"], ["note", "owner"]])),
+        "ignore_columns": draw(st.sampled_from([[], ["updated_at"]])),
+        "redact_columns": ["secret"],
+        "rules": draw(
+            st.lists(
+                st.fixed_dictionaries(
+                    {"column": st.just("status"), "action": st.sampled_from(["a.x", "a.y"])},
+                    optional={
+                        "from": _STATUS,
+                        "to": _STATUS,
+                        "operations": st.sampled_from([["update"], ["insert", "update"]]),
+                        "severity": st.sampled_from(["warning", "notice"]),
+                        "category": st.just("security"),
+                    },
+                ).filter(lambda r: "from" in r or "to" in r),
+                max_size=3,
+            )
+        ),
+    }
+    settings_ = settings_from_mapping({"source": {"dsn": "host=db"}, "tables": [rules]}, env={})
+    mapper = ActivityMapper(settings_, types=TypeRegistry())
+    value = st.none() | typed_text
+    new = tuple(draw(value) for _ in names)
+    old = tuple(draw(st.just(v) | value) for v in new)  # some columns unchanged
+    operation, old_kind = draw(
+        st.sampled_from([("insert", None), ("update", "O"), ("update", None), ("delete", "O")])
+    )
+    messages = []
+    if draw(st.booleans()):
+        body = draw(st.sampled_from(['{"actor_id": "u1"}', '{"request": 1}', "not json"]))
+        messages.append(Message(True, 10, "cdc.context", body.encode()))
+    txn = TransactionInfo(
+        77,
+        0x16B3740,
+        datetime(2026, 12, 4, 1, 2, 3, 4, tzinfo=UTC),
+        draw(st.none() | st.just("replica-1")),
+        tuple(messages),
+    )
+    change = RowChange(
+        txn,
+        draw(st.integers(0, 5)),
+        info,
+        operation,
+        None if operation == "insert" else (old if old_kind == "O" else None),
+        None if operation == "delete" else new,
+        old_kind,
+        draw(st.sampled_from([(), ("note",)])),
+    )
+    return mapper, change
+
+
+@settings(max_examples=400)
+@given(row_changes())
+def test_a_row_change_maps_to_the_record_the_reference_makes(
+    case: tuple[ActivityMapper, RowChange],
+) -> None:
+    mapper, change = case
+    assert core.mapping is not None
+    compiled = outcome(core.mapping.map_row_change, mapper, change)
+    unavailable = mapper.toast_unavailable
+    mapper._txn = None  # the reference starts from the same state: nothing cached
+    assert compiled == outcome(ActivityMapper._py_row_change, mapper, change)
+    assert mapper.toast_unavailable == 2 * unavailable
 
 
 # --- the chained sink's COPY lines (cdc/pipeline/_copy_lines.pyx) ------------------------------
