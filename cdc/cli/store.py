@@ -348,7 +348,7 @@ def stats(state: State, length: timedelta, dimensions: tuple[str, ...], as_json:
 
 def stats_lines(result: ActivityStats) -> list[str]:
     w = result.window
-    grain = "minute" if w.grain.total_seconds() == 60 else "hour"
+    grain = {60: "minute", 3600: "hour"}.get(int(w.grain.total_seconds()), "day")
     lines = [
         f"{result.total:,} records from {_short(w.start)} to {_short(w.end)} UTC "
         f"(per-{grain} rollups)",

@@ -19,8 +19,9 @@ ACCESS EXCLUSIVE lock for a catalog update; the export reads the detached table)
 lock wait is bounded by ``LOCK_TIMEOUT`` so that maintenance never queues the sink and the
 readers behind it for long.
 
-The per-minute rollups are kept ``minute_rollups_days`` days; the per-hour rollups as long as
-the records.
+The per-minute rollups are kept ``minute_rollups_days`` days; the per-hour and per-day rollups
+as long as the records. Each run folds the closed days into the per-day rollups
+(:mod:`cdc.control.daily_rollups`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from psycopg import sql
 
 from cdc.config import Settings
 from cdc.connect import connect, server_message
+from cdc.control.daily_rollups import closed_days_end, fold_days, stale_days
 from cdc.errors import ConfigError, SinkError
 
 log = logging.getLogger("cdc.partitions")  # log lines keep the name they had
@@ -84,6 +86,8 @@ class PartitionPlan:
     leftovers: list[Partition] = field(default_factory=list)  # detached by an interrupted run
     cutoff: datetime | None = None  # records before it are past the retention
     minute_rollups_before: datetime | None = None
+    fold_before: datetime | None = None  # closed days: folded into the per-day rollups
+    fold: list[datetime] = field(default_factory=list)  # days whose per-day rollups are stale
     default_rows: int = 0  # records in the default partition outside the months created
 
     @property
@@ -105,6 +109,11 @@ class PartitionPlan:
             f"detach and drop {p.qualified} ({_month(p)}, before {self.cutoff:%Y-%m-%d})"
             for p in self.remove
         ]
+        if self.fold:
+            lines.append(
+                f"fold the per-hour rollups of {len(self.fold)} closed day(s) "
+                f"({self.fold[0]:%Y-%m-%d} .. {self.fold[-1]:%Y-%m-%d}) into per-day rollups"
+            )
         return lines
 
 
@@ -167,6 +176,8 @@ def apply_maintenance(
             yield f"detached {partition.qualified} ({_month(partition)})"
             yield from _export_and_drop(conn, partition, export_dir)
         yield from _prune_rollups(conn, schema, the_plan)
+        if the_plan.fold_before is not None:
+            yield from fold_days(conn, settings.sink.schema_name, the_plan.fold_before)
 
 
 def _plan(
@@ -215,6 +226,8 @@ def _plan(
         row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(default.ident)).fetchone()
         result.default_rows = int(row[0]) if row else 0
     result.minute_rollups_before = now - timedelta(days=settings.store.minute_rollups_days)
+    result.fold_before = closed_days_end(now)
+    result.fold = stale_days(conn, schema, result.fold_before)
     return result
 
 
@@ -271,6 +284,7 @@ def _prune_rollups(
     for table, before, which in (
         ("activity_per_minute", the_plan.minute_rollups_before, "per-minute"),
         ("activity_per_hour", the_plan.cutoff, "per-hour"),
+        ("activity_per_day", the_plan.cutoff, "per-day"),
     ):
         if before is None:
             continue

@@ -144,6 +144,7 @@ def reader_privileges(settings: Settings) -> list[tuple[str, str]]:
         (schema, settings.sink.table_name),
         (schema, "activity_per_minute"),
         (schema, "activity_per_hour"),
+        (schema, "activity_per_day"),
         (schema, "checkpoints"),
         (schema, "dead_letters"),
     ]

@@ -3,9 +3,10 @@ window, compared with the window of the same length before it, with a trend.
 
 Everything is read from the rollups (migration 0004), never from the records: a breakdown of a
 day costs the same at 1,000 and at 100 million records. A window of up to
-``MINUTE_GRAIN_UP_TO`` is counted from the per-minute rollups, a longer one from the per-hour
-rollups; either way the window is whole buckets, the last one being the bucket that holds
-"now" (so it is still filling up).
+``MINUTE_GRAIN_UP_TO`` is counted from the per-minute rollups, one of up to ``HOUR_GRAIN_UP_TO``
+from the per-hour rollups, a longer one in UTC days from the per-day rollups (folded by ``cdc
+partitions``; the days not folded yet from the per-hour ones); either way the window is whole
+buckets, the last one being the bucket that holds "now" (so it is still filling up).
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from cdc.store.reader import Store
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 MINUTE_GRAIN_UP_TO = timedelta(hours=6)
+HOUR_GRAIN_UP_TO = timedelta(days=7)
+# UTC days as date_bin counts them (any midnight UTC will do as the origin)
+DAY_ORIGIN = sql.SQL("'2000-01-01 00:00+00'::timestamptz")
 TREND_POINTS = 48  # at most; buckets are merged into steps beyond that
 
 # What a breakdown is by, as an expression over a rollup row.
@@ -48,6 +53,8 @@ class Window:
 
     @property
     def rollup_table(self) -> str:
+        if self.grain == DAY:
+            return "activity_per_day"
         return "activity_per_minute" if self.grain == MINUTE else "activity_per_hour"
 
 
@@ -55,11 +62,13 @@ def window_for(now: datetime, length: timedelta) -> Window:
     """The window of ``length`` that ends with the bucket holding ``now``."""
     if length <= timedelta(0):
         raise ValueError("the window must be longer than zero")
-    grain = MINUTE if length <= MINUTE_GRAIN_UP_TO else HOUR
+    grain = MINUTE if length <= MINUTE_GRAIN_UP_TO else HOUR if length <= HOUR_GRAIN_UP_TO else DAY
     now = now.astimezone(UTC)
     current = now.replace(second=0, microsecond=0)
-    if grain == HOUR:
+    if grain != MINUTE:
         current = current.replace(minute=0)
+    if grain == DAY:
+        current = current.replace(hour=0)
     end = current + grain
     buckets = math.ceil(length / grain)
     start = end - buckets * grain
@@ -125,7 +134,9 @@ def activity_stats(
     """Totals, breakdowns and trend of the window of ``length`` ending now (the database's
     clock unless ``now`` is given)."""
     window = window_for(now or store.now(), length)
-    rollups = sql.Identifier(store.schema, window.rollup_table)
+    rollups: sql.Composable = sql.Identifier(store.schema, window.rollup_table)
+    if window.grain == DAY:
+        rollups = per_day_rollups(store.schema)
     params = {"previous_start": window.previous_start, "start": window.start, "end": window.end}
     rows = store.fetch(breakdown_query(rollups, by), params)
     found: dict[str, list[Count]] = {name: [] for name in by}
@@ -146,6 +157,27 @@ def activity_stats(
     previous_total = sum(n for bucket, n in per_bucket.items() if bucket < window.start)
     step, trend = trend_of(window, per_bucket)
     return ActivityStats(window, total, previous_total, breakdowns, step, trend)
+
+
+def per_day_rollups(schema: str) -> sql.Composed:
+    """The per-day counts of the window: the folded days from the per-day rollups, the days
+    after the last folded one (today, and any not folded yet) summed from the per-hour ones
+    (cdc/control/daily_rollups.py). Each day from one of them, never both."""
+    return sql.SQL(
+        "(SELECT bucket, source, category, severity, schema_name, table_name, operation, n "
+        "FROM {per_day} WHERE bucket >= %(previous_start)s AND bucket < %(end)s "
+        "AND bucket < (SELECT max(bucket) + interval '1 day' FROM {per_day}) "
+        "UNION ALL "
+        "SELECT date_bin('1 day', bucket, {origin}), source, category, severity, schema_name, "
+        "table_name, operation, n FROM {per_hour} "
+        "WHERE bucket >= %(previous_start)s AND bucket < %(end)s "
+        "AND bucket >= coalesce((SELECT max(bucket) + interval '1 day' FROM {per_day}), "
+        "'-infinity')) AS rollups"
+    ).format(
+        per_day=sql.Identifier(schema, "activity_per_day"),
+        per_hour=sql.Identifier(schema, "activity_per_hour"),
+        origin=DAY_ORIGIN,
+    )
 
 
 def breakdown_query(rollups: sql.Composable, by: tuple[str, ...]) -> sql.Composed:

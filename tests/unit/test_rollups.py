@@ -221,6 +221,15 @@ def test_a_day_window_is_whole_hours_and_the_previous_window_has_the_same_length
     assert window.end - window.start == window.start - window.previous_start == timedelta(days=1)
 
 
+def test_a_window_longer_than_a_week_is_whole_utc_days_from_the_per_day_rollups() -> None:
+    window = window_for(at("2026-11-26T23:30:00-02:00"), timedelta(days=30))  # 27th, 01:30 UTC
+    assert window.grain == timedelta(days=1) and window.rollup_table == "activity_per_day"
+    assert window.end == at("2026-11-28T00:00:00+00:00")
+    assert window.start == at("2026-10-29T00:00:00+00:00")
+    assert window.end - window.start == window.start - window.previous_start
+    assert window_for(at("2026-11-26T10:30:00+00:00"), timedelta(days=7)).grain == HOUR
+
+
 def test_the_trend_is_zero_filled_and_merges_buckets_beyond_48_points() -> None:
     window = window_for(at("2026-11-26T10:30:00+00:00"), timedelta(days=7))  # 168 hours
     per_bucket = {window.start: 5, window.start + HOUR: 7, window.end - HOUR: 1}

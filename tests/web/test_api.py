@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cdc.control.partitions import apply_maintenance, plan_maintenance
 from cdc.store import RecordFilter, open_store
 from cdc.store.chain import record_verification, verify_chain
 from cdc.web.app import CONTENT_SECURITY_POLICY
@@ -324,6 +325,16 @@ def test_stats_and_health_come_from_the_rollups_and_the_checkpoint(
     health = api.get("/api/health").json()
     assert health["chain_verified_at"] is not None
     assert (health["chain_intact"], health["chain_checked"]) == (True, 39)
+
+
+def test_a_month_of_stats_is_counted_in_days_by_the_reader_role(
+    platform: Platform, api: httpx.Client
+) -> None:
+    list(apply_maintenance(platform.settings, plan_maintenance(platform.settings, ahead=3,
+                                                               retention_months=None)))  # fmt: skip
+    stats = api.get("/api/stats", params={"since": "30d"}).json()
+    assert stats["window"]["grain_seconds"] == 86400 and len(stats["trend"]) == 30
+    assert stats["total"] == 39 and sum(point["n"] for point in stats["trend"]) == 39
 
 
 def test_every_route_refuses_a_request_without_the_token(server: WebServer) -> None:
