@@ -1,6 +1,6 @@
 """A store made by the previous version, upgraded by ``cdc setup``: the records read back exactly
 as before, the hash chain verifies across the upgrade, and the daemon goes on chaining after it
-(migration 0022: old, new and changes as json)."""
+(migration 0022: old, new and changes as json; 0024: documents compressed with lz4)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ CREATE TABLE public.odd (
 ALTER TABLE public.odd REPLICA IDENTITY FULL;
 """
 TABLES = [{"name": "public.odd", "entity_type": "odd", "category": "odd"}]
+LZ4_DOCUMENTS_MIGRATION = 24  # sql/migrations/0024_lz4_documents.sql
 
 
 def _changes(pg: PgDatabase, first: int) -> None:
@@ -126,3 +127,53 @@ def test_a_store_of_the_previous_version_reads_the_same_and_its_chain_goes_on_af
     after = _read(settings)
     assert after[-18:] == before  # newest first: the old records unchanged at the end
     assert {r["operation"] for r in after[:18]} == {"insert", "update", "delete"}
+
+
+def _has_lz4(pg: PgDatabase) -> bool:
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        try:
+            conn.execute("SET default_toast_compression = lz4")
+        except psycopg.errors.InvalidParameterValue:
+            return False
+    return True
+
+
+def test_documents_written_after_the_upgrade_are_lz4_and_those_before_read_the_same(
+    pg: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg.execute("CREATE TABLE public.docs (id int PRIMARY KEY, body text)")
+    settings = make_settings(pg, [{"name": "public.docs", "category": "content"}])
+    every_migration = store_setup.migration_files()
+    monkeypatch.setattr(
+        store_setup,
+        "migration_files",
+        lambda: [m for m in every_migration if m[0] < LZ4_DOCUMENTS_MIGRATION],
+    )
+    setup(settings)
+    body = " ".join(f"paragraph {i} of a long document" for i in range(2000))  # ~70 kB
+    pg.execute("INSERT INTO docs VALUES (1, %s)", (body,))
+    drain(settings)
+    monkeypatch.undo()
+    setup(settings)
+    pg.execute("INSERT INTO docs VALUES (2, %s)", (body,))
+    drain(settings)
+
+    methods = pg.execute(
+        "SELECT entity_id, pg_column_compression(new) FROM activity.records ORDER BY entity_id"
+    )
+    assert methods == [("1", "pglz"), ("2", "lz4" if _has_lz4(pg) else "pglz")]
+    with open_store(settings) as store:
+        assert [r.new for r in store.records(RecordFilter(), limit=10)] == [
+            {"id": 2, "body": body},
+            {"id": 1, "body": body},
+        ]
+    assert _verify(pg, settings) == 2
+    # a partition made after the upgrade takes the parent's method
+    pg.execute(
+        "SELECT activity.create_record_partition('records_2099_01', '2099-01-01', '2099-02-01')"
+    )
+    (method,) = pg.execute(
+        "SELECT attcompression FROM pg_attribute "
+        "WHERE attrelid = 'activity.records_2099_01'::regclass AND attname = 'new'"
+    )[0]
+    assert method == ("l" if _has_lz4(pg) else "")
