@@ -13,7 +13,26 @@ The reference is ``ActivityMapper._py_row_change``; the two must give equal reco
 every change (tests/unit/test_core_differential.py).
 """
 
+from cpython.datetime cimport (
+    PyDateTime_DATE_GET_HOUR,
+    PyDateTime_DATE_GET_MICROSECOND,
+    PyDateTime_DATE_GET_MINUTE,
+    PyDateTime_DATE_GET_SECOND,
+    PyDateTime_GET_DAY,
+    PyDateTime_GET_MONTH,
+    PyDateTime_GET_YEAR,
+    datetime_tzinfo,
+    import_datetime,
+)
+from cpython.unicode cimport PyUnicode_DecodeASCII
+
+from datetime import datetime as _datetime, timezone
+
 from cdc.pipeline._core import row_json as _row_json, update_json as _update_json
+
+import_datetime()
+cdef object _UTC = timezone.utc
+cdef const char* _HEX_UPPER = b"0123456789ABCDEF"
 
 _PAST_TENSE = {
     "insert": "created",
@@ -23,6 +42,7 @@ _PAST_TENSE = {
 }
 
 cdef object _ActivityRecord = None
+cdef object _text_value = None  # cdc.pipeline.activity._text_value: a text column's rule value
 cdef object _tuple_new = tuple.__new__
 
 
@@ -35,10 +55,96 @@ cdef inline str _row(object mapper, tuple values, object positions):
     return _row_json(mapper.json_keys, mapper.kinds, mapper.converters, values, positions)
 
 
+cdef inline void _digits(char* out, int value, int width) noexcept:
+    cdef int i
+    for i in range(width - 1, -1, -1):
+        out[i] = <char>(48 + value % 10)
+        value //= 10
+
+
+def iso_datetime(moment):
+    """``moment.isoformat()``, written here for a datetime in UTC (every commit time)."""
+    cdef char text[32]
+    cdef int size = 19
+    cdef int micro
+    if type(moment) is not _datetime or datetime_tzinfo(moment) is not _UTC:
+        return moment.isoformat()
+    _digits(text, PyDateTime_GET_YEAR(moment), 4)
+    text[4] = b"-"
+    _digits(text + 5, PyDateTime_GET_MONTH(moment), 2)
+    text[7] = b"-"
+    _digits(text + 8, PyDateTime_GET_DAY(moment), 2)
+    text[10] = b"T"
+    _digits(text + 11, PyDateTime_DATE_GET_HOUR(moment), 2)
+    text[13] = b":"
+    _digits(text + 14, PyDateTime_DATE_GET_MINUTE(moment), 2)
+    text[16] = b":"
+    _digits(text + 17, PyDateTime_DATE_GET_SECOND(moment), 2)
+    micro = PyDateTime_DATE_GET_MICROSECOND(moment)
+    if micro:  # isoformat leaves out a zero fraction
+        text[19] = b"."
+        _digits(text + 20, micro, 6)
+        size = 26
+    text[size:size + 6] = b"+00:00"
+    return PyUnicode_DecodeASCII(text, size + 6, NULL)
+
+
+cdef int _hex(char* out, unsigned long long value) noexcept:
+    cdef char digits[8]
+    cdef int n = 0, i
+    while True:
+        digits[n] = _HEX_UPPER[value & 15]
+        value >>= 4
+        n += 1
+        if not value:
+            break
+    for i in range(n):
+        out[i] = digits[n - 1 - i]
+    return n
+
+
+def lsn_text(unsigned long long value):
+    """``cdc.lsn.format_lsn``: ``16/B374D848``."""
+    cdef char text[20]
+    cdef int size = _hex(text, value >> 32)
+    text[size] = b"/"
+    size += 1
+    size += _hex(text + size, value & 0xFFFFFFFF)
+    return PyUnicode_DecodeASCII(text, size, NULL)
+
+
+cdef object _transition(object mapper, str operation, object old, tuple new):
+    """``TableMapper.transition``: the first rule the change matches."""
+    for position, rule, value_of in mapper.transitions:
+        if operation not in rule.operations:
+            continue
+        after = new[position]
+        if operation == "update":
+            if old is None or old[position] == after:
+                continue
+            if rule.from_value is not None:
+                before = old[position]
+                if value_of is _text_value:
+                    value = before if type(before) is str else None
+                else:
+                    value = value_of(before)
+                if value != rule.from_value:
+                    continue
+        if rule.to_value is not None:
+            if value_of is _text_value:
+                value = after if type(after) is str else None
+            else:
+                value = value_of(after)
+            if value != rule.to_value:
+                continue
+        return rule
+    return None
+
+
 def map_row_change(object self, object change):
     """The record of a RowChange (None: only ignored columns changed), as
     ``ActivityMapper._py_row_change`` makes it. ``self`` is the ActivityMapper."""
-    global _ActivityRecord
+    global _ActivityRecord, _text_value
     cdef str operation = change.operation
     cdef object old = change.old
     cdef object new = change.new
@@ -50,9 +156,9 @@ def map_row_change(object self, object change):
     cdef tuple order, names, positions
     cdef str summary
     if _ActivityRecord is None:
-        from cdc.pipeline.activity import ActivityRecord
+        from cdc.pipeline import activity
 
-        _ActivityRecord = ActivityRecord
+        _ActivityRecord, _text_value = activity.ActivityRecord, activity._text_value
     relation = change.relation
     mapper = self._mappers.get(relation.relation_id)
     if mapper is None or mapper.relation is not relation:
@@ -113,7 +219,7 @@ def map_row_change(object self, object change):
     severity = mapper.severities[operation]
     category = mapper.categories
     if mapper.transitions and new is not None:
-        rule = mapper.transition(operation, old if old_kind == "O" else None, new)
+        rule = _transition(mapper, operation, old if old_kind == "O" else None, new)
         if rule is not None:
             action = rule.action
             severity = rule.severity or severity

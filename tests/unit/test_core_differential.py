@@ -22,7 +22,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import cdc.pipeline.pgoutput.decode
 import cdc.pipeline.pgoutput.fast
 from cdc.config import settings_from_mapping
 from cdc.errors import DecodeError
+from cdc.lsn import format_lsn
 from cdc.pipeline import core
 from cdc.pipeline.activity import ActivityMapper, ActivityRecord, TableMapper
 from cdc.pipeline.changes import (
@@ -445,6 +446,21 @@ def test_a_row_change_maps_to_the_record_the_reference_makes(
     mapper._txn = None  # the reference starts from the same state: nothing cached
     assert compiled == outcome(ActivityMapper._py_row_change, mapper, change)
     assert mapper.toast_unavailable == 2 * unavailable
+
+
+@settings(max_examples=500)
+@given(
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=2)), UTC]) | st.none())
+)
+def test_a_commit_time_is_written_as_isoformat_writes_it(moment: datetime) -> None:
+    assert core.mapping is not None
+    assert core.mapping.iso_datetime(moment) == moment.isoformat()
+
+
+@given(st.integers(0, 2**64 - 1))
+def test_an_lsn_is_written_as_format_lsn_writes_it(value: int) -> None:
+    assert core.mapping is not None
+    assert core.mapping.lsn_text(value) == format_lsn(value)
 
 
 # --- the chained sink's COPY lines (cdc/pipeline/_copy_lines.pyx) ------------------------------
