@@ -185,6 +185,9 @@ def activity(
         if follow:
             _follow(store, record_filter, out, limit, interval, max_polls, max_records)
             return
+        if fmt != "table":
+            _export(store, record_filter, fmt, limit, before)
+            return
         shown = 0
         last: StoredRecord | None = None
         for record in store.iter_records(record_filter, before=before, limit=limit or None):
@@ -195,6 +198,28 @@ def activity(
             click.echo(f"next page: --before '{last.cursor}'", err=True)
         elif shown == 0 and fmt == "table":
             click.echo("no records", err=True)
+
+
+def _export(
+    store: Store, record_filter: RecordFilter, fmt: str, limit: int, before: RecordCursor | None
+) -> None:
+    """JSON lines or CSV as the web export writes them: rendered by PostgreSQL (one COPY),
+    the bytes written as they come."""
+    pieces = store.export(
+        record_filter, fmt="jsonl" if fmt == "json" else "csv", limit=limit or None, before=before
+    )
+    out = sys.stdout.buffer
+    while True:
+        try:
+            out.write(next(pieces))
+        except StopIteration as finished:
+            written: int = finished.value
+            break
+    out.flush()
+    if limit and written == limit:
+        end = store.page_end(record_filter, before=before, limit=limit)
+        if end is not None:
+            click.echo(f"next page: --before '{end}'", err=True)
 
 
 def _follow(

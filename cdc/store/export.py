@@ -1,10 +1,11 @@
-"""Records as text for ``cdc activity --format json|csv``, one record at a time, from the
-records the reader returned (so ``--follow`` prints the same lines as a page). Pure.
+"""Records as text for ``cdc activity --follow --format json|csv`` and ``cdc activity history
+--format json``, one record at a time, from the records the reader returned. Pure.
 
 CSV: the columns of :data:`~cdc.store.STORED_COLUMNS`; NULL as an empty field, JSON values
-(old, new, changes, context) as compact JSON text. The web export is rendered by PostgreSQL
-instead (:meth:`cdc.store.Store.export`: one COPY, 15x faster than decoding and re-encoding
-each row here).
+(old, new, changes, context) as compact JSON text. A page or an export (``cdc activity
+--format json|csv`` without ``--follow``, and the web export) is rendered by PostgreSQL instead
+(:meth:`cdc.store.Store.export`: one COPY, 15x faster than decoding and re-encoding each row
+here, and row values exactly as stored).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Driver errors become :class:`~cdc.errors.SinkError` (or ``ConnectError``) here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -144,35 +144,64 @@ class Store:
             if left is not None:
                 left -= len(page)
 
-    def export(self, f: RecordFilter, *, fmt: str, limit: int | None = None) -> Iterator[bytes]:
-        """Every record of the filter (or the first ``limit``), newest first, as CSV with a
-        header (``fmt`` "csv": times in ISO 8601 UTC, JSON columns as their text, NULL as an
-        empty field) or JSON Lines ("jsonl"), in pieces as the server sends them: one COPY,
-        constant memory at any size. Runs in its own transaction, without the statement
-        timeout (an export of millions takes minutes); closing the iterator early cancels it."""
+    def export(
+        self,
+        f: RecordFilter,
+        *,
+        fmt: str,
+        limit: int | None = None,
+        before: RecordCursor | None = None,
+    ) -> Generator[bytes, None, int]:
+        """Every record of the filter (before the cursor, the first ``limit``), newest first,
+        as CSV with a header (``fmt`` "csv": times in ISO 8601 UTC, JSON columns as their
+        text, NULL as an empty field) or JSON Lines ("jsonl"), in pieces as the server sends
+        them: one COPY, constant memory at any size; returns how many records it wrote. Runs
+        in its own transaction, without the statement timeout (an export of millions takes
+        minutes); closing the iterator early cancels it."""
         query, params = queries.export_statement(
             self.table,
             self.schema,
             f,
             fmt=fmt,
             limit=limit,
+            before=before,
             search_values=f.search is not None and self.search_values,
         )
         with self.errors(), self.conn.transaction():
             self.conn.execute("SET LOCAL statement_timeout = 0")
             self.conn.execute("SET LOCAL TimeZone = 'UTC'")
             self.conn.execute("SET LOCAL DateStyle = 'ISO'")
-            with self.conn.cursor() as cur, cur.copy(query, params) as copy:
-                # COPY sends a message per row: hand them on in pieces of EXPORT_PIECE_BYTES,
-                # or the caller pays its per-piece cost (a thread hop in the web server) per row
-                piece = bytearray()
-                for data in copy:
-                    piece += data
-                    if len(piece) >= EXPORT_PIECE_BYTES:
+            with self.conn.cursor() as cur:
+                with cur.copy(query, params) as copy:
+                    # COPY sends a message per row: hand them on in pieces of
+                    # EXPORT_PIECE_BYTES, or the caller pays its per-piece cost (a thread hop
+                    # in the web server) per row
+                    piece = bytearray()
+                    for data in copy:
+                        piece += data
+                        if len(piece) >= EXPORT_PIECE_BYTES:
+                            yield bytes(piece)
+                            piece.clear()
+                    if piece:
                         yield bytes(piece)
-                        piece.clear()
-                if piece:
-                    yield bytes(piece)
+                return max(cur.rowcount, 0)
+
+    def page_end(
+        self, f: RecordFilter, *, before: RecordCursor | None, limit: int
+    ) -> RecordCursor | None:
+        """The cursor of the ``limit``-th record of the filter before ``before`` (None when
+        there are fewer): where the page after an export of ``limit`` starts."""
+        query, params = queries.page_query(
+            self.table,
+            self.schema,
+            f,
+            before=before,
+            limit=limit,
+            search_values=f.search is not None and self.search_values,
+            columns=sql.SQL("r.occurred_at, r.commit_lsn::text, r.seq"),
+        )
+        rows = self.fetch(query, params)
+        return RecordCursor(*rows[-1]) if len(rows) == limit else None
 
     def history(
         self, table: str, entity_id: str, *, entity_type: str | None = None

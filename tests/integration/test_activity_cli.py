@@ -20,7 +20,14 @@ from click.testing import CliRunner, Result
 from cdc.cli.main import main
 from cdc.config import Settings
 from cdc.pipeline.activity import ActivityRecord
-from cdc.store import RecordCursor, parse_moment, severities_for, split_table
+from cdc.store import (
+    RecordCursor,
+    RecordFilter,
+    open_store,
+    parse_moment,
+    severities_for,
+    split_table,
+)
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings
 from tests.integration.test_store import (  # the autouse fixture: LSNs that cross 0/10000000
@@ -252,6 +259,24 @@ def test_csv_has_a_header_and_one_row_per_record_that_a_spreadsheet_reads_back(
     deleted = next(r for r in rows if r["operation"] == "delete")
     assert json.loads(deleted["old"]) == {"id": 2, "email": "gone@example.com"}
     assert deleted["new"] == "" and deleted["severity"] == "error"
+
+
+@pytest.mark.integration
+def test_json_and_csv_are_the_bytes_of_the_web_export(
+    pg: PgDatabase, store: tuple[Settings, Path]
+) -> None:
+    settings, config = store
+    workload(pg, settings)
+    write(pg, settings, synthetic(db_now(pg), new='{"balance": 1000.50, "note": "a, b: c"}'))
+    with open_store(settings) as reader:
+        for fmt, web_format in (("json", "jsonl"), ("csv", "csv")):
+            printed = ok(config, "activity", "--format", fmt, "--limit", "0").encode()
+            assert printed == b"".join(reader.export(RecordFilter(), fmt=web_format))
+    (row, *_) = json_lines(ok(config, "activity", "--format", "json"))
+    assert row["new"] == {"balance": 1000.5, "note": "a, b: c"}
+    assert '"new":{"balance": 1000.50, "note": "a, b: c"}' in ok(
+        config, "activity", "--format", "json"
+    )
 
 
 @pytest.mark.integration
