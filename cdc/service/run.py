@@ -11,6 +11,7 @@ signal-safe.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,26 @@ from cdc.service.supervisor import Supervisor
 log = logging.getLogger("cdc.cli")  # log lines keep the name they had
 
 Helper = HeartbeatEmitter | SlotWatcher | JetStreamWatcher
+
+
+# A gen-0 collection after this many new container objects instead of CPython's 700.
+COLLECT_EVERY = 50_000
+
+
+def quiet_collector() -> None:
+    """Tune the cyclic garbage collector for a process that streams (``cdc run``).
+
+    Every change makes about ten short-lived container objects (a message, its row tuples, a
+    change, a record), nearly all freed by reference counting the moment they are done with;
+    the pipeline makes almost no cycles. CPython's default collects the young generation every
+    700 allocations (every ~70 changes) and the whole heap every ~7,000 changes, walking the
+    batch in hand and everything imported each time. Here: the objects of start-up (modules,
+    the config, the catalog) are frozen out of every collection, and the young generation is
+    collected every :data:`COLLECT_EVERY` allocations (a few MB of cyclic garbage at most).
+    For the process's owner only: it changes the whole interpreter."""
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(COLLECT_EVERY, middle, old)
 
 
 @dataclass(frozen=True)

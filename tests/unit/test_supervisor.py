@@ -536,3 +536,19 @@ def test_an_unreserved_slot_is_critical_and_says_it_is_invalidated_at_the_next_c
 def test_a_lost_slot_points_at_the_recovery_steps() -> None:
     retention = judge(sample(wal_status="lost"), warn_fraction=0.8)
     assert retention.level == LOST and "An invalidated slot" in retention.message
+
+
+def test_cdc_run_freezes_start_up_objects_and_collects_young_ones_rarely() -> None:
+    """quiet_collector changes the interpreter it runs in: checked in a process of its own."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc; from cdc.service.run import COLLECT_EVERY, quiet_collector; "
+        "quiet_collector(); "
+        "print(gc.get_threshold()[0] == COLLECT_EVERY, gc.get_freeze_count() > 1000)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["True", "True"]
