@@ -30,26 +30,48 @@ from cdc.errors import LagExceeded
     "and its rollups, nothing else).",
 )
 @click.option(
+    "--ingest",
+    is_flag=True,
+    help="With --print-role-sql: the role of cdc ingest instead (the store's records, rollups, "
+    "chain head and ingest positions; no REPLICATION, nothing on a source).",
+)
+@click.option(
     "--role",
     default=None,
     metavar="NAME",
-    help="Role name for --print-role-sql.  [default: activity_cdc, or activity_cdc_reader "
-    "with --reader]",
+    help="Role name for --print-role-sql.  [default: activity_cdc, activity_cdc_reader with "
+    "--reader, activity_cdc_ingest with --ingest]",
 )
 @pass_state
 @handles_errors
 def setup(
-    state: State, dry_run: bool, print_role_sql: bool, reader: bool, role: str | None
+    state: State,
+    dry_run: bool,
+    print_role_sql: bool,
+    reader: bool,
+    ingest: bool,
+    role: str | None,
 ) -> None:
     """Create what the daemon needs (idempotent): the activity store, the publication for the
     configured tables, REPLICA IDENTITY FULL on them, and the replication slot. Shows its plan
     first; --dry-run shows the exact SQL and stops."""
-    if (role is not None or reader) and not print_role_sql:
-        raise click.UsageError("--role and --reader go with --print-role-sql")
+    if (role is not None or reader or ingest) and not print_role_sql:
+        raise click.UsageError("--role, --reader and --ingest go with --print-role-sql")
+    if reader and ingest:
+        raise click.UsageError("--reader and --ingest print different roles: choose one")
     if print_role_sql:
-        from cdc.control.roles import DEFAULT_ROLE, READER_ROLE, reader_role_sql, role_sql
+        from cdc.control.roles import (
+            DEFAULT_ROLE,
+            INGEST_ROLE,
+            READER_ROLE,
+            ingest_role_sql,
+            reader_role_sql,
+            role_sql,
+        )
 
-        if reader:
+        if ingest:
+            click.echo(ingest_role_sql(state.settings, role or INGEST_ROLE), nl=False)
+        elif reader:
             click.echo(reader_role_sql(state.settings, role or READER_ROLE), nl=False)
         else:
             click.echo(role_sql(state.settings, role or DEFAULT_ROLE), nl=False)

@@ -23,6 +23,9 @@ What the daemon does, and what each part needs (verified on PostgreSQL 15 by
 
 ``cdc setup`` itself is not run with this role: creating the publication and setting REPLICA
 IDENTITY need the owner of the tables.
+
+``cdc ingest`` gets its own role (``--print-role-sql --ingest``): no REPLICATION and nothing on
+any source, only the store (:func:`ingest_privileges`).
 """
 
 from __future__ import annotations
@@ -121,14 +124,60 @@ def role_sql(settings: Settings, role: str = DEFAULT_ROLE) -> str:
         ),
         f"GRANT USAGE ON SCHEMA {schema} TO {name};",
     ]
-    for table_schema, table, privileges in sink_privileges(settings):
+    return _script(lines, sink_privileges(settings), name)
+
+
+def _script(lines: list[str], privileges: list[tuple[str, str, tuple[str, ...]]], name: str) -> str:
+    """``lines``, the GRANT of each table's ``privileges`` to ``name``, and the CONNECT note."""
+    for table_schema, table, grants in privileges:
         target = sql.SQL("{}.{}").format(sql.Identifier(table_schema), sql.Identifier(table))
-        lines.append(f"GRANT {', '.join(privileges)} ON TABLE {target.as_string()} TO {name};")
+        lines.append(f"GRANT {', '.join(grants)} ON TABLE {target.as_string()} TO {name};")
     lines += [
         "-- CONNECT on a database is granted to PUBLIC by default; if you revoked it:",
         f"-- GRANT CONNECT ON DATABASE <name> TO {name};",
     ]
     return "\n".join(lines) + "\n"
+
+
+INGEST_ROLE = "activity_cdc_ingest"
+
+
+def ingest_privileges(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(schema, table, privileges) ``cdc ingest`` needs in the store, besides USAGE on the
+    schema: what the sink writes with the records (rollups, cutover markers, the chain's head,
+    dead letters), minus the daemon's checkpoint (ingest's position is the stream's), plus
+    SELECT on the records (a record the stream holds twice is looked up before it is written),
+    the claimed stream sequences and the consumer's floor, and the migration log (ingest
+    checks that the store is current when it starts; migrating it needs the store's owner)."""
+    schema = settings.sink.schema_name
+    privileges = [
+        (s, table, ("SELECT", "INSERT") if table == settings.sink.table_name else grants)
+        for s, table, grants in sink_privileges(settings)
+        if table != "checkpoints"
+    ]
+    privileges += [
+        (schema, "ingested", ("SELECT", "INSERT", "DELETE")),  # claimed; pruned below the floor
+        (schema, "ingest_positions", ("SELECT", "INSERT", "UPDATE")),
+        (schema, "schema_migrations", ("SELECT",)),
+    ]
+    return privileges
+
+
+def ingest_role_sql(settings: Settings, role: str = INGEST_ROLE) -> str:
+    """A SQL script that creates ``role`` with exactly what ``cdc ingest`` needs in the store
+    (run it in the store's database: ``cdc ingest --to DSN``)."""
+    name = sql.Identifier(role).as_string()
+    schema = sql.Identifier(settings.sink.schema_name).as_string()
+    lines = [
+        "-- Least-privilege role for cdc ingest (JetStream -> the activity store). Run it as a",
+        "-- superuser (or a role with CREATEROLE) in the store's database (cdc ingest --to DSN),",
+        "-- after the store exists (cdc setup, or a first cdc ingest as the store's owner: later",
+        "-- migrations need the owner too). It reads and writes the store, and nothing else.",
+        f"CREATE ROLE {name} LOGIN;",
+        f"-- Then give it a password (psql: \\password {role}) and use its DSN in --to.",
+        f"GRANT USAGE ON SCHEMA {schema} TO {name};",
+    ]
+    return _script(lines, ingest_privileges(settings), name)
 
 
 READER_ROLE = "activity_cdc_reader"

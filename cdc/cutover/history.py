@@ -45,6 +45,7 @@ from cdc.pipeline.activity import ActivityRecord, Redactor, _redaction_matcher, 
 from cdc.pipeline.batching import Flush
 from cdc.pipeline.catalog import primary_keys
 from cdc.pipeline.sink import Sink
+from cdc.pipeline.sinks import source_id, system_identifier
 from cdc.pipeline.values import jsonb_text
 from cdc.sqlfiles import sql_template
 
@@ -286,6 +287,7 @@ def import_history(
             table=records_table,
             slot=settings.source.slot,
             hash_chain=settings.sink.hash_chain,
+            source_id=source_id(system_identifier(source), settings.source.slot),
         )
         sink.open()
         try:

@@ -43,6 +43,7 @@ from cdc.pipeline.batching import Flush
 from cdc.pipeline.catalog import Catalog
 from cdc.pipeline.changes import RelationInfo, RowChange, TransactionInfo
 from cdc.pipeline.sink import Sink
+from cdc.pipeline.sinks import source_id, system_identifier
 from cdc.sqlfiles import sql_text
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ def _write(
         table=settings.sink.table_name,
         slot=settings.source.slot,
         hash_chain=settings.sink.hash_chain,
+        source_id=source_id(system_identifier(source), settings.source.slot),
     )
     sink.open()
     written = 0

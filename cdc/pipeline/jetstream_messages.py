@@ -55,6 +55,12 @@ def message_id(system_id: str, slot: str, record: ActivityRecord) -> str:
     return f"{system_id}:{slot}:{record.commit_lsn}:{record.seq}"
 
 
+def source_of(headers: dict[str, str] | None) -> str:
+    """The source (``<system id>:<slot>``) of a message, from its id; '' when it has none."""
+    msg_id = (headers or {}).get(MSG_ID, "")
+    return msg_id.rsplit(":", 2)[0] if msg_id.count(":") >= 3 else ""
+
+
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 

@@ -266,8 +266,11 @@ class Sink:
         slot: str,
         hash_chain: bool = True,
         dead_letter: bool = False,
+        source_id: str = "",
     ) -> None:
         self._dsn = dsn
+        # '<system id>:<slot>': the records' source_id (sql/migrations/0025_record_sources.sql)
+        self.source_id = source_id
         self.schema = schema
         self.table = table
         self.slot = slot
@@ -318,6 +321,10 @@ class Sink:
             # A daemon that vanished mid-batch must not hold the rows (and their locks) of the
             # records the next daemon writes again.
             self._conn.execute("SET idle_in_transaction_session_timeout = '10min'")
+            # The store's source_id column defaults to this: the COPY lines need no field for it.
+            self._conn.execute(
+                "SELECT set_config('activity_cdc.source_id', %s, false)", (self.source_id,)
+            )
             self._conn.commit()
         except psycopg.Error as exc:
             raise ConnectError(

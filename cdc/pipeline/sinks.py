@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cdc.lsn import Lsn
 from cdc.pipeline.batching import Flush
@@ -67,6 +67,18 @@ class RecordSink(Protocol):
         ...
 
 
+def system_identifier(conn: Any) -> str:
+    """The source cluster's database system identifier (pg_control), on a source connection."""
+    row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    return str(row[0])
+
+
+def source_id(system_id: str, slot: str) -> str:
+    """What names a source in the store's key and in a JetStream message id: ``<database
+    system identifier>:<slot>``."""
+    return f"{system_id}:{slot}"
+
+
 def open_sink(settings: Settings, *, system_id: str, database: str) -> RecordSink:
     """The configured sink, not yet opened. ``system_id`` and ``database`` name the source
     (JetStream puts them in each message's id and subject)."""
@@ -88,4 +100,5 @@ def open_sink(settings: Settings, *, system_id: str, database: str) -> RecordSin
         slot=settings.source.slot,
         hash_chain=settings.sink.hash_chain,
         dead_letter=settings.sink.on_refused == "dead_letter",
+        source_id=source_id(system_id, settings.source.slot),
     )

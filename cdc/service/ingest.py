@@ -38,6 +38,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import api
+from psycopg import sql
 
 from cdc.config import Settings
 from cdc.control.setup import setup_store
@@ -45,10 +46,11 @@ from cdc.errors import BrokerError, BrokerUnavailable, ConnectError, SinkError
 from cdc.pipeline.activity import ActivityRecord
 from cdc.pipeline.batching import Flush
 from cdc.pipeline.jetstream import UNAVAILABLE, NatsLoop, open_connection
-from cdc.pipeline.jetstream_messages import PayloadError, decode_payload
+from cdc.pipeline.jetstream_messages import PayloadError, decode_payload, source_of
 from cdc.pipeline.sink import Sink
 from cdc.retry import Backoff, is_connection_loss
 from cdc.sqlfiles import sql_template
+from cdc.store.chain import iso_utc_text
 
 log = logging.getLogger("cdc.ingest")  # log lines keep the name they had
 
@@ -60,6 +62,7 @@ class IngestStats:
     messages: int = 0  # messages received (redeliveries included)
     records: int = 0  # records written to the store
     already_stored: int = 0  # redelivered messages whose record was in the store
+    duplicates: int = 0  # records the stream held twice (under two sequences), written once
     rejected: int = 0  # messages that are not records (terminated, logged)
     batches: int = 0
     elapsed_s: float = 0.0
@@ -88,6 +91,12 @@ class Ingest:
         self._stream = sink.stream
         self._claim_sql = sql_template("ingest_claim.sql", schema=sink.schema_name)
         self._floor_sql = sql_template("ingest_floor.sql", schema=sink.schema_name)
+        self._stored_sql = sql_template(
+            "ingest_stored.sql", schema=sink.schema_name, records=sink.table_name
+        )
+        self._lock_sql = sql.SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(
+            sql.Literal(f"activity-cdc ingest {sink.schema_name}.{sink.table_name}")
+        )
 
     def request_stop(self) -> None:
         """Finish the batch in hand (commit, acknowledge) and return. Signal-safe."""
@@ -213,10 +222,12 @@ class Ingest:
     def _write(self, store: Sink, messages: list[Msg]) -> None:
         """Claim, write, commit: one store transaction for the batch."""
         by_seq: dict[int, ActivityRecord] = {}
+        sources: dict[int, str] = {}
         for msg in messages:
             seq = msg.metadata.sequence.stream
             try:
                 by_seq[seq] = decode_payload(msg.data)
+                sources[seq] = source_of(msg.headers)
             except PayloadError as exc:
                 self.stats.rejected += 1
                 log.error(
@@ -232,13 +243,53 @@ class Ingest:
             return
         rows = store.execute(self._claim_sql, {"stream": self._stream, "seqs": sorted(by_seq)})
         claimed = sorted((row[0] for row in rows), key=lambda seq: _order(by_seq[seq]))
-        records = [by_seq[seq] for seq in claimed]
-        if records:
-            store.write(Flush(records, None))
+        written = 0
+        if claimed:
+            # One ingest process at a time between looking for the batch's records in the
+            # store and committing them: a record the stream holds twice, handed to two
+            # processes, is then written by the first and found by the second.
+            store.execute(self._lock_sql, {})
+            fresh = self._not_stored(store, [(by_seq[seq], sources[seq]) for seq in claimed])
+            for source, records in fresh.items():
+                store.execute(_SET_SOURCE, {"source_id": source})
+                store.write(Flush(records, None))
+                written += len(records)
+            self.stats.duplicates += len(claimed) - written
         store.commit()
         self.stats.batches += 1
-        self.stats.records += len(records)
-        self.stats.already_stored += len(by_seq) - len(records)
+        self.stats.records += written
+        self.stats.already_stored += len(by_seq) - len(claimed)
+
+    def _not_stored(
+        self, store: Sink, batch: list[tuple[ActivityRecord, str]]
+    ) -> dict[str, list[ActivityRecord]]:
+        """The batch's records the store does not hold yet, by source, in batch order."""
+        times = [iso_utc_text(record.occurred_at) for record, _ in batch]
+        # A time only the server reads (an application event's own) is not looked up: the
+        # daemon's records carry commit times, and the key refuses a duplicate of it anyway.
+        known = [i for i, at in enumerate(times) if at is not None]
+        rows = store.execute(
+            self._stored_sql,
+            {
+                "source_ids": [batch[i][1] for i in known],
+                "commit_lsns": [batch[i][0].commit_lsn for i in known],
+                "seqs": [batch[i][0].seq for i in known],
+                "occurred_ats": [f"{times[i]}+00" for i in known],
+            },
+        )
+        stored = {known[row[0] - 1] for row in rows}
+        if stored:
+            log.warning(
+                "stream %s holds %d record(s) of this batch twice (already in the store: a "
+                "daemon published a flush again after the duplicate window); not written again",
+                self._stream,
+                len(stored),
+            )
+        fresh: dict[str, list[ActivityRecord]] = {}
+        for i, (record, source) in enumerate(batch):
+            if i not in stored:
+                fresh.setdefault(source, []).append(record)
+        return fresh
 
     def _store_floor(self, store: Sink, floor: int) -> None:
         store.execute(
@@ -246,6 +297,13 @@ class Ingest:
             {"stream": self._stream, "consumer": self.options.consumer, "floor_seq": floor},
         )
         store.commit()
+
+
+# The records' source_id for the writes that follow, until the transaction ends (the column's
+# default; sql/migrations/0025_record_sources.sql).
+_SET_SOURCE = sql.Composed(
+    [sql.SQL("SELECT set_config('activity_cdc.source_id', %(source_id)s, true)")]
+)
 
 
 def _order(record: ActivityRecord) -> tuple[int, str, int]:

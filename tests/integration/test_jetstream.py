@@ -8,6 +8,8 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from cdc.cli.main import main
 from cdc.config import Settings
@@ -258,33 +261,31 @@ def test_a_crash_after_the_pubacks_republishes_nothing_twice(
 def test_a_restart_after_the_duplicate_window_skips_what_the_bucket_says_is_stored(
     nats_cluster: NatsCluster, jetstream_names: JetStreamNames, source: PgDatabase, tmp_path: Path
 ) -> None:
-    pg = source
+    # Killed after the checkpoint put of the 2nd flush, before PostgreSQL hears of it: the
+    # slot sends it again, and the 3rd flush's chunks and more.
+    messages = _killed_and_restarted_after_the_window(
+        source, nats_cluster, jetstream_names, tmp_path, "jetstream.after_checkpoint=4"
+    )
+    assert len(messages) == 1196 == len({msg_id for msg_id, _ in messages})
+
+
+def _killed_and_restarted_after_the_window(
+    pg: PgDatabase, cluster: NatsCluster, names: JetStreamNames, tmp_path: Path, failpoint: str
+) -> list[tuple[str, str]]:
+    """The workload drained by a daemon killed at ``failpoint`` and, once the stream's 1 s
+    duplicate window has passed, by a second one; what the stream then holds."""
     pg.execute(DDL)
     config = tmp_path / "cdc.toml"
     config.write_text(
-        _toml(pg, nats_cluster, jetstream_names).replace(
-            'bucket = "', 'duplicate_window_s = 1\nbucket = "'
-        )
+        _toml(pg, cluster, names).replace('bucket = "', 'duplicate_window_s = 1\nbucket = "')
         + "\n[batch]\nmax_rows = 200\n"
     )
     assert _run_cdc(config, "setup") == 0
     workload(pg)
-    # Killed after the checkpoint put of the 2nd flush, before PostgreSQL hears of it: the
-    # slot sends it again, and the 3rd flush's chunks and more.
-    killed = _run_cdc(
-        config, "run", "--drain", env={"CDC_FAILPOINTS": "jetstream.after_checkpoint=4"}
-    )
-    assert killed == -9
-    _wait_past_duplicate_window()
-    assert _run_cdc(config, "run", "--drain") == 0
-    messages = stream_messages(nats_cluster, jetstream_names.stream)
-    assert len(messages) == 1196 == len({msg_id for msg_id, _ in messages})
-
-
-def _wait_past_duplicate_window() -> None:
-    import time
-
+    assert _run_cdc(config, "run", "--drain", env={"CDC_FAILPOINTS": failpoint}) == -9
     time.sleep(2.5)  # the window is 1 s; JetStream forgets ids on its next sweep
+    assert _run_cdc(config, "run", "--drain") == 0
+    return stream_messages(cluster, names.stream)
 
 
 def _slot_confirmed(pg: PgDatabase) -> str:
@@ -296,8 +297,6 @@ def _slot_confirmed(pg: PgDatabase) -> str:
 
 
 def _wait_for(predicate: Any, what: str, timeout_s: float = 120.0) -> None:
-    import time
-
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
@@ -355,3 +354,112 @@ def test_a_cluster_that_is_down_gets_nothing_acknowledged_and_check_and_lag_say_
         assert '"messages": 1196' in lag.output
     finally:
         cluster.stop()
+
+
+def test_a_flush_republished_after_the_duplicate_window_is_stored_once_by_two_ingests(
+    nats_cluster: NatsCluster, jetstream_names: JetStreamNames, source: PgDatabase, tmp_path: Path
+) -> None:
+    """SIGKILL between the PubAcks and the bucket's checkpoint, restart after the duplicate
+    window: the flush is published again and the stream holds it twice. Two ingest processes
+    share the stream; the store holds each record once, with its source, chain intact."""
+    pg = source
+    messages = _killed_and_restarted_after_the_window(
+        pg, nats_cluster, jetstream_names, tmp_path, "jetstream.before_checkpoint=3"
+    )
+    held_twice = len(messages) - len({msg_id for msg_id, _ in messages})
+    assert held_twice > 0 and len({msg_id for msg_id, _ in messages}) == 1196
+    settings = jetstream_settings(pg, nats_cluster, jetstream_names)
+    with store_database(pg.server) as store:
+        results: list[Any] = []
+        workers = [
+            threading.Thread(target=lambda: results.append(ingest(settings, store, batch_max=50)))
+            for _ in range(2)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=300)
+        assert len(results) == 2
+        assert sum(r.records for r in results) == 1196
+        assert sum(r.duplicates for r in results) == held_twice
+        with psycopg.connect(store, autocommit=True) as conn:
+            ((system_id,),) = pg.execute("SELECT system_identifier::text FROM pg_control_system()")
+            assert conn.execute(
+                "SELECT source_id, count(*), count(DISTINCT (commit_lsn, seq)) "
+                "FROM activity.records GROUP BY source_id"
+            ).fetchall() == [(f"{system_id}:{pg.slot}", 1196, 1196)]
+            chain = verify_chain(conn, "activity", "records")
+        assert chain.problem is None and chain.checked == 1196, chain.problem
+
+
+def test_two_sources_with_the_same_commit_lsns_meet_in_one_store(
+    nats_cluster: NatsCluster, jetstream_names: JetStreamNames, source: PgDatabase
+) -> None:
+    """Two slots of one cluster publish the same commits (same commit LSN, seq and time): one
+    store keeps both, told apart by their source."""
+    pg = source
+    pg.execute(DDL)
+    first = jetstream_settings(pg, nats_cluster, jetstream_names)
+    second = jetstream_settings(pg, nats_cluster, jetstream_names, slot=f"{pg.slot}_b")
+    from cdc.control.setup import setup
+
+    setup(first)
+    setup(second)
+    apply_broker(first.sink)
+    workload(pg)
+    assert drain(first).records == drain(second).records == 1196
+    with store_database(pg.server) as store:
+        assert ingest(first, store, batch_max=500).records == 2392
+        ((system_id,),) = pg.execute("SELECT system_identifier::text FROM pg_control_system()")
+        with psycopg.connect(store, autocommit=True) as conn:
+            assert conn.execute(
+                "SELECT source_id, count(*) FROM activity.records GROUP BY 1 ORDER BY 1"
+            ).fetchall() == [(f"{system_id}:{pg.slot}", 1196), (f"{system_id}:{pg.slot}_b", 1196)]
+
+
+def test_ingest_runs_under_its_least_privilege_role(
+    nats_cluster: NatsCluster, jetstream_names: JetStreamNames, source: PgDatabase, tmp_path: Path
+) -> None:
+    """The store made (and migrated) by its owner; then ingest as the role that
+    ``cdc setup --print-role-sql --ingest`` creates, which can write the store and no more."""
+    pg = source
+    pg.execute(DDL)
+    settings = jetstream_settings(pg, nats_cluster, jetstream_names)
+    from cdc.control.setup import setup, setup_store
+
+    setup(settings)
+    apply_broker(settings.sink)
+    workload(pg)
+    assert drain(settings).records == 1196
+    role = f"cdc_ingest_{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "cdc.toml"
+    config.write_text(_toml(pg, nats_cluster, jetstream_names))
+    printed = CliRunner().invoke(
+        main, ["--config", str(config), "setup", "--print-role-sql", "--ingest", "--role", role]
+    )
+    assert printed.exit_code == 0, printed.output
+    assert "REPLICATION" not in printed.output.replace("no REPLICATION", "")
+    with store_database(pg.server) as store:
+        setup_store(settings, store)
+        with psycopg.connect(store, autocommit=True) as admin:
+            admin.execute(printed.output)
+        try:
+            limited = make_conninfo(store, user=role)
+            stats = ingest(settings, limited, batch_max=300)
+            assert stats.records == 1196
+            with psycopg.connect(limited, autocommit=True) as conn:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("DELETE FROM activity.records")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("SELECT * FROM activity.checkpoints")
+            with psycopg.connect(store, autocommit=True) as conn:
+                chain = verify_chain(conn, "activity", "records")
+            assert chain.problem is None and chain.checked == 1196, chain.problem
+        finally:
+            with psycopg.connect(store, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                    (role,),
+                )
+                admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
