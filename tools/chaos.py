@@ -146,13 +146,34 @@ def make_lives(plan: Plan, rng: random.Random) -> list[Life]:
 
 
 @dataclass
-class Result:
+class RunResult:
+    """What every chaos run reports (this one and tools/chaos_jetstream.py's)."""
+
     ok: bool = False
     verdict: str = ""
     mode: str = ""
     seed: int = 0
     started_at: str = ""
     git_commit: str = ""
+    # the comparison (compare_with_ledgers, check_chain)
+    changes: int = 0  # ledger rows: committed row changes
+    records: int = 0
+    records_before_drain: int = 0
+    missing: int = 0
+    duplicates: int = 0
+    extra: int = 0
+    chain_checked: int = 0  # records whose hash chain cdc.store.chain recomputed
+    chain_problem: str | None = None  # None: the chain holds over every record
+    samples: dict[str, list[Any]] = field(default_factory=dict)
+    # time
+    chaos_s: float = 0.0
+    drain_s: float = 0.0
+    duration_s: float = 0.0
+    workdir: str = ""
+
+
+@dataclass
+class Result(RunResult):
     server_version: str = ""
     plan: dict[str, Any] = field(default_factory=dict)
     # what happened
@@ -178,24 +199,9 @@ class Result:
     large_transactions: int = 0
     commit_in_doubt: int = 0  # the commit's reply was lost: the ledger knows
     writer_errors: int = 0
-    # the comparison
-    changes: int = 0  # ledger rows: committed row changes
-    records: int = 0
-    records_before_drain: int = 0
-    missing: int = 0
-    duplicates: int = 0
-    extra: int = 0
     toast_mismatches: int = 0
     drain_acknowledged: bool = False  # the slot confirms the WAL end at the drain's start
-    chain_checked: int = 0  # records whose hash chain cdc.store.chain recomputed
-    chain_problem: str | None = None  # None: the chain holds over every record
-    samples: dict[str, list[Any]] = field(default_factory=dict)
-    # time
     setup_s: float = 0.0
-    chaos_s: float = 0.0
-    drain_s: float = 0.0
-    duration_s: float = 0.0
-    workdir: str = ""
 
 
 # -- the workload ------------------------------------------------------------------------------
@@ -407,13 +413,16 @@ class Workload:
 # -- the daemon --------------------------------------------------------------------------------
 
 
-CONFIG = """\
+# The config of a chaos daemon, in parts that tools/chaos_jetstream.py shares (its sink between).
+SOURCE_CONFIG = """\
 [source]
 dsn = '{dsn}'
 slot = '{slot}'
 publication = '{slot}'
 status_interval_ms = 1000
 decoding_work_mem = '64kB'
+"""
+RUN_CONFIG = """\
 [batch]
 max_rows = 200
 max_delay_ms = 50
@@ -421,9 +430,9 @@ max_delay_ms = 50
 reconnect_initial_s = 0.1
 reconnect_max_s = 1.0
 standby_retry_s = 0.2
-heartbeat_interval_s = 1.0
 slot_watch_interval_s = 0
 """
+CONFIG = SOURCE_CONFIG + RUN_CONFIG + "heartbeat_interval_s = 1.0\n"
 
 
 def write_config(path: Path, dsn: str) -> Path:
@@ -763,30 +772,7 @@ class Chaos:
 
     def compare(self) -> None:
         result = self.result
-        ledger: Counter[tuple[str, str, str, int]] = Counter()
-        for tbl, op, key, xid, count in query(
-            self.dsn, "SELECT tbl, op, key, xid, count(*) FROM chaos.ledger GROUP BY 1, 2, 3, 4"
-        ):
-            ledger[(tbl, op, key, int(xid))] = count
-        records: Counter[tuple[str, str, str, int]] = Counter()
-        for tbl, op, key, xid, count in query(
-            self.dsn,
-            "SELECT coalesce(schema_name || '.' || table_name, source), operation, "
-            "coalesce(entity_id, ''), coalesce(xid, -1), count(*) FROM activity.records "
-            "GROUP BY 1, 2, 3, 4",
-        ):
-            records[(tbl, op, key, int(xid))] = count
-        result.changes = sum(ledger.values())
-        result.records = sum(records.values())
-        missing, duplicated, extra = difference(ledger, records)
-        result.missing = sum(missing.values())
-        result.duplicates = sum(duplicated.values())
-        result.extra = sum(extra.values())
-        result.samples = {
-            "missing": [list(k) for k in list(missing)[:20]],
-            "duplicated": [list(k) for k in list(duplicated)[:20]],
-            "extra": [list(k) for k in list(extra)[:20]],
-        }
+        compare_with_ledgers(result, [self.dsn], self.dsn)
         bodies_ledger = Counter(
             tuple(row)
             for row in query(
@@ -830,17 +816,7 @@ class Chaos:
         ]
 
     def verify_chain(self) -> None:
-        """The tamper-evidence chain must have survived every kill, restart and cut: one
-        unbroken chain from the genesis over exactly the records compared above."""
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            report = verify_chain(conn, "activity", "records")
-        self.result.chain_checked = report.checked
-        if report.problem is not None:
-            self.result.chain_problem = report.problem
-        elif report.checked != self.result.records or not report.starts_at_genesis:
-            self.result.chain_problem = (
-                f"the chain covers {report.checked} of {self.result.records} records"
-            )
+        check_chain(self.result, self.dsn)
 
     def count_reconnects(self) -> None:
         text = self.daemon_log.read_text(errors="replace")
@@ -883,6 +859,84 @@ class Chaos:
     def close(self) -> None:
         if self.server is not None:
             self.server.stop()
+
+
+def compare_with_ledgers(result: RunResult, ledger_dsns: list[str], store_dsn: str) -> None:
+    """The store's records against the ledgers of the sources, as multisets of (table,
+    operation, key, xid): sets ``changes``, ``records``, ``missing``, ``duplicates``,
+    ``extra`` and ``samples`` of ``result``."""
+    ledger: Counter[tuple[str, str, str, int]] = Counter()
+    for dsn in ledger_dsns:
+        for tbl, op, key, xid, count in query(
+            dsn, "SELECT tbl, op, key, xid, count(*) FROM chaos.ledger GROUP BY 1, 2, 3, 4"
+        ):
+            ledger[(tbl, op, key, int(xid))] += count
+    records: Counter[tuple[str, str, str, int]] = Counter()
+    for tbl, op, key, xid, count in query(
+        store_dsn,
+        "SELECT coalesce(schema_name || '.' || table_name, source), operation, "
+        "coalesce(entity_id, ''), coalesce(xid, -1), count(*) FROM activity.records "
+        "GROUP BY 1, 2, 3, 4",
+    ):
+        records[(tbl, op, key, int(xid))] = count
+    result.changes = sum(ledger.values())
+    result.records = sum(records.values())
+    missing, duplicated, extra = difference(ledger, records)
+    result.missing = sum(missing.values())
+    result.duplicates = sum(duplicated.values())
+    result.extra = sum(extra.values())
+    result.samples = {
+        "missing": [list(k) for k in list(missing)[:20]],
+        "duplicated": [list(k) for k in list(duplicated)[:20]],
+        "extra": [list(k) for k in list(extra)[:20]],
+    }
+
+
+def check_chain(result: RunResult, store_dsn: str) -> None:
+    """The tamper-evidence chain must have survived every kill, restart and cut: one unbroken
+    chain from the genesis over exactly the records compared (``result.records``); sets
+    ``chain_checked`` and ``chain_problem``."""
+    with psycopg.connect(store_dsn, autocommit=True) as conn:
+        report = verify_chain(conn, "activity", "records")
+    result.chain_checked = report.checked
+    if report.problem is not None:
+        result.chain_problem = report.problem
+    elif report.checked != result.records or not report.starts_at_genesis:
+        result.chain_problem = f"the chain covers {report.checked} of {result.records} records"
+
+
+def run_and_report(
+    chaos: Any, result: RunResult, judge: Callable[[Any], tuple[bool, str]], out: Path | None
+) -> int:
+    """``chaos.run()`` to a verdict (an interrupt or a broken run is a FAIL that keeps the
+    logs), ``chaos.close()``, the summary as JSON to ``out``; the exit code."""
+    started = time.monotonic()
+    # SIGTERM and SIGINT (ignored in background jobs) end the run with its cleanup: the
+    # processes killed, the servers stopped and removed.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        chaos.run()
+        result.ok, result.verdict = judge(result)
+    except KeyboardInterrupt:
+        result.ok, result.verdict = False, "FAIL: interrupted"
+    except Exception as exc:  # the run itself broke: say so, keep the logs
+        result.ok, result.verdict = False, f"FAIL: the chaos run broke: {exc!r}"
+    finally:
+        chaos.close()
+        result.duration_s = round(time.monotonic() - started, 1)
+    if out:
+        out.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return 0 if result.ok else 1
+
+
+def finish_report(result: RunResult, keep: bool, say: Callable[[str], None]) -> None:
+    """The verdict last; the work directory removed after a pass unless ``keep``."""
+    say(result.verdict)
+    if result.ok and not keep:
+        shutil.rmtree(result.workdir, ignore_errors=True)
+    else:
+        say(f"logs: {result.workdir}")
 
 
 def difference(
@@ -1039,21 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=str(workdir),
     )
     chaos = Chaos(plan, seed, workdir, result, say, args.bindir)
-    started = time.monotonic()
-    # SIGTERM and SIGINT (ignored in background jobs) end the run with its cleanup: the
-    # daemon killed, the server stopped and removed.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    try:
-        chaos.run()
-        result.ok, result.verdict = verdict(result)
-    except KeyboardInterrupt:
-        result.ok, result.verdict = False, "FAIL: interrupted"
-    except Exception as exc:  # the run itself broke: say so, keep the logs
-        result.ok, result.verdict = False, f"FAIL: the chaos run broke: {exc!r}"
-    finally:
-        chaos.close()
-        result.duration_s = round(time.monotonic() - started, 1)
+    code = run_and_report(chaos, result, verdict, args.out)
     for line in summary_lines(result):
         say(line)
     for exit_ in result.unexpected_exits:
@@ -1061,14 +1101,8 @@ def main(argv: list[str] | None = None) -> int:
         say(exit_["log"])
     for failure in result.reconnect_failures:
         say(f"no reconnect: {failure}")
-    say(result.verdict)
-    if args.out:
-        args.out.write_text(json.dumps(asdict(result), indent=2) + "\n")
-    if result.ok and not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    else:
-        say(f"logs: {workdir}")
-    return 0 if result.ok else 1
+    finish_report(result, args.keep, say)
+    return code
 
 
 if __name__ == "__main__":

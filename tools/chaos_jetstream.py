@@ -34,34 +34,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import psycopg
 from psycopg import sql
 
 from cdc.demo.embedded import EmbeddedPostgres
 from cdc.demo.embedded_nats import NatsCluster
-from cdc.store.chain import verify_chain
 from tools.chaos import (
+    RUN_CONFIG,
     SCHEMA,
+    SOURCE_CONFIG,
     TABLES,
+    RunResult,
     Workload,
     _git_commit,
+    check_chain,
     child_env,
-    difference,
+    compare_with_ledgers,
+    finish_report,
     query,
+    run_and_report,
 )
 
 SOURCES = ("src_a", "src_b")
@@ -71,29 +73,19 @@ CONSUMER = "activity_ingest"
 STORE_APP = "activity-cdc sink"  # the ingest's store connection (cdc.sink.Sink)
 WALSENDER_APP = "activity-cdc"
 
-CONFIG = """\
-[source]
-dsn = '{dsn}'
-slot = '{name}'
-publication = '{name}'
-status_interval_ms = 1000
-decoding_work_mem = '64kB'
+CONFIG = (
+    SOURCE_CONFIG
+    + """\
 [sink]
 kind = 'jetstream'
 servers = [{servers}]
 stream = '{stream}'
 replicas = 3
-source_name = '{name}'
+source_name = '{slot}'
 publish_timeout_s = 5
-[batch]
-max_rows = 200
-max_delay_ms = 50
-[daemon]
-reconnect_initial_s = 0.1
-reconnect_max_s = 1.0
-standby_retry_s = 0.2
-slot_watch_interval_s = 0
 """
+    + RUN_CONFIG
+)
 
 FAULTS = (
     "kill_daemon",
@@ -142,34 +134,15 @@ LONG = Plan(
 
 
 @dataclass
-class Result:
-    ok: bool = False
-    verdict: str = ""
-    mode: str = ""
-    seed: int = 0
-    started_at: str = ""
-    git_commit: str = ""
+class Result(RunResult):
     faults: dict[str, int] = field(default_factory=dict)
     fault_total: int = 0
     failpoint_not_reached: int = 0
     unexpected_exits: list[str] = field(default_factory=list)
     graceful_stop_exits: list[int | None] = field(default_factory=list)
     drain_exits: list[int] = field(default_factory=list)
-    changes: int = 0
-    records: int = 0
-    records_before_drain: int = 0
-    missing: int = 0
-    duplicates: int = 0
-    extra: int = 0
     stream_messages: int = 0
     stream_distinct_ids: int = 0
-    chain_checked: int = 0
-    chain_problem: str | None = None
-    samples: dict[str, list[Any]] = field(default_factory=dict)
-    chaos_s: float = 0.0
-    drain_s: float = 0.0
-    duration_s: float = 0.0
-    workdir: str = ""
 
 
 class Proc:
@@ -261,7 +234,7 @@ class JetStreamChaos:
             self.dsns[name] = self.server.dsn_for(name)
         for name in SOURCES:
             query(self.dsns[name], SCHEMA)
-            body = CONFIG.format(dsn=self.dsns[name], name=name, servers=servers, stream=STREAM)
+            body = CONFIG.format(dsn=self.dsns[name], slot=name, servers=servers, stream=STREAM)
             body += "".join(f"[[tables]]\nname = '{table}'\n" for table in TABLES)
             path = self.workdir / f"{name}.toml"
             path.write_text(body)
@@ -277,24 +250,21 @@ class JetStreamChaos:
         self.logs.append(handle)
         return handle
 
+    def _ingest(self, *args: str) -> list[str]:
+        """cdc ingest into the store through the shared consumer (ack wait 3 s: a killed
+        process's messages come again soon)."""
+        store, config = self.dsns[STORE], self.configs[SOURCES[0]]
+        return _cli(
+            config, "ingest", "--to", store, "--consumer", CONSUMER, "--ack-wait", "3", *args
+        )
+
     def start_processes(self) -> None:
         for name in SOURCES:
             self.daemons.append(
                 Proc(name, _cli(self.configs[name], "run"), self._log(name), "streaming from slot")
             )
         for index in range(2):
-            argv = _cli(
-                self.configs[SOURCES[0]],
-                "ingest",
-                "--to",
-                self.dsns[STORE],
-                "--consumer",
-                CONSUMER,
-                "--ack-wait",
-                "3",
-                "--batch",
-                "500",
-            )
+            argv = self._ingest("--batch", "500")
             self.ingests.append(
                 Proc(f"ingest{index}", argv, self._log(f"ingest{index}"), "ingesting stream")
             )
@@ -414,17 +384,7 @@ class JetStreamChaos:
         for proc in self.ingests:
             self.result.graceful_stop_exits.append(proc.terminate())
         done = subprocess.run(
-            _cli(
-                self.configs[SOURCES[0]],
-                "ingest",
-                "--to",
-                self.dsns[STORE],
-                "--consumer",
-                CONSUMER,
-                "--ack-wait",
-                "3",
-                "--drain",
-            ),
+            self._ingest("--drain"),
             capture_output=True,
             env=child_env(),
             timeout=900,
@@ -435,44 +395,12 @@ class JetStreamChaos:
         self.result.drain_s = round(time.monotonic() - started, 1)
 
     def compare(self) -> None:
-        result = self.result
-        ledger: Counter[tuple[str, str, str, int]] = Counter()
-        for name in SOURCES:
-            for tbl, op, key, xid, count in query(
-                self.dsns[name],
-                "SELECT tbl, op, key, xid, count(*) FROM chaos.ledger GROUP BY 1, 2, 3, 4",
-            ):
-                ledger[(tbl, op, key, int(xid))] += count
-        records: Counter[tuple[str, str, str, int]] = Counter()
-        for tbl, op, key, xid, count in query(
-            self.dsns[STORE],
-            "SELECT coalesce(schema_name || '.' || table_name, source), operation, "
-            "coalesce(entity_id, ''), coalesce(xid, -1), count(*) FROM activity.records "
-            "GROUP BY 1, 2, 3, 4",
-        ):
-            records[(tbl, op, key, int(xid))] = count
-        result.changes = sum(ledger.values())
-        result.records = sum(records.values())
-        missing, duplicated, extra = difference(ledger, records)
-        result.missing = sum(missing.values())
-        result.duplicates = sum(duplicated.values())
-        result.extra = sum(extra.values())
-        result.samples = {
-            "missing": [list(k) for k in list(missing)[:20]],
-            "duplicated": [list(k) for k in list(duplicated)[:20]],
-            "extra": [list(k) for k in list(extra)[:20]],
-        }
+        compare_with_ledgers(self.result, [self.dsns[name] for name in SOURCES], self.dsns[STORE])
         assert self.cluster is not None
         ids = asyncio.run(_message_ids(self.cluster.urls))
-        result.stream_messages = len(ids)
-        result.stream_distinct_ids = len(set(ids))
-        with psycopg.connect(self.dsns[STORE], autocommit=True) as conn:
-            report = verify_chain(conn, "activity", "records")
-        result.chain_checked = report.checked
-        if report.problem is not None:
-            result.chain_problem = report.problem
-        elif report.checked != result.records or not report.starts_at_genesis:
-            result.chain_problem = f"the chain covers {report.checked} of {result.records}"
+        self.result.stream_messages = len(ids)
+        self.result.stream_distinct_ids = len(set(ids))
+        check_chain(self.result, self.dsns[STORE])
 
     def run(self) -> None:
         self.say(f"chaos through JetStream: seed {self.seed}, {sum(self.plan.faults.values())} "
@@ -589,17 +517,7 @@ def main(quick: bool, seed: int | None, out: Path | None, keep: bool) -> int:
         workdir=str(workdir),
     )
     chaos = JetStreamChaos(plan, seed, workdir, result)
-    started = time.monotonic()
-    try:
-        chaos.run()
-        result.ok, result.verdict = verdict(result)
-    except KeyboardInterrupt:
-        result.ok, result.verdict = False, "FAIL: interrupted"
-    except Exception as exc:  # the run itself broke: say so, keep the logs
-        result.ok, result.verdict = False, f"FAIL: the chaos run broke: {exc!r}"
-    finally:
-        chaos.close()
-        result.duration_s = round(time.monotonic() - started, 1)
+    code = run_and_report(chaos, result, verdict, out)
     print(
         f"faults: {result.fault_total} {result.faults}; records {result.records} "
         f"({result.records_before_drain} before the drain), changes {result.changes}; stream "
@@ -608,11 +526,5 @@ def main(quick: bool, seed: int | None, out: Path | None, keep: bool) -> int:
         f"{result.chaos_s:.0f}s, drain {result.drain_s:.0f}s, total {result.duration_s:.0f}s",
         flush=True,
     )
-    print(result.verdict, flush=True)
-    if out:
-        out.write_text(json.dumps(asdict(result), indent=2) + "\n")
-    if result.ok and not keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    else:
-        print(f"logs: {workdir}", flush=True)
-    return 0 if result.ok else 1
+    finish_report(result, keep, lambda line: print(line, flush=True))
+    return code
