@@ -184,6 +184,42 @@ def _page(
     return query, [*params, limit]
 
 
+def api_columns() -> list[tuple[str, sql.Composable]]:
+    """A record ``r`` as the web API gives it, rendered by PostgreSQL (no row is decoded and
+    encoded again in Python): ``record_json``, one JSON object (the stored columns in their
+    order, then ``table``, ``cursor`` and ``position``; times as JSON writes them, in the
+    session's time zone: what :func:`cdc.web.models.record_json` writes too), and ``cursor``
+    beside it (the keyset cursor of the page after it)."""
+    cursor = sql.SQL(
+        "(to_json(r.occurred_at) #>> '{}') || ',' || r.commit_lsn::text || ',' || r.seq"
+    )
+    pairs: list[sql.Composable] = []
+    for name, expression in column_expressions():
+        pairs += [sql.Literal(name), expression]
+    pairs += [
+        sql.Literal("table"),
+        sql.SQL(
+            "CASE WHEN r.table_name IS NULL THEN NULL WHEN r.schema_name <> '' "
+            "THEN r.schema_name || '.' || r.table_name ELSE r.table_name END"
+        ),
+        sql.Literal("cursor"),
+        cursor,
+        sql.Literal("position"),
+        sql.SQL("r.commit_lsn::text || ',' || r.seq"),
+    ]
+    return [
+        ("record_json", sql.SQL("json_build_object({})::text").format(sql.SQL(", ").join(pairs))),
+        ("cursor", cursor),
+    ]
+
+
+def columns_of(named: list[tuple[str, sql.Composable]]) -> sql.Composable:
+    """A select list of named expressions."""
+    return sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(expression, sql.Identifier(name)) for name, expression in named
+    )
+
+
 def first_page_query(
     table: sql.Composable,
     schema: str,
@@ -192,30 +228,29 @@ def first_page_query(
     limit: int,
     slack: timedelta,
     search_values: bool = False,
+    columns: list[tuple[str, sql.Composable]] | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     """The newest ``limit`` records of the filter and the head of the whole table (what
     :func:`head_query` reads, from ``slack`` before now) in ONE statement: one snapshot, so a
     live view that goes on from the head neither repeats nor skips a record, and one round
-    trip. Each row is the head's ``(commit_lsn, seq)`` then a record's columns; there is one
-    row with the record's columns NULL when no record matches, and the head NULL when the
-    table has nothing that recent."""
-    columns = sql.SQL(", ").join(
-        sql.SQL("{} AS {}").format(expression, sql.Identifier(name))
-        for name, expression in column_expressions()
-    )
+    trip. Each row is the head's ``(commit_lsn, seq)`` then a record's ``columns`` (default:
+    the stored ones); there is one row with the record's columns NULL when no record matches,
+    and the head NULL when the table has nothing that recent."""
+    named = column_expressions() if columns is None else columns
     page, params = page_query(
         table, schema, f, before=None, limit=limit, search_values=search_values,
-        columns=sql.SQL("{}, r.commit_lsn AS position_lsn").format(columns),
+        columns=sql.SQL("{}, r.occurred_at AS order_at, r.commit_lsn AS order_lsn, "
+                        "r.seq AS order_seq").format(columns_of(named)),
     )  # fmt: skip
     query = sql.SQL(
         "SELECT h.commit_lsn, h.seq, {page_columns} FROM (SELECT) AS one "
         "LEFT JOIN (SELECT commit_lsn::text, seq FROM {table} AS r "
         "WHERE occurred_at >= now() - %s ORDER BY r.commit_lsn DESC, r.seq DESC LIMIT 1) AS h "
         "ON true LEFT JOIN ({page}) AS p ON true "
-        "ORDER BY p.occurred_at DESC, p.position_lsn DESC, p.seq DESC"
+        "ORDER BY p.order_at DESC, p.order_lsn DESC, p.order_seq DESC"
     ).format(
         page_columns=sql.SQL(", ").join(
-            sql.SQL("p.{}").format(sql.Identifier(name)) for name, _ in column_expressions()
+            sql.SQL("p.{}").format(sql.Identifier(name)) for name, _ in named
         ),
         table=table,
         page=page,
@@ -224,14 +259,20 @@ def first_page_query(
 
 
 def history_query(
-    table: sql.Composable, *, entity_type: str, entity_id: str, schema_name: str, table_name: str
+    table: sql.Composable,
+    *,
+    entity_type: str,
+    entity_id: str,
+    schema_name: str,
+    table_name: str,
+    columns: sql.Composable | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     """Every record of one row of one table, oldest first (the entity index, then a filter
     on the table: an entity type may be shared by several tables)."""
     query = sql.SQL(
         "SELECT {} FROM {} AS r WHERE entity_type = %s AND entity_id = %s "
         "AND schema_name = %s AND table_name = %s ORDER BY {}"
-    ).format(select_list(), table, OLDEST_FIRST)
+    ).format(columns or select_list(), table, OLDEST_FIRST)
     return query, [entity_type, entity_id, schema_name, table_name]
 
 
@@ -274,22 +315,22 @@ def follow_query(
 
 
 def transaction_query(
-    table: sql.Composable, *, commit_lsn: str, limit: int
+    table: sql.Composable, *, commit_lsn: str, limit: int, columns: sql.Composable | None = None
 ) -> tuple[sql.Composed, list[Any]]:
     """The records of one source transaction (one commit LSN), in their order: the primary
     key ``(commit_lsn, seq, occurred_at)``, probed once per partition."""
     query = sql.SQL(
         "SELECT {} FROM {} AS r WHERE r.commit_lsn = %s::pg_lsn ORDER BY r.seq LIMIT %s"
-    ).format(select_list(), table)
+    ).format(columns or select_list(), table)
     return query, [commit_lsn, limit]
 
 
 def record_query(
-    table: sql.Composable, *, commit_lsn: str, seq: int
+    table: sql.Composable, *, commit_lsn: str, seq: int, columns: sql.Composable | None = None
 ) -> tuple[sql.Composed, list[Any]]:
     """One record by its position ``(commit_lsn, seq)``: the primary key."""
     query = sql.SQL("SELECT {} FROM {} AS r WHERE r.commit_lsn = %s::pg_lsn AND r.seq = %s").format(
-        select_list(), table
+        columns or select_list(), table
     )
     return query, [commit_lsn, seq]
 

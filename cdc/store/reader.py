@@ -32,6 +32,9 @@ _STORE_MISSING = (
     psycopg.errors.InvalidSchemaName,
 )
 
+# A record as the web API gives it: one JSON text (queries.api_columns).
+_API_JSON = queries.api_columns()[0][1]
+
 # How many rows one query of an export or a follow poll fetches.
 FETCH_ROWS = 1000
 # The size of the pieces an export is handed on in.
@@ -110,10 +113,12 @@ class Store:
         )
         return self.fetch_records(query, params)
 
-    def first_page(self, f: RecordFilter, *, limit: int) -> tuple[list[StoredRecord], str]:
-        """The newest ``limit`` records of the filter, newest first, and the position a live
-        view goes on from (``commit_lsn,seq``: give it to :meth:`Follower.resume`), read in
-        one statement: one snapshot, one round trip (the monitor's first page)."""
+    # -- the records as the web API gives them (JSON text rendered by PostgreSQL) -------------
+    def first_page_json(self, f: RecordFilter, *, limit: int) -> tuple[list[tuple[str, str]], str]:
+        """The newest ``limit`` records of the filter, newest first, each as ``(JSON text,
+        cursor)`` (:func:`queries.api_columns`), and the position a live view goes on from
+        (``commit_lsn,seq``: give it to :meth:`Follower.resume`), read in one statement: one
+        snapshot, one round trip (the monitor's first page)."""
         query, params = queries.first_page_query(
             self.table,
             self.schema,
@@ -121,12 +126,57 @@ class Store:
             limit=limit,
             slack=Follower.SLACK,
             search_values=f.search is not None and self.search_values,
+            columns=queries.api_columns(),
         )
         rows = self.fetch(query, params)
         # nothing written within the slack: a live view takes whatever comes next
         lsn, seq = (rows[0][0], rows[0][1]) if rows[0][0] is not None else ("0/0", 0)
-        page = [StoredRecord(*row[2:]) for row in rows if row[2] is not None]
-        return page, f"{lsn},{seq}"
+        return [(row[2], row[3]) for row in rows if row[2] is not None], f"{lsn},{seq}"
+
+    def records_json(
+        self, f: RecordFilter, *, before: RecordCursor | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """:meth:`records` as ``(JSON text, cursor)`` pairs."""
+        query, params = queries.page_query(
+            self.table,
+            self.schema,
+            f,
+            before=before,
+            limit=limit,
+            search_values=f.search is not None and self.search_values,
+            columns=queries.columns_of(queries.api_columns()),
+        )
+        return [(row[0], row[1]) for row in self.fetch(query, params)]
+
+    def record_json(self, commit_lsn: str, seq: int) -> str | None:
+        """:meth:`record` as JSON text."""
+        query, params = queries.record_query(
+            self.table, commit_lsn=commit_lsn, seq=seq, columns=_API_JSON
+        )
+        found = self.fetch(query, params)
+        return str(found[0][0]) if found else None
+
+    def transaction_json(self, commit_lsn: str, *, limit: int) -> list[str]:
+        """:meth:`transaction` as JSON texts."""
+        query, params = queries.transaction_query(
+            self.table, commit_lsn=commit_lsn, limit=limit, columns=_API_JSON
+        )
+        return [row[0] for row in self.fetch(query, params)]
+
+    def history_json(
+        self, table: str, entity_id: str, *, entity_type: str | None = None
+    ) -> list[str]:
+        """:meth:`history` as JSON texts."""
+        schema_name, table_name, configured_type = resolve_table(self.settings, table)
+        query, params = queries.history_query(
+            self.table,
+            entity_type=entity_type or configured_type,
+            entity_id=entity_id,
+            schema_name=schema_name,
+            table_name=table_name,
+            columns=_API_JSON,
+        )
+        return [row[0] for row in self.fetch(query, params)]
 
     def iter_records(
         self, f: RecordFilter, *, before: RecordCursor | None = None, limit: int | None = None

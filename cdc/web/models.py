@@ -4,6 +4,7 @@ them; a test checks the two agree."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import Path
@@ -16,12 +17,26 @@ PathText = Path(min_length=1, max_length=256, pattern=r"^[^\x00]+$")
 
 def record_json(record: StoredRecord) -> dict[str, Any]:
     """A record as the API gives it: the stored columns (times as ISO 8601), the table as
-    ``schema.table``, and its keyset ``cursor`` and ``position`` (commit_lsn,seq)."""
+    ``schema.table``, and its keyset ``cursor`` and ``position`` (commit_lsn,seq). What
+    PostgreSQL renders for the pages (cdc.store.queries.api_columns), here for the live
+    stream's records: times as JSON writes them (no trailing zeros in the fraction)."""
     data = record.as_json()
+    occurred_at = iso(record.occurred_at)
+    data["occurred_at"] = occurred_at
+    data["recorded_at"] = iso(record.recorded_at)
     data["table"] = record.table
-    data["cursor"] = str(record.cursor)
+    data["cursor"] = f"{occurred_at},{record.commit_lsn},{record.seq}"
     data["position"] = f"{record.commit_lsn},{record.seq}"
     return data
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 as PostgreSQL's JSON writes a timestamptz: 10:00:00.12+00:00, 10:00:00+00:00."""
+    text = moment.isoformat()
+    if not moment.microsecond:
+        return text
+    head, _, rest = text.partition(".")
+    return f"{head}.{rest[:6].rstrip('0')}{rest[6:]}"
 
 
 class Record(BaseModel):

@@ -124,3 +124,16 @@ def test_cdc_serve_hash_token_prints_a_config_line_that_accepts_the_token(tmp_pa
     (line,) = result.output.strip().splitlines()
     assert line.startswith('token_hash = "pbkdf2_sha256$') and "correct horse" not in line
     assert TokenCheck(token_hash=line.split('"')[1]).accepts("correct horse")
+
+
+def test_live_records_write_times_as_postgresql_json_does() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from cdc.web.models import iso
+
+    moment = datetime(2026, 12, 4, 10, 0, 0, 120000, tzinfo=UTC)
+    assert iso(moment) == "2026-12-04T10:00:00.12+00:00"
+    assert iso(moment.replace(microsecond=0)) == "2026-12-04T10:00:00+00:00"
+    assert iso(moment.replace(microsecond=5)) == "2026-12-04T10:00:00.000005+00:00"
+    east = moment.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert iso(east) == "2026-12-04T15:30:00.12+05:30"

@@ -190,6 +190,17 @@ def test_live_sends_records_committed_after_it_started_matching_its_filter_only(
     assert [(r["action"], r["entity_id"]) for r in got] == [("kyc.approved", "20")]
 
 
+def test_a_record_reads_the_same_live_and_on_a_page(platform: Platform, api: httpx.Client) -> None:
+    """Pages are rendered by PostgreSQL, the live stream's records in Python: the same JSON."""
+    head = api.get("/api/activity", params={"limit": 1}).json()["live_from"]
+    platform.commit("INSERT INTO notes VALUES (70, 1, 'seen twice')")
+    (live,) = read_live(api, {"from": head}, want=1)
+    (paged,) = api.get("/api/activity", params={"limit": 1}).json()["records"]
+    assert live == paged
+    lsn, seq = paged["position"].split(",")
+    assert api.get("/api/record", params={"lsn": lsn, "seq": seq}).json()["record"] == paged
+
+
 def test_the_live_stream_resumes_from_last_event_id(platform: Platform, api: httpx.Client) -> None:
     head = api.get("/api/activity", params={"limit": 1}).json()["live_from"]
     platform.commit("INSERT INTO notes VALUES (60, 1, 'while away')")
