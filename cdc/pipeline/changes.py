@@ -213,6 +213,7 @@ class _OpenTransaction:
 
 # The messages that make changes, and those that only describe a transaction.
 _DATA = (Insert, Update, Delete, Truncate, Relation, Message, Origin, Type)
+_ROWS = frozenset((Insert, Update, Delete))
 
 
 class ChangeAssembler:
@@ -337,6 +338,15 @@ class ChangeAssembler:
             raise DecodeError(
                 kind.__name__, "(message)", 0, "two-phase messages were not requested"
             )
+
+    def join_open_transaction(self, message: PgOutputMessage, payload: bytes) -> bool:
+        """An Insert, Update or Delete of an open ordinary transaction joins it (its change is
+        made at the Commit), without a generator; False, nothing done, for any other message."""
+        open_txn, kind = self._open, type(message)
+        if open_txn is None or self._stream_xid is not None or kind not in _ROWS:
+            return False
+        open_txn.add(message, payload, self.spill.spill_dir)
+        return True
 
     def _describe(self, message: Relation) -> None:
         self.relations[message.relation_id] = relation_info(message, self._key_lookup)

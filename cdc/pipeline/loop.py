@@ -27,7 +27,7 @@ from cdc.lsn import format_lsn
 from cdc.pipeline.activity import ActivityMapper
 from cdc.pipeline.batching import Batcher, Checkpoint, Flush
 from cdc.pipeline.changes import Change, ChangeAssembler, TransactionEnd, TransactionMessage
-from cdc.pipeline.pgoutput import Decoder, Relation
+from cdc.pipeline.pgoutput import Decoder, PgOutputMessage, Relation
 from cdc.pipeline.spill import SpillStore
 from cdc.pipeline.values import TypeRegistry
 
@@ -147,12 +147,23 @@ class Pipeline:
                 deadline = idle if deadline is None else min(deadline, idle)
         return deadline
 
-    def feed(self, payload: bytes, now_ms: float) -> Iterator[Flush | None]:
+    def feed(self, payload: bytes, now_ms: float) -> Iterable[Flush | None]:
         """One pgoutput payload: yields each flush to write, in order, and ``None`` after
         every :data:`PROGRESS_EVERY` changes (a streamed transaction replays in one payload):
         the driver's chance to send a status update. Lazy, so memory stays bounded by the
-        batch size: the next flush is built only after the driver took the last one."""
+        batch size: the next flush is built only after the driver took the last one.
+
+        Most payloads are a row change of an open transaction, which completes nothing:
+        those join the transaction here and give an empty tuple, not a generator (~1 µs a
+        change less)."""
         message = self._decoder.decode(payload)
+        if self.assembler.join_open_transaction(message, payload):
+            return ()
+        return self._feed(message, payload, now_ms)
+
+    def _feed(
+        self, message: PgOutputMessage, payload: bytes, now_ms: float
+    ) -> Iterator[Flush | None]:
         if type(message) is Relation:
             self._lookups.resolve_types(self.types, [c.type_oid for c in message.columns])
         batcher = self.batcher
