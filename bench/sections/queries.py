@@ -45,14 +45,24 @@ RECORD_COLUMNS = (
     "table_name, entity_type, entity_id, actor_id, context, old, new, changes, summary, xid, "
     "commit_lsn::text, seq"
 )
-READER = "{reader}"  # in monitor_queries.sql: the statement cdc/store/queries.py builds
+# In monitor_queries.sql: the statement cdc/store/queries.py builds for the parameters' category
+# and severities, or for their severities alone.
+READER = "{reader}"
+SEVERITY_READER = "{severity_reader}"
 VALUES_SEARCH = "activity.search_vector(summary, new, old, changes)"
 SUMMARY_SEARCH = "activity.summary_vector(summary)"
 # Without the store's search function (older stores), search the same text without an index.
 FALLBACK_SEARCH = (
     "to_tsvector('simple', coalesce(summary, '') || ' ' || coalesce(new::text, old::text, ''))"
 )
-TARGETED = ("recent_activity", "entity_history", "actor_activity", "category_severity", "full_text")
+TARGETED = (
+    "recent_activity",
+    "entity_history",
+    "actor_activity",
+    "category_severity",
+    "severity",
+    "full_text",
+)
 
 # Share of records per table (percent), roughly the platform workload's.
 TABLE_SHARES = {
@@ -363,9 +373,10 @@ def _parameter_pool(
     return pool
 
 
-def _is_reader(query: str) -> bool:
-    code = [line for line in query.splitlines() if not line.lstrip().startswith("--")]
-    return "\n".join(code).strip() == READER
+def _reader_of(query: str) -> str | None:
+    """Which reader statement a query of the file stands for (READER, SEVERITY_READER), if any."""
+    code = "\n".join(line for line in query.splitlines() if not line.lstrip().startswith("--"))
+    return code.strip() if code.strip() in (READER, SEVERITY_READER) else None
 
 
 def _statement(
@@ -373,13 +384,24 @@ def _statement(
 ) -> tuple[bytes, Any]:
     """A query of the file and its parameters, ready to execute; ``{reader}`` is the statement
     the reader builds (cdc/store/queries.py) for the category and severities of ``params``."""
-    if _is_reader(query):
-        f = RecordFilter(category=params["category"], severities=tuple(params["severities"]))
+    reader = _reader_of(query)
+    if reader is not None:
+        category = params["category"] if reader == READER else None
+        f = RecordFilter(category=category, severities=tuple(params["severities"]))
         built, positional = store_queries.page_query(
             sql.Identifier("activity", "records"), "activity", f, before=None, limit=50
         )
         return built.as_bytes(conn), positional
     return query.encode(), params if "%(" in query else None
+
+
+def _parameters_of(query: str) -> list[str]:
+    reader = _reader_of(query)
+    if reader == READER:
+        return ["category", "severities"]
+    if reader == SEVERITY_READER:
+        return ["severities"]
+    return re.findall(r"%\((\w+)\)s", query)
 
 
 def _plan(conn: psycopg.Connection[Any], statement: bytes, params: Any) -> dict[str, Any]:
@@ -427,10 +449,7 @@ def _measure(
             elapsed_ms = (time.perf_counter() - started) * 1000
             latencies[name].append(elapsed_ms)
             executions[name].append((elapsed_ms, params))
-    used = {
-        name: ["category", "severities"] if _is_reader(query) else re.findall(r"%\((\w+)\)s", query)
-        for name, query in queries.items()
-    }
+    used = {name: _parameters_of(query) for name, query in queries.items()}
     slowest = {
         name: [
             {"ms": round(ms, 2), "params": {key: params[key] for key in used[name]}}

@@ -2,7 +2,8 @@
 -- filter a plain comparison on a bare column (the shape cdc/store/queries.py builds, so the
 -- planner can use the store's indexes and prune partitions). `-- name:` starts a query;
 -- {columns} is the record's columns, {search} the full-text document expression, {reader} the
--- statement cdc/store/queries.py builds for the parameters.
+-- statement cdc/store/queries.py builds for the parameters ({severity_reader}: for their
+-- severities alone).
 
 -- name: recent_activity
 SELECT {columns} FROM activity.records
@@ -23,6 +24,11 @@ SELECT {columns} FROM activity.records
 -- (cdc/store/queries.py page_query), built for each parameter set: one severity is
 -- `severity = $1`; several are one ordered index scan each, UNION ALL, merged.
 {reader}
+
+-- name: severity
+-- What `cdc activity --min-severity S` (or `--severity S`) runs without a category: the
+-- reader's own statement, one ordered scan of (severity, occurred_at) per severity, merged.
+{severity_reader}
 
 -- name: category_severity_any
 -- Not the monitor's query since 0012: the earlier shape, one scan with "severity = ANY(...)".
