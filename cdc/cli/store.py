@@ -4,11 +4,10 @@ one call of ``cdc.store`` / ``cdc.control.partitions``, rows out."""
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +19,6 @@ from cdc.store import (
     DEFAULT_DIMENSIONS,
     DIMENSIONS,
     SEVERITIES,
-    STORED_COLUMNS,
     ActivityStats,
     RecordCursor,
     RecordFilter,
@@ -33,7 +31,7 @@ from cdc.store import (
     severities_for,
     split_table,
 )
-from cdc.store.export import csv_row, json_line
+from cdc.store.export import json_line
 
 FORMATS = ("table", "json", "csv")
 T = TypeVar("T")
@@ -205,21 +203,29 @@ def _export(
 ) -> None:
     """JSON lines or CSV as the web export writes them: rendered by PostgreSQL (one COPY),
     the bytes written as they come."""
-    pieces = store.export(
-        record_filter, fmt="jsonl" if fmt == "json" else "csv", limit=limit or None, before=before
+    written = _write(
+        store.export(record_filter, fmt=_EXPORT[fmt], limit=limit or None, before=before)
     )
+    if limit and written == limit:
+        end = store.page_end(record_filter, before=before, limit=limit)
+        if end is not None:
+            click.echo(f"next page: --before '{end}'", err=True)
+
+
+# --format of cdc activity -> the export's format
+_EXPORT = {"json": "jsonl", "csv": "csv"}
+
+
+def _write(pieces: Generator[bytes, None, int]) -> int:
+    """Write an export's pieces to stdout as they come; how many records they held."""
     out = sys.stdout.buffer
     while True:
         try:
             out.write(next(pieces))
         except StopIteration as finished:
+            out.flush()  # live: each poll's records as soon as they are read
             written: int = finished.value
-            break
-    out.flush()
-    if limit and written == limit:
-        end = store.page_end(record_filter, before=before, limit=limit)
-        if end is not None:
-            click.echo(f"next page: --before '{end}'", err=True)
+            return written
 
 
 def _follow(
@@ -232,42 +238,41 @@ def _follow(
     max_records: int | None,
 ) -> None:
     follower = store.follow(record_filter)
-    shown = len(out.write(follower.start(limit)))
-    out.flush()
+    export = _EXPORT.get(out.fmt)
+    if export is not None:  # the export's bytes, as a page without --follow prints them
+        shown = _write(follower.start_export(limit, fmt=export))
+    else:
+        shown = len(out.write(follower.start(limit)))
+        out.flush()
     polls = 0
     try:
         while (max_polls is None or polls < max_polls) and (
             max_records is None or shown < max_records
         ):
             time.sleep(interval)
-            shown += len(out.write(follower.poll()))
-            out.flush()  # live: each poll's records as soon as they are read
+            if export is not None:
+                shown += _write(follower.poll_export(fmt=export))
+            else:
+                shown += len(out.write(follower.poll()))
+                out.flush()  # live: each poll's records as soon as they are read
             polls += 1
     except KeyboardInterrupt:
         pass  # ^C ends a follow: that is how it is meant to stop
 
 
 class _Output:
-    """Records to stdout as an aligned table, JSON lines, or CSV with a header."""
+    """Records to stdout as an aligned table (json and csv are the export's bytes)."""
 
     def __init__(self, fmt: str) -> None:
         self.fmt = fmt
-        self._csv: Any = None
         self._header_shown = False
 
     def write(self, records: list[StoredRecord]) -> list[StoredRecord]:
-        if self.fmt == "csv":
-            if self._csv is None:
-                self._csv = csv.writer(sys.stdout, lineterminator="\n")
-                self._csv.writerow(STORED_COLUMNS)
-            for r in records:
-                self._csv.writerow(csv_row(r))
-        else:
-            if self.fmt == "table" and records and not self._header_shown:
-                click.echo(TABLE_HEADER)
-                self._header_shown = True
-            for r in records:
-                click.echo(json_line(r) if self.fmt == "json" else _table_line(r))
+        if records and not self._header_shown:
+            click.echo(TABLE_HEADER)
+            self._header_shown = True
+        for r in records:
+            click.echo(_table_line(r))
         return records
 
     def flush(self) -> None:

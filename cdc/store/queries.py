@@ -296,11 +296,13 @@ def follow_query(
     floor: datetime,
     after: tuple[str, int],
     through: tuple[str, int],
-    limit: int,
+    limit: int | None,
     search_values: bool = False,
+    columns: sql.Composable | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     """Records of the filter after one (commit_lsn, seq) and up to another, in commit order;
-    ``floor`` (a time they cannot be older than) only prunes partitions."""
+    ``floor`` (a time they cannot be older than) only prunes partitions. ``columns``: what to
+    select of each record ``r`` (default: the stored columns); ``limit`` None: all."""
     parts, params = conditions(f, schema, search_values=search_values)
     parts += [
         sql.SQL("occurred_at >= %s"),
@@ -309,7 +311,7 @@ def follow_query(
     ]
     params += [floor, *after, *through]
     query = sql.SQL("SELECT {} FROM {} AS r{} ORDER BY {} LIMIT %s").format(
-        select_list(), table, _where(parts), COMMIT_ORDER
+        columns or select_list(), table, _where(parts), COMMIT_ORDER
     )
     return query, [*params, limit]
 
@@ -371,6 +373,33 @@ def copy_statement(
     else:
         options = sql.SQL("FORMAT csv, HEADER") if header else sql.SQL("FORMAT csv")
     return sql.SQL("COPY ({}) TO STDOUT WITH ({})").format(query, options), params
+
+
+def oldest_first_export(
+    table: sql.Composable,
+    schema: str,
+    f: RecordFilter,
+    *,
+    fmt: str,
+    limit: int,
+    search_values: bool = False,
+) -> tuple[sql.Composed, list[Any]]:
+    """The newest ``limit`` records of the filter, oldest first, as :func:`copy_statement`
+    writes them: what ``cdc activity --follow`` prints before the records that come."""
+    page, params = page_query(
+        table, schema, f, before=None, limit=limit, search_values=search_values,
+        columns=sql.SQL("{}, r.occurred_at AS order_at, r.commit_lsn AS order_lsn, "
+                        "r.seq AS order_seq").format(export_columns(fmt)),
+    )  # fmt: skip
+    query = sql.SQL(
+        "SELECT {} FROM ({}) AS p ORDER BY p.order_at, p.order_lsn, p.order_seq"
+    ).format(
+        sql.SQL(", ").join(
+            sql.SQL("p.{}").format(sql.Identifier(name)) for name, _ in column_expressions()
+        ),
+        page,
+    )
+    return copy_statement(query, params, fmt=fmt)
 
 
 def export_statement(

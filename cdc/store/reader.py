@@ -217,6 +217,12 @@ class Store:
             before=before,
             search_values=f.search is not None and self.search_values,
         )
+        return self.copy(query, params)
+
+    def copy(self, query: sql.Composed, params: list[Any]) -> Generator[bytes, None, int]:
+        """Run a ``COPY ... TO STDOUT`` (:func:`queries.copy_statement`) in its own transaction
+        (times in UTC, no statement timeout: an export of millions takes minutes), handing on
+        what it sends in pieces; returns how many rows it wrote."""
         with self.errors(), self.conn.transaction():
             self.conn.execute("SET LOCAL statement_timeout = 0")
             self.conn.execute("SET LOCAL TimeZone = 'UTC'")
@@ -334,6 +340,48 @@ class Follower:
             self._advance_to(self._head())
             page = store.records(self._filter, limit=limit) if limit > 0 else []
         return page[::-1]
+
+    def start_export(self, limit: int, *, fmt: str) -> Generator[bytes, None, int]:
+        """:meth:`start` as the export writes records (``fmt`` "jsonl" or "csv", with its
+        header): the newest ``limit``, oldest first."""
+        store = self._store
+        with store.errors(), store.conn.transaction():
+            store.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            self._floor = store.now() - self.SLACK
+            self._advance_to(self._head())
+            query, params = queries.oldest_first_export(
+                store.table,
+                store.schema,
+                self._filter,
+                fmt=fmt,
+                limit=limit,
+                search_values=self._filter.search is not None and store.search_values,
+            )
+            return (yield from store.copy(query, params))
+
+    def poll_export(self, *, fmt: str) -> Generator[bytes, None, int]:
+        """:meth:`poll` as the export writes records (no CSV header)."""
+        if self._floor is None:
+            raise RuntimeError("Follower.start_export() first")
+        head = self._head()
+        if head is None or _lsn_key(head[:2]) <= _lsn_key(self._position):
+            return 0
+        query, params = queries.follow_query(
+            self._store.table,
+            self._store.schema,
+            self._filter,
+            floor=self._floor,
+            after=self._position,
+            through=(head[0], head[1]),
+            limit=None,
+            search_values=self._filter.search is not None and self._store.search_values,
+            columns=queries.export_columns(fmt),
+        )
+        written = yield from self._store.copy(
+            *queries.copy_statement(query, params, fmt=fmt, header=False)
+        )
+        self._advance_to(head)
+        return written
 
     @property
     def position(self) -> tuple[str, int]:

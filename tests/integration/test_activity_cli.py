@@ -403,6 +403,21 @@ def test_follow_prints_the_latest_records_then_each_new_one_once_in_commit_order
 
 
 @pytest.mark.integration
+def test_follow_prints_the_bytes_of_a_page_oldest_first(
+    pg: PgDatabase, store: tuple[Settings, Path]
+) -> None:
+    settings, config = store
+    workload(pg, settings)
+    for fmt in ("json", "csv"):
+        page = ok(config, "activity", "--format", fmt, "--limit", "3").splitlines()
+        followed = ok(
+            config, "activity", "--follow", "--format", fmt, "--limit", "3", "--max-polls", "0"
+        ).splitlines()
+        header = page[:1] if fmt == "csv" else []
+        assert followed == header + page[len(header) :][::-1]
+
+
+@pytest.mark.integration
 def test_follow_cannot_be_combined_with_a_page_cursor(store: tuple[Settings, Path]) -> None:
     _settings, config = store
     result = cdc(config, "activity", "--follow", "--until", "1h")
