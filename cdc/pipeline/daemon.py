@@ -73,6 +73,9 @@ class Driver:
         self._stopping = threading.Event()
         self._spill = SpillStore()  # streamed transactions still open; files removed on close
         self._guard = PublicationGuard(settings.source.dsn, settings.source.publication)
+        # The publication's OID as this daemon's first run found it: the supervisor passes it
+        # on to its next attempt, so a publication created again during a reconnect is seen.
+        self.publication_oid: int | None = None
 
     def reload(self, settings: Settings) -> list[str]:
         """Take new mapping, redaction and batch settings at the next transaction boundary
@@ -123,7 +126,8 @@ class Driver:
             )
             writer = SinkWriter(sink, metrics=self.metrics)
             writer.start()
-            self._guard.start()  # the publication's OID, before anything is decoded
+            self._guard.start(self.publication_oid)  # before anything is decoded
+            self.publication_oid = self._guard.oid
             stream.open(start_lsn, proto_version=source.proto_version)
             if self.metrics is not None:
                 self.metrics.set_streaming(True)

@@ -55,9 +55,14 @@ class PublicationGuard:
         self.verified_lsn = 0  # everything received before the last successful check
         self._checked_at = float("-inf")
 
-    def start(self) -> None:
-        """Learn the publication's OID (before the stream starts)."""
-        self.oid = self._current_oid()
+    def start(self, expected_oid: int | None = None) -> None:
+        """Learn the publication's OID (before the stream starts). ``expected_oid``: the one an
+        earlier run of this daemon found (the supervisor's next attempt after a lost
+        connection), which the publication must still have."""
+        oid = self._current_oid()
+        if expected_oid is not None and oid != expected_oid:
+            raise self._created_again(expected_oid, oid)
+        self.oid = oid
         log.debug("publication %s has OID %d", self.publication, self.oid)
 
     def allowed(self, wanted_lsn: int, received_lsn: int, *, force: bool = False) -> int:
@@ -79,15 +84,18 @@ class PublicationGuard:
         assert self.oid is not None, "start() first"
         oid = self._current_oid()
         if oid != self.oid:
-            raise PublicationNotFound(
-                f'publication "{self.publication}" was dropped and created again on the source '
-                f"(OID {self.oid}, now {oid}) while the daemon streamed: changes made in "
-                "between were not published and are not recorded; acknowledged through "
-                f'{format_lsn(self.verified_lsn)}. Run "cdc setup" and reconcile that window '
-                "from the source tables"
-            )
+            raise self._created_again(self.oid, oid)
         self._checked_at = self._clock()
         self.verified_lsn = max(self.verified_lsn, received_lsn)
+
+    def _created_again(self, oid: int, now: int) -> PublicationNotFound:
+        return PublicationNotFound(
+            f'publication "{self.publication}" was dropped and created again on the source '
+            f"(OID {oid}, now {now}) while the daemon streamed: changes made in between were "
+            "not published and are not recorded; acknowledged through "
+            f'{format_lsn(self.verified_lsn)}. Run "cdc setup" and reconcile that window from '
+            "the source tables"
+        )
 
     def _current_oid(self) -> int:
         try:

@@ -71,6 +71,7 @@ class DaemonLike(Protocol):
     tests)."""
 
     stats: RunStats
+    publication_oid: int | None  # as its first run found it (cdc.pipeline.publication_guard)
 
     def run(self) -> RunStats: ...
     def request_stop(self) -> None: ...
@@ -120,6 +121,8 @@ class Supervisor:
         self.reconnects = 0
         self.standby_since: float | None = None
         self._duplicates = 0  # sink refusals of already-written records, in a row
+        # The publication's OID the first attempt found; every later one expects it.
+        self._publication_oid: int | None = None
 
     # -- control (signal handlers, other threads) -------------------------------------------
 
@@ -183,6 +186,8 @@ class Supervisor:
         else propagates."""
         daemon = self._factory(self.settings, self.metrics)
         self._daemon = daemon
+        if self._publication_oid is not None:
+            daemon.publication_oid = self._publication_oid
         if self._stopping:  # a stop that came while the daemon was being made
             daemon.request_stop()
         started = self._clock()
@@ -215,6 +220,9 @@ class Supervisor:
             raise
         finally:
             self._daemon = None
+            self._publication_oid = getattr(daemon, "publication_oid", None) or (
+                self._publication_oid
+            )
             _add(total, daemon.stats)
             daemon.close()
 

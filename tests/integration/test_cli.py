@@ -299,6 +299,27 @@ def test_publication_created_again_mid_stream_stops_before_acknowledging_the_gap
     assert Lsn.parse(confirmed) <= before_drop
 
 
+def test_a_daemon_that_expects_the_publication_finds_it_created_again(pg: PgDatabase) -> None:
+    """What the supervisor's next attempt does after a lost connection: it expects the OID
+    the first attempt found, so a publication dropped and created again meanwhile stops it."""
+    pg.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    settings = make_settings(pg, [{"name": "public.t"}])
+    from cdc.control.setup import setup
+
+    setup(settings)
+    query = "SELECT oid::bigint FROM pg_publication WHERE pubname = %s"
+    first = int(pg.execute(query, (pg.publication,))[0][0])
+    pg.execute(f'DROP PUBLICATION "{pg.publication}"')
+    setup(settings)
+    daemon = Daemon(settings, drain=True)
+    daemon.publication_oid = first
+    try:
+        with pytest.raises(PublicationNotFound, match="created again"):
+            daemon.run()
+    finally:
+        daemon.close()
+
+
 def test_publication_guard_allows_only_what_was_received_before_a_check(
     pg: PgDatabase,
 ) -> None:

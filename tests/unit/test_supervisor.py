@@ -552,3 +552,38 @@ def test_cdc_run_freezes_start_up_objects_and_collects_young_ones_rarely() -> No
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_every_attempt_expects_the_publication_the_first_attempt_found() -> None:
+    """A publication dropped and created again while the supervisor reconnects: the next
+    daemon compares the publication's OID with the one the first found (its guard raises
+    PublicationNotFound on another), not with whatever it finds at its own start."""
+    clock = FakeClock()
+    seen: list[int | None] = []
+    outcomes = iter(
+        [ConnectError("replication connection lost: server closed the connection"), None]
+    )
+
+    def make(settings: Settings, metrics: Metrics | None) -> FakeDaemon:
+        daemon = FakeDaemon(next(outcomes), clock, 0.0, settings)
+
+        def during() -> None:
+            seen.append(getattr(daemon, "publication_oid", None))
+            daemon.publication_oid = 16384  # type: ignore[attr-defined]  # what its guard found
+
+        daemon.during_run = during
+        return daemon
+
+    supervisor = Supervisor(
+        settings(),
+        daemon_factory=make,
+        clock=clock,
+        random=lambda: 0.5,
+        wait=lambda _seconds: False,
+        slot_probe=lambda: None,
+    )
+    try:
+        supervisor.run()
+    finally:
+        supervisor.close()
+    assert seen == [None, 16384]
