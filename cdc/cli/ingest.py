@@ -94,7 +94,8 @@ def ingest(
     stats = runner.run()
     click.echo(
         f"{stats.records} records written from {stats.messages} messages "
-        f"({stats.already_stored} already in the store, {stats.rejected} not records) "
+        f"({stats.already_stored} already in the store, {stats.duplicates} held twice in the "
+        f"stream and written once, {stats.rejected} not records) "
         f"in {stats.elapsed_s:.1f}s",
         err=True,
     )
