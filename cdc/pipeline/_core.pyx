@@ -306,6 +306,9 @@ cdef str _other_json(object value):
     return _encode("\\x" + (<bytes>value).hex())
 
 
+include "_assembly.pxi"
+
+
 # --- rows as JSON, written as UTF-8 into one buffer -------------------------------------------
 #
 # What the converters return, written straight into the document: a text column is escaped

@@ -27,6 +27,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cdc.errors import DecodeError
+from cdc.pipeline.change_values import (
+    Change,
+    KeyLookup,
+    RelationInfo,
+    RowChange,
+    TableTruncate,
+    TransactionEnd,
+    TransactionInfo,
+    TransactionMessage,
+    relation_info,
+)
 from cdc.pipeline.core import compiled
 from cdc.pipeline.pgoutput import (
     UNCHANGED_TOAST,
@@ -50,114 +61,21 @@ from cdc.pipeline.pgoutput import (
 )
 from cdc.pipeline.spill import SpilledTransaction, SpillStore
 
-# (relation id, schema, table) -> primary key column names, from the catalog (None: no primary
-# key). By relation id first, so that a renamed table keeps its key.
-KeyLookup = Callable[[int, str, str], tuple[str, ...] | None]
-
-
-@dataclass(frozen=True, slots=True)
-class RelationInfo:
-    """One version of a table's definition, as the stream described it."""
-
-    relation_id: int
-    schema: str
-    table: str
-    replica_identity: str
-    column_names: tuple[str, ...]
-    type_oids: tuple[int, ...]
-    key_columns: tuple[str, ...] | None
-    # positions of key_columns in column_names (None: no key)
-    key_positions: tuple[int, ...] | None = field(default=None)
-
-
-def relation_info(message: Relation, key_lookup: KeyLookup) -> RelationInfo:
-    names = tuple(column.name for column in message.columns)
-    key = key_lookup(message.relation_id, message.namespace, message.relation_name)
-    if key is None and message.replica_identity != "f":
-        # Under DEFAULT/INDEX identity the flagged columns are the identity key; under FULL
-        # every column is flagged, which is not a key.
-        flagged = tuple(column.name for column in message.columns if column.is_key)
-        key = flagged or None
-    positions = None
-    if key is not None and all(name in names for name in key):
-        positions = tuple(names.index(name) for name in key)
-    else:
-        key = None
-    return RelationInfo(
-        relation_id=message.relation_id,
-        schema=message.namespace,
-        table=message.relation_name,
-        replica_identity=message.replica_identity,
-        column_names=names,
-        type_oids=tuple(column.type_oid for column in message.columns),
-        key_columns=key,
-        key_positions=positions,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionInfo:
-    xid: int
-    commit_lsn: int
-    commit_time: datetime
-    origin: str | None = None
-    # Every transactional logical message of the transaction, in order: known before the
-    # first change is mapped (transaction context, cutover markers, application events).
-    messages: tuple[Message, ...] = ()
-
-
-@dataclass(slots=True)
-class RowChange:
-    """One committed INSERT, UPDATE or DELETE of one row.
-
-    Read-only by convention but not ``frozen``: one is built per row change, and a frozen
-    dataclass's ``__init__`` (an ``object.__setattr__`` per field) cost 1.5 µs of the ~7 µs
-    the assembler spends per change (bench/hot_path.py)."""
-
-    transaction: TransactionInfo
-    seq: int  # order of the change within its transaction, from 0
-    relation: RelationInfo
-    operation: str  # 'insert' | 'update' | 'delete'
-    old: TupleData | None
-    new: TupleData | None
-    # 'O': old is the whole old row (REPLICA IDENTITY FULL); 'K': only its key columns carry
-    # values; None: no old row was sent
-    old_kind: str | None = None
-    # columns whose value the stream did not carry (unchanged TOAST without an old row)
-    unavailable: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class TableTruncate:
-    transaction: TransactionInfo
-    seq: int
-    relation: RelationInfo
-    cascade: bool
-    restart_identity: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionMessage:
-    """A logical message (pg_logical_emit_message); ``transaction`` is None when it is not
-    transactional."""
-
-    transaction: TransactionInfo | None
-    seq: int
-    prefix: str
-    content: bytes
-    lsn: int
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionEnd:
-    """The commit of a transaction whose changes were all yielded before it."""
-
-    transaction: TransactionInfo
-    end_lsn: int
-    changes: int  # how many changes and messages the transaction yielded
-
-
-Change = RowChange | TableTruncate | TransactionMessage | TransactionEnd
+# The stage's values (cdc.pipeline.change_values) are imported from here too.
+__all__ = [
+    "IN_MEMORY_MESSAGES",
+    "Change",
+    "ChangeAssembler",
+    "KeyLookup",
+    "RelationInfo",
+    "RowChange",
+    "TableTruncate",
+    "TransactionEnd",
+    "TransactionInfo",
+    "TransactionMessage",
+    "relation_info",
+    "resolve_unchanged_toast",
+]
 
 
 def resolve_unchanged_toast(
@@ -367,7 +285,10 @@ class ChangeAssembler:
                 message.commit_time,
                 open_txn.all_messages(_DESCRIBING),
             )
-            yield from self._replay(txn, open_txn.all_messages())
+            if open_txn.overflow is None:
+                yield from _replay_in_memory(self, txn, open_txn.messages)
+            else:
+                yield from self._replay(txn, open_txn.all_messages())
             yield TransactionEnd(txn, message.end_lsn, self._seq)
         finally:
             open_txn.close()
@@ -445,6 +366,13 @@ class ChangeAssembler:
                 )
                 self._seq += 1
 
+    def _py_replay_in_memory(
+        self, txn: TransactionInfo, messages: list[PgOutputMessage]
+    ) -> list[Change]:
+        """:meth:`_replay` of a transaction held in memory, as a list; the reference of
+        cdc/pipeline/_core.pyx's ``replay`` (bounded like the messages it is made from)."""
+        return list(self._replay(txn, messages))
+
     def _row_change(self, txn: TransactionInfo, message: Insert | Update | Delete) -> RowChange:
         relation = self._relation(message.relation_id, type(message).__name__)
         seq = self._seq
@@ -479,6 +407,10 @@ def _py_has_unchanged_toast(values: TupleData) -> bool:
 _has_unchanged_toast: Callable[[TupleData], bool] = (
     compiled.has_unchanged_toast if compiled is not None else _py_has_unchanged_toast
 )
+
+_replay_in_memory: Callable[
+    [ChangeAssembler, TransactionInfo, list[PgOutputMessage]], list[Change]
+] = compiled.replay if compiled is not None else ChangeAssembler._py_replay_in_memory
 
 # Type bytes of the messages that describe a transaction rather than change rows.
 _DESCRIBING = frozenset(b"MO")

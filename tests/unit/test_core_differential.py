@@ -345,9 +345,10 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
     activity, changes = cdc.pipeline.activity, cdc.pipeline.changes
     pgoutput = cdc.pipeline.pgoutput.decode
     saved = activity._row_json, activity._update_json, pgoutput._fast, changes._has_unchanged_toast
-    saved_map = activity._map_row_change
+    saved_map, saved_replay = activity._map_row_change, changes._replay_in_memory
     activity._row_json, activity._update_json = py_row_json, py_update_json
     activity._map_row_change = ActivityMapper._py_row_change
+    changes._replay_in_memory = ChangeAssembler._py_replay_in_memory
     pgoutput._fast = py_fast  # type: ignore[misc]
     changes._has_unchanged_toast = changes._py_has_unchanged_toast
     try:
@@ -359,7 +360,7 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
             pgoutput._fast,  # type: ignore[misc]
             changes._has_unchanged_toast,
         ) = saved
-        activity._map_row_change = saved_map
+        activity._map_row_change, changes._replay_in_memory = saved_map, saved_replay
     assert len(compiled) > 20
     assert compiled == reference
 

@@ -1,0 +1,99 @@
+# The changes of an ordinary transaction held in memory, compiled (included by _core.pyx):
+# ``replay`` mirrors ``ChangeAssembler._py_replay_in_memory`` (cdc.pipeline.changes), its
+# reference. A RowChange is built slot by slot as its ``__init__`` would (it has no
+# ``__post_init__``), a list instead of a generator: the messages are in memory already, so
+# the changes made from them are bounded the same way.
+
+cdef _Slots _RowChange = None
+cdef object _changes_module = None
+cdef object _Relation = None
+cdef object _Truncate = None
+cdef object _Message = None
+
+
+cdef object _make8(
+    _Slots slots, object a, object b, object c, object d, object e, object f, object g,
+    object h
+):
+    obj = _make5(slots, a, b, c, d, e)
+    _store(obj, slots.offsets[5], f)
+    _store(obj, slots.offsets[6], g)
+    return _store(obj, slots.offsets[7], h)
+
+
+cdef object _row_change(object assembler, object txn, object message, object seq):
+    """``ChangeAssembler._row_change``: one Insert, Update or Delete as a RowChange."""
+    cdef object kind = type(message)
+    relation = assembler._relation(message.relation_id, kind.__name__)
+    unchanged = _UNCHANGED
+    if kind is _Insert.cls:
+        new = message.new
+        if has_unchanged_toast(new):
+            new, unavailable = _changes_module.resolve_unchanged_toast(relation, new, None, False)
+            return _make8(_RowChange, txn, seq, relation, "insert", None, new, None, unavailable)
+        return _make8(_RowChange, txn, seq, relation, "insert", None, new, None, ())
+    if kind is _Update.cls:
+        new = message.new
+        old_kind = message.old_kind
+        if has_unchanged_toast(new):
+            new, unavailable = _changes_module.resolve_unchanged_toast(
+                relation, new, message.old, old_kind == "O"
+            )
+            return _make8(
+                _RowChange, txn, seq, relation, "update", message.old, new, old_kind, unavailable
+            )
+        return _make8(_RowChange, txn, seq, relation, "update", message.old, new, old_kind, ())
+    return _make8(
+        _RowChange, txn, seq, relation, "delete", message.old, None, message.old_kind, ()
+    )
+
+
+def replay(object assembler, object txn, list messages):
+    """The changes of ``messages`` (one committed transaction, in order), as a list; the
+    assembler's relation cache and change counter move as its ``_py_replay_in_memory`` moves
+    them."""
+    global _RowChange, _changes_module, _Relation, _Truncate, _Message
+    cdef list changes = []
+    cdef Py_ssize_t seq = 0
+    _unchanged()
+    if _RowChange is None:
+        from dataclasses import fields
+
+        from cdc.pipeline import changes as module
+        from cdc.pipeline import pgoutput
+
+        _RowChange = _Slots(module.RowChange, tuple(f.name for f in fields(module.RowChange)))
+        _changes_module = module
+        _Relation, _Truncate, _Message = pgoutput.Relation, pgoutput.Truncate, pgoutput.Message
+    insert, update, delete = _Insert.cls, _Update.cls, _Delete.cls
+    assembler._seq = 0
+    try:
+        for message in messages:
+            kind = type(message)
+            if kind is insert or kind is update or kind is delete:
+                changes.append(_row_change(assembler, txn, message, seq))
+                seq += 1
+            elif kind is _Relation:
+                assembler._describe(message)
+            elif kind is _Truncate:
+                for relation_id in message.relation_ids:
+                    changes.append(
+                        _changes_module.TableTruncate(
+                            txn,
+                            seq,
+                            assembler._relation(relation_id, "Truncate"),
+                            message.cascade,
+                            message.restart_identity,
+                        )
+                    )
+                    seq += 1
+            elif kind is _Message:
+                changes.append(
+                    _changes_module.TransactionMessage(
+                        txn, seq, message.prefix, message.content, message.lsn
+                    )
+                )
+                seq += 1
+    finally:
+        assembler._seq = seq
+    return changes
