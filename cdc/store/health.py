@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from cdc.sqlfiles import sql_text
@@ -71,32 +70,98 @@ class PipelineHealth:
         return data
 
 
-def pipeline_health(store: Store) -> PipelineHealth:
-    settings = store.settings
-    schema = settings.sink.schema_name
-    now = store.now()
-    checkpoint = store.fetch(
+def readable_tables(store: Store) -> frozenset[str]:
+    """Which of the tables the health reads only when it may (the dead letters, the chain's
+    head and verifications: a reader may be denied them, an older store may lack them)
+    exist and may be read. Ask once in a while (:func:`pipeline_health` takes the answer):
+    a statement that names a table it may not read fails whole."""
+    names = _optional_tables(store)
+    rows = store.fetch(
         sql.SQL(
-            "SELECT commit_lsn::text, end_lsn::text, commit_time FROM {} WHERE slot_name = %s"
-        ).format(sql.Identifier(schema, "checkpoints")),
-        [settings.source.slot],
+            "SELECT name FROM unnest(%(names)s::text[]) AS name, "
+            "to_regclass(quote_ident(%(schema)s) || '.' || quote_ident(name)) AS found "
+            "WHERE found IS NOT NULL AND has_table_privilege(found, 'SELECT')"
+        ),
+        {"names": list(names.values()), "schema": store.schema},
     )
-    commit_lsn, end_lsn, commit_time = checkpoint[0] if checkpoint else (None, None, None)
-    slot_rows = store.fetch(sql.SQL(sql_text("slot_lag.sql")), {"slot": settings.source.slot})
+    found = {row[0] for row in rows}
+    return frozenset(key for key, name in names.items() if name in found)
+
+
+def _optional_tables(store: Store) -> dict[str, str]:
+    return {
+        "dead_letters": "dead_letters",
+        "chain_head": f"{store.settings.sink.table_name}_chain_head",
+        "chain_verifications": "chain_verifications",
+    }
+
+
+def pipeline_health(store: Store, *, readable: frozenset[str] | None = None) -> PipelineHealth:
+    """The health in one statement (one round trip, one snapshot); ``readable``: what
+    :func:`readable_tables` answered (asked here when not given: one round trip more)."""
+    if readable is None:
+        readable = readable_tables(store)
+    rows = store.fetch(_health_query(store, readable), {"slot": store.settings.source.slot})
+    return _health_of(rows[0])
+
+
+def _health_query(store: Store, readable: frozenset[str]) -> sql.Composed:
+    schema = sql.Identifier(store.schema)
+    names = _optional_tables(store)
+
+    def table(key: str) -> sql.Composable:
+        return sql.SQL("{}.{}").format(schema, sql.Identifier(names[key]))
+
+    dead_letters: sql.Composable = sql.SQL("NULL::bigint")
+    if "dead_letters" in readable:
+        dead_letters = sql.SQL("(SELECT count(*) FROM {})").format(table("dead_letters"))
+    head: sql.Composable = sql.SQL(
+        "(SELECT NULL::bigint AS position, NULL::timestamptz AS updated_at)"
+    )
+    if "chain_head" in readable:
+        head = sql.SQL("(SELECT position, updated_at FROM {})").format(table("chain_head"))
+    verification: sql.Composable = sql.SQL(
+        "(SELECT NULL::timestamptz AS verified_at, NULL::boolean AS intact, "
+        "NULL::bigint AS checked, NULL::text AS problem)"
+    )
+    if "chain_verifications" in readable:
+        verification = sql.SQL(
+            "(SELECT verified_at, intact, checked, problem FROM {} "
+            "ORDER BY verified_at DESC LIMIT 1)"
+        ).format(table("chain_verifications"))
+    return sql.SQL(
+        "SELECT now(), c.commit_lsn::text, c.end_lsn::text, c.commit_time, "
+        "s.slot_name, s.active, s.wal_status, s.confirmed_flush_lsn, s.current_lsn, "
+        "s.retained_bytes, s.unconfirmed_bytes, rate.recent, rate.last_hour, {dead_letters}, "
+        "h.position, h.updated_at, v.verified_at, v.intact, v.checked, v.problem "
+        "FROM (SELECT) AS one "
+        "LEFT JOIN {checkpoints} AS c ON c.slot_name = %(slot)s "
+        "LEFT JOIN ({slot_lag}) AS s ON true "
+        "LEFT JOIN (SELECT coalesce(sum(n) FILTER (WHERE bucket >= date_trunc('minute', now()) "
+        "- {rate_back}), 0)::bigint AS recent, coalesce(sum(n), 0)::bigint AS last_hour "
+        "FROM {per_minute} WHERE bucket >= date_trunc('minute', now()) - interval '59 minutes'"
+        ") AS rate ON true "
+        "LEFT JOIN {head} AS h ON true LEFT JOIN {verification} AS v ON true"
+    ).format(
+        dead_letters=dead_letters,
+        checkpoints=sql.SQL("{}.checkpoints").format(schema),
+        slot_lag=sql.SQL(sql_text("slot_lag.sql")),
+        rate_back=sql.Literal(timedelta(minutes=RATE_MINUTES - 1)),
+        per_minute=sql.SQL("{}.activity_per_minute").format(schema),
+        head=head,
+        verification=verification,
+    )
+
+
+def _health_of(row: tuple[Any, ...]) -> PipelineHealth:
+    now, commit_lsn, end_lsn, commit_time = row[:4]
+    slot_name, active, wal_status, confirmed, current, retained, unconfirmed = row[4:11]
+    recent, last_hour, dead_letters, position, updated_at = row[11:16]
+    verified_at, intact, checked, problem = row[16:20]
     slot = None
-    if slot_rows:
-        row = slot_rows[0]
-        slot = SlotStatus(row[0], row[1], row[3], row[6], row[7], row[8], row[9])
-    minute = now.replace(second=0, microsecond=0)
-    rate_start = minute - timedelta(minutes=RATE_MINUTES - 1)
-    rate_rows = store.fetch(
-        sql.SQL(
-            "SELECT coalesce(sum(n) FILTER (WHERE bucket >= %s), 0)::bigint, "
-            "coalesce(sum(n), 0)::bigint FROM {} WHERE bucket >= %s"
-        ).format(sql.Identifier(schema, "activity_per_minute")),
-        [rate_start, minute - timedelta(minutes=59)],
-    )
-    recent, last_hour = rate_rows[0]
+    if slot_name is not None:
+        slot = SlotStatus(slot_name, active, wal_status, confirmed, current, retained, unconfirmed)
+    rate_start = now.replace(second=0, microsecond=0) - timedelta(minutes=RATE_MINUTES - 1)
     elapsed = (now - rate_start).total_seconds()
     return PipelineHealth(
         checked_at=now,
@@ -109,55 +174,11 @@ def pipeline_health(store: Store) -> PipelineHealth:
         slot=slot,
         records_per_second=recent / max(elapsed, 1.0),
         records_last_hour=last_hour,
-        dead_letters=_optional_count(store, sql.Identifier(schema, "dead_letters")),
-        **_chain_head(store),
-        **_last_verification(store),
+        dead_letters=None if dead_letters is None else int(dead_letters),
+        chain_position=None if position is None else int(position),
+        chain_updated_at=updated_at,
+        chain_verified_at=verified_at,
+        chain_intact=intact,
+        chain_checked=None if checked is None else int(checked),
+        chain_problem=problem,
     )
-
-
-def _optional_count(store: Store, table: sql.Identifier) -> int | None:
-    """Rows of a table the reader may be denied, or that an older store lacks: None then."""
-    try:
-        with store.conn.transaction():
-            row = store.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable):
-        return None
-    return int(row[0]) if row else 0
-
-
-def _chain_head(store: Store) -> dict[str, Any]:
-    settings = store.settings
-    head = sql.Identifier(settings.sink.schema_name, f"{settings.sink.table_name}_chain_head")
-    try:
-        with store.conn.transaction():
-            row = store.conn.execute(
-                sql.SQL("SELECT position, updated_at FROM {}").format(head)
-            ).fetchone()
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable):
-        row = None
-    if row is None:
-        return {"chain_position": None, "chain_updated_at": None}
-    return {"chain_position": int(row[0]), "chain_updated_at": row[1]}
-
-
-def _last_verification(store: Store) -> dict[str, Any]:
-    table = sql.Identifier(store.settings.sink.schema_name, "chain_verifications")
-    try:
-        with store.conn.transaction():
-            row = store.conn.execute(
-                sql.SQL(
-                    "SELECT verified_at, intact, checked, problem FROM {} "
-                    "ORDER BY verified_at DESC LIMIT 1"
-                ).format(table)
-            ).fetchone()
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable):
-        row = None
-    if row is None:
-        return {}
-    verified_at, intact, checked, problem = row
-    return {
-        "chain_verified_at": verified_at,
-        "chain_intact": intact,
-        "chain_checked": int(checked),
-        "chain_problem": problem,
-    }

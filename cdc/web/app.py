@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,7 +46,7 @@ from cdc import __version__
 from cdc.config import Settings
 from cdc.errors import CdcError, ConnectError
 from cdc.store import Store, activity_stats
-from cdc.store.health import pipeline_health
+from cdc.store.health import pipeline_health, readable_tables
 from cdc.web import models
 from cdc.web.auth import SESSION_COOKIE, Sessions, TokenCheck
 from cdc.web.params import (
@@ -75,7 +76,8 @@ SECURITY_HEADERS = {
 }
 TRANSACTION_SHOWN = 200  # records of a record's transaction shown with it
 KEEPALIVE_S = 15.0
-LIVE_RETRY_AFTER_S = 10  # a refused live view: when to ask again
+LIVE_RETRY_AFTER_S = 10
+HEALTH_TABLES_S = 60.0  # a refused live view: when to ask again
 
 
 @dataclass
@@ -88,6 +90,15 @@ class Web:
     sessions: Sessions
     live_views: int = 0  # open now; counted on the event loop's thread only
     _search_values: bool | None = field(default=None, repr=False)
+    _health_tables: tuple[float, frozenset[str]] | None = field(default=None, repr=False)
+
+    def health_tables(self, store: Store) -> frozenset[str]:
+        """The health's optional tables the reader may read (asked again every minute: a
+        grant or a migration shows without a restart)."""
+        now = time.monotonic()
+        if self._health_tables is None or now - self._health_tables[0] > HEALTH_TABLES_S:
+            self._health_tables = (now, readable_tables(store))
+        return self._health_tables[1]
 
     @contextlib.contextmanager
     def store(self) -> Iterator[Store]:
@@ -325,7 +336,7 @@ def _api(app: FastAPI, web: Web) -> None:
     def health() -> JSONResponse:
         """Lag, the last recorded commit, records per second, dead letters, slot, chain."""
         with web.store() as store:
-            return _json(pipeline_health(store).as_json())
+            return _json(pipeline_health(store, readable=web.health_tables(store)).as_json())
 
     @app.get(
         "/api/live",

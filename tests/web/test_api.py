@@ -13,11 +13,13 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from cdc.control.partitions import apply_maintenance, plan_maintenance
-from cdc.store import RecordFilter, open_store
+from cdc.store import RecordFilter, Store, open_store
 from cdc.store.chain import record_verification, verify_chain
+from cdc.store.health import pipeline_health, readable_tables
 from cdc.web.app import CONTENT_SECURITY_POLICY
 from cdc.web.auth import TokenCheck
 from cdc.web.server import Access, WebServer, serving
@@ -346,6 +348,17 @@ def test_a_month_of_stats_is_counted_in_days_by_the_reader_role(
     stats = api.get("/api/stats", params={"since": "30d"}).json()
     assert stats["window"]["grain_seconds"] == 86400 and len(stats["trend"]) == 30
     assert stats["total"] == 39 and sum(point["n"] for point in stats["trend"]) == 39
+
+
+def test_health_leaves_out_what_the_reader_may_not_read(platform: Platform) -> None:
+    role = f"reader_{platform.pg.slot.removeprefix('slot_')}"
+    platform.pg.execute(f"REVOKE SELECT ON activity.dead_letters FROM {role}")
+    with psycopg.connect(platform.reader.web_dsn, autocommit=True) as conn:
+        store = Store(conn, platform.reader)
+        assert readable_tables(store) == {"chain_head", "chain_verifications"}
+        health = pipeline_health(store)
+    assert health.dead_letters is None and health.chain_position == 39
+    assert health.records_last_hour == 39 and health.slot is not None
 
 
 def test_every_route_refuses_a_request_without_the_token(server: WebServer) -> None:
