@@ -20,7 +20,6 @@ MAX_FUNCTION_LINES = 80
 
 # Not there yet: path -> lines and "path:function" -> lines, when listed.
 MODULE_DEBTS = {
-    "cdc/control/checks.py": 623,
     "cdc/cutover/migration/switch.py": 725,
     "cdc/metrics.py": 505,
     "cdc/pipeline/activity.py": 773,
