@@ -20,7 +20,6 @@ MAX_FUNCTION_LINES = 80
 
 # Not there yet: path -> lines and "path:function" -> lines, when listed.
 MODULE_DEBTS = {
-    "cdc/cutover/migration/switch.py": 725,
     "cdc/metrics.py": 505,
     "cdc/pipeline/activity.py": 773,
     "cdc/pipeline/sink.py": 828,
@@ -30,7 +29,6 @@ FUNCTION_DEBTS = {
     "cdc/control/failover.py:failover_findings": 102,
     "cdc/cutover/history.py:import_history": 92,
     "cdc/cutover/history.py:record": 90,
-    "cdc/cutover/migration/switch.py:_slot_checks": 83,
     "cdc/demo/run.py:_demo": 91,
     "cdc/metrics.py:__init__": 126,
     "cdc/web/app.py:_api": 169,
