@@ -12,9 +12,10 @@ I/O driver. ``cdc.store`` (below the pipeline: the sink uses its hash chain) rea
 starts the daemon the one way (``cdc.service.run``) and keeps it running, ``cdc.demo`` runs it
 all on a throwaway PostgreSQL, ``cdc.cli`` is the command line. A module imports only from its
 own floor and the ones below (tests/unit/test_architecture.py). The base every floor uses:
-``errors``, ``lsn``, ``config``, ``dsn``, ``connect``, ``retry``, ``logs``, ``metrics``,
-``sqlfiles``, ``failpoints``, ``periodic`` (the background worker of the heartbeat and the slot
-watch); ``cdc.app`` is for the application side.
+``errors``, ``lsn``, ``config`` (+ ``config_sections``), ``dsn``, ``connect``, ``retry``,
+``logs``, ``metrics`` (+ ``metrics_http``), ``sqlfiles``, ``failpoints``, ``periodic`` (the
+background worker of the heartbeat and the slot watch); ``cdc.app`` is for the application
+side.
 """
 
 __version__ = "0.1.0"

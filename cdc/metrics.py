@@ -1,4 +1,4 @@
-"""Prometheus metrics, ``/healthz`` and ``/readyz`` over HTTP.
+"""Prometheus metrics, ``/healthz`` and ``/readyz`` (served over HTTP by cdc/metrics_http.py).
 
 The daemon owns one :class:`Metrics` and calls it once per event that is already rare: a
 written batch, a status update, a reconnect, an error. Nothing is counted per change; the
@@ -49,15 +49,13 @@ would, without the body). ``/readyz`` answers 200 only when the daemon said it s
 from __future__ import annotations
 
 import collections
-import errno
 import logging
 import platform
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -68,11 +66,10 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from cdc import __version__
-from cdc.config import MetricsSettings
-from cdc.errors import CdcError, ConfigError
+from cdc.errors import CdcError
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +128,23 @@ class Metrics:
         self.ready_max_lag_seconds = ready_max_lag_seconds
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
+        self._define_stream(registry)
+        self._define_watches(registry)
+        self._define_jetstream(registry)
+        # process_resident_memory_bytes, process_cpu_seconds_total, open fds, start time...
+        ProcessCollector(registry=registry)
+        Info("activity_cdc_build", "The running version.", registry=registry).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
+        for kind in error_kinds():
+            self._errors.labels(kind=kind)
+        self._lock = threading.Lock()
+        self._is_streaming = False
+        self._not_streaming_reason = "not streaming yet"
+        self._last_lag_seconds: float | None = None
+
+    def _define_stream(self, registry: CollectorRegistry) -> None:
+        """What the daemon writes and where the stream is."""
         self._records = Counter(
             "activity_cdc_records",
             "Activity records written, by source table and operation.",
@@ -184,6 +198,9 @@ class Metrics:
             "1 while waiting for the slot another process streams from (hot standby), else 0.",
             registry=registry,
         )
+
+    def _define_watches(self, registry: CollectorRegistry) -> None:
+        """The heartbeat and the slot watch."""
         self._heartbeat_latency = Gauge(
             "activity_cdc_heartbeat_latency_seconds",
             "From a cdc.heartbeat message's sent_at to the daemon receiving it (end to end).",
@@ -214,6 +231,9 @@ class Metrics:
             "Slot WAL retention: 0 ok, 1 warning, 2 critical (unreserved), 3 lost.",
             registry=registry,
         )
+
+    def _define_jetstream(self, registry: CollectorRegistry) -> None:
+        """The JetStream watch ([sink] kind = "jetstream")."""
         self._jetstream_up = Gauge(
             "activity_cdc_jetstream_up",
             "1 when the last sample of the JetStream stream answered, else 0.",
@@ -242,17 +262,6 @@ class Metrics:
             ["consumer"],
             registry=registry,
         )
-        # process_resident_memory_bytes, process_cpu_seconds_total, open fds, start time...
-        ProcessCollector(registry=registry)
-        Info("activity_cdc_build", "The running version.", registry=registry).info(
-            {"version": __version__, "python": platform.python_version()}
-        )
-        for kind in error_kinds():
-            self._errors.labels(kind=kind)
-        self._lock = threading.Lock()
-        self._is_streaming = False
-        self._not_streaming_reason = "not streaming yet"
-        self._last_lag_seconds: float | None = None
 
     # -- the daemon's calls ------------------------------------------------------------------
 
@@ -366,140 +375,3 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class MetricsServer:
-    """``/metrics``, ``/healthz``, ``/readyz`` on ``bind:port`` in a background thread.
-    ``port=0`` picks a free port (see :attr:`port`).
-
-    A port another process holds is not a configuration error: it is most often the daemon
-    being replaced (still shutting down) or a standby on the same host with the same config.
-    The server then tries again every ``retry_s`` in its thread and serves as soon as the port
-    is free, so the endpoint follows the daemon that outlives the other. An address that
-    cannot work (not on this host, a privileged port) is a ConfigError (exit 4)."""
-
-    def __init__(
-        self, metrics: Metrics, *, bind: str = "127.0.0.1", port: int = 0, retry_s: float = 5.0
-    ) -> None:
-        self.metrics = metrics
-        self._bind, self._port, self._retry_s = bind, port, retry_s
-        self._handler = _handler_for(metrics)
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = self._listen()
-        self._thread = threading.Thread(
-            target=self._serve, name="activity-cdc-metrics", daemon=True
-        )
-
-    def _listen(self) -> ThreadingHTTPServer | None:
-        """The bound server; None: the port is in use."""
-        try:
-            server = ThreadingHTTPServer((self._bind, self._port), self._handler)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return None
-            raise ConfigError(
-                f"cannot serve metrics on {self._bind}:{self._port}: {exc.strerror}; choose "
-                "another [metrics] port or bind"
-            ) from None
-        server.daemon_threads = True
-        return server
-
-    @property
-    def port(self) -> int:
-        server = self._server
-        return int(server.server_address[1]) if server is not None else self._port
-
-    @property
-    def serving(self) -> bool:
-        """False while the port is held by another process (see the class docstring)."""
-        return self._server is not None
-
-    def start(self) -> MetricsServer:
-        if self._server is None:
-            log.warning(
-                "metrics port %s:%d is in use (another daemon on this host?); trying again "
-                "every %gs, serving as soon as it is free",
-                self._bind,
-                self._port,
-                self._retry_s,
-            )
-        self._thread.start()
-        return self
-
-    def _serve(self) -> None:
-        while self._server is None:
-            if self._stopping.wait(self._retry_s):
-                return
-            server = self._listen()
-            with self._lock:
-                if self._stopping.is_set():
-                    if server is not None:
-                        server.server_close()
-                    return
-                self._server = server
-        log.info("metrics on http://%s:%d/metrics", self._server.server_address[0], self.port)
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping.set()
-            server = self._server
-        if server is not None and self._thread.is_alive():
-            server.shutdown()
-        if self._thread.is_alive():
-            self._thread.join()
-        if server is not None:
-            server.server_close()
-
-    def __enter__(self) -> MetricsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "activity-cdc"
-
-        def do_HEAD(self) -> None:
-            # what GET would answer, without the body (probes that only look at the status)
-            self._head_only = True
-            self.do_GET()
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, metrics.exposition(), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                self._send(200, b"ok\n")
-            elif path == "/readyz":
-                ready, reason = metrics.readiness()
-                status = 200 if ready else 503
-                text = f"{'ready' if ready else 'not ready'}: {reason}\n"
-                self._send(status, text.encode())
-            else:
-                self._send(404, b"not found: try /metrics, /healthz, /readyz\n")
-
-        def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if not getattr(self, "_head_only", False):
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("metrics http: " + format, *args)
-
-    return Handler
-
-
-def start_metrics(settings: MetricsSettings) -> tuple[Metrics, MetricsServer | None]:
-    """The daemon's metrics, and their HTTP server when ``[metrics] port`` is set (else None).
-    Stop the server with :meth:`MetricsServer.stop`."""
-    metrics = Metrics(ready_max_lag_seconds=settings.ready_max_lag_seconds)
-    if settings.port == 0:
-        return metrics, None
-    return metrics, MetricsServer(metrics, bind=settings.bind, port=settings.port).start()

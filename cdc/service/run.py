@@ -21,7 +21,8 @@ from cdc.control.heartbeat import HeartbeatEmitter
 from cdc.control.jetstream_watch import JetStreamWatcher
 from cdc.control.slot_watch import SlotWatcher
 from cdc.errors import CdcError
-from cdc.metrics import Metrics, start_metrics
+from cdc.metrics import Metrics
+from cdc.metrics_http import start_metrics
 from cdc.pipeline.loop import RunStats
 from cdc.service.daemon import Daemon
 from cdc.service.supervisor import Supervisor

@@ -58,7 +58,7 @@ def test_a_known_password_never_appears_in_any_output(pg: PgDatabase, tmp_path: 
     assert PASSWORD not in text
     # the metrics endpoint, while a daemon runs: labels and values never hold a DSN
     from cdc.config import load_settings
-    from cdc.metrics import start_metrics
+    from cdc.metrics_http import start_metrics
 
     _metrics, server = start_metrics(load_settings(config).metrics)
     try:

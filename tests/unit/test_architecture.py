@@ -20,7 +20,6 @@ MAX_FUNCTION_LINES = 80
 
 # Not there yet: path -> lines and "path:function" -> lines, when listed.
 MODULE_DEBTS = {
-    "cdc/metrics.py": 505,
     "cdc/pipeline/activity.py": 773,
     "cdc/pipeline/sink.py": 828,
     "cdc/pipeline/values.py": 615,
@@ -30,7 +29,6 @@ FUNCTION_DEBTS = {
     "cdc/cutover/history.py:import_history": 92,
     "cdc/cutover/history.py:record": 90,
     "cdc/demo/run.py:_demo": 91,
-    "cdc/metrics.py:__init__": 126,
     "cdc/web/app.py:_api": 169,
 }
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from cdc.config import MetricsSettings
 from cdc.errors import EXIT_CODES_NOT_RESTARTED
-from cdc.metrics import Metrics, MetricsServer
+from cdc.metrics import Metrics
+from cdc.metrics_http import MetricsServer
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

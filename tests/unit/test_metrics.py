@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from cdc import __version__
 from cdc.config import MetricsSettings, settings_from_mapping
 from cdc.errors import ConfigError
-from cdc.metrics import Metrics, MetricsServer, error_kinds, start_metrics, tally
+from cdc.metrics import Metrics, error_kinds, tally
+from cdc.metrics_http import MetricsServer, start_metrics
 
 
 @pytest.fixture
