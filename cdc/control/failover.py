@@ -109,20 +109,7 @@ def failover_findings(
     here = (conn.info.host, str(conn.info.port))
     others = [pair for pair in dsn_hosts(dsn) if pair != here]
     if version < FAILOVER_SLOTS_SINCE:
-        row = conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()
-        senders = int(row[0]) if row else 0
-        if physical or others or senders > 1:
-            return [
-                Finding(
-                    "warn",
-                    "failover",
-                    f"PostgreSQL {version // 10000} has no failover slots: after a failover to "
-                    f"a standby, slot {slot} is gone and the changes made until a new cdc setup "
-                    'on the promoted server are not recorded; see docs/operations.md "Failover" '
-                    "(PostgreSQL 17 keeps the slot on the standby)",
-                )
-            ]
-        return []
+        return _without_failover_slots(conn, slot, has_standby=bool(physical or others))
     row = conn.execute(
         "SELECT (to_jsonb(s) ->> 'failover')::boolean FROM pg_replication_slots s "
         "WHERE slot_name = %s",
@@ -148,7 +135,43 @@ def failover_findings(
         if name.strip()
     ]
     physical_names = [name for name, _ in physical]
-    if not physical and not others:
+    findings += _standby_slots_findings(
+        slot, dbname, names, physical_names, bool(physical or others)
+    )
+    for host, port in others:
+        findings.append(_standby_finding(dsn, host, port, slot, names or physical_names, dbname))
+    if not findings or all(f.status == "ok" for f in findings):
+        findings.insert(0, Finding("ok", "failover", f"failover slot {slot} kept on a standby"))
+    return findings
+
+
+def _without_failover_slots(
+    conn: psycopg.Connection[Any], slot: str, *, has_standby: bool
+) -> list[Finding]:
+    """Before 17 a failover loses the slot: worth a warning wherever there is a standby."""
+    version = conn.info.server_version
+    row = conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()
+    senders = int(row[0]) if row else 0
+    if has_standby or senders > 1:
+        return [
+            Finding(
+                "warn",
+                "failover",
+                f"PostgreSQL {version // 10000} has no failover slots: after a failover to "
+                f"a standby, slot {slot} is gone and the changes made until a new cdc setup "
+                'on the promoted server are not recorded; see docs/operations.md "Failover" '
+                "(PostgreSQL 17 keeps the slot on the standby)",
+            )
+        ]
+    return []
+
+
+def _standby_slots_findings(
+    slot: str, dbname: str, names: list[str], physical_names: list[str], has_standby: bool
+) -> list[Finding]:
+    """A standby that keeps the slot, and synchronized_standby_slots naming it."""
+    findings: list[Finding] = []
+    if not has_standby:
         findings.append(
             Finding(
                 "warn",
@@ -190,10 +213,6 @@ def failover_findings(
                     "only after that standby has them",
                 )
             )
-    for host, port in others:
-        findings.append(_standby_finding(dsn, host, port, slot, names or physical_names, dbname))
-    if not findings or all(f.status == "ok" for f in findings):
-        findings.insert(0, Finding("ok", "failover", f"failover slot {slot} kept on a standby"))
     return findings
 
 
