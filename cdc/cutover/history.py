@@ -149,34 +149,9 @@ class LegacyMapper:
             if changed and all(name in self.ignore for name in changed):
                 return None  # only ignored columns (e.g. updated_at) changed
             changes = {name: {"old": old.get(name), "new": new.get(name)} for name in changed}
-        action, severity, category = (
-            self.actions[operation],
-            self._severity(operation),
-            self.category,
-        )
-        for rule in self.rules.rules if self.rules else ():
-            if operation not in rule.operations or new is None or rule.column not in new:
-                continue
-            after = new[rule.column]
-            if operation == "update":
-                before = (old or {}).get(rule.column)
-                if before == after or (rule.from_value is not None and before != rule.from_value):
-                    continue
-            if rule.to_value is not None and after != rule.to_value:
-                continue
-            action = rule.action
-            severity = rule.severity or severity
-            category = rule.category or category
-            break
+        action, severity, category = self._classified(operation, old, new)
         entity_id = self._entity_id(new if new is not None else old)
-        actor = None
-        for row in (new, old):
-            for column in self.actor_columns if row is not None else ():
-                if row is not None and row.get(column) is not None:
-                    actor = _text(row[column])
-                    break
-            if actor is not None:
-                break
+        actor = self._actor(old, new)
         summary = (
             f"{self.entity_type} {entity_id if entity_id is not None else '(no key)'} "
             f"{_PAST_TENSE[operation]}"
@@ -188,19 +163,7 @@ class LegacyMapper:
         summary += f" ({action})"
         red_old = self._redacted(old) if old is not None else None
         red_new = self._redacted(new) if new is not None else None
-        red_changes = (
-            {
-                name: {
-                    side: (self.redact(_text(v) or "") if v is not None else None)
-                    for side, v in change.items()
-                }
-                if self.matcher.fullmatch(name)
-                else change
-                for name, change in changes.items()
-            }
-            if changes is not None
-            else None
-        )
+        red_changes = self._redacted_changes(changes) if changes is not None else None
         return ActivityRecord(
             changed_at.isoformat(),
             SOURCE_LEGACY,
@@ -223,6 +186,48 @@ class LegacyMapper:
             NO_LSN,
             legacy_id % 2**31,
         )
+
+    def _classified(
+        self, operation: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> tuple[str, str, str]:
+        """(action, severity, category): the first transition rule that matches, else the
+        table's defaults for the operation."""
+        action, severity, category = (
+            self.actions[operation],
+            self._severity(operation),
+            self.category,
+        )
+        for rule in self.rules.rules if self.rules else ():
+            if operation not in rule.operations or new is None or rule.column not in new:
+                continue
+            after = new[rule.column]
+            if operation == "update":
+                before = (old or {}).get(rule.column)
+                if before == after or (rule.from_value is not None and before != rule.from_value):
+                    continue
+            if rule.to_value is not None and after != rule.to_value:
+                continue
+            return rule.action, rule.severity or severity, rule.category or category
+        return action, severity, category
+
+    def _actor(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> str | None:
+        """The first actor column that holds a value, new row first."""
+        for row in (new, old):
+            for column in self.actor_columns if row is not None else ():
+                if row is not None and row.get(column) is not None:
+                    return _text(row[column])
+        return None
+
+    def _redacted_changes(self, changes: dict[str, Any]) -> dict[str, Any]:
+        return {
+            name: {
+                side: (self.redact(_text(v) or "") if v is not None else None)
+                for side, v in change.items()
+            }
+            if self.matcher.fullmatch(name)
+            else change
+            for name, change in changes.items()
+        }
 
 
 @dataclass
@@ -307,14 +312,7 @@ def import_history(
             total = int(row[0]) if row else 0
             chunk_sql = legacy_query(settings, "triggers/legacy_import_chunk.sql")
             shadow_sql = sql_template("store/shadow_xids.sql", schema=schema, records=records_table)
-            upsert = sql.SQL(
-                "INSERT INTO {}.legacy_imports AS i (import_key, last_id, rows_read, records, "
-                "skipped_shadow) VALUES (%(key)s, %(last)s, %(read)s, %(records)s, %(skipped)s) "
-                "ON CONFLICT (import_key) DO UPDATE SET last_id = EXCLUDED.last_id, "
-                "rows_read = i.rows_read + EXCLUDED.rows_read, records = i.records + "
-                "EXCLUDED.records, skipped_shadow = i.skipped_shadow + EXCLUDED.skipped_shadow, "
-                "updated_at = now()"
-            ).format(sql.Identifier(schema))
+            upsert = sql_template("store/legacy_import_position.sql", schema=schema)
             started = time.monotonic()
             last_id, read, written, skipped = start_id, 0, 0, 0
             while True:
@@ -324,16 +322,7 @@ def import_history(
                 if not rows:
                     break
                 recorded = _recorded_by_cdc(sink, shadow_sql, rows)
-                records = []
-                chunk_skipped = 0
-                for legacy_id, xid, table_name, _schema, operation, old, new, changed_at in rows:
-                    mapper = mappers[table_name]
-                    if (mapper.schema, mapper.table, xid) in recorded:
-                        chunk_skipped += 1
-                        continue
-                    record = mapper.record(legacy_id, xid, operation, old, new, changed_at)
-                    if record is not None:
-                        records.append(record)
+                records, chunk_skipped = _chunk_records(rows, mappers, recorded)
                 chunk_last = int(rows[-1][0])
                 if not dry_run:
                     sink.write(Flush(records, None))
@@ -354,6 +343,26 @@ def import_history(
         finally:
             sink.close()
     return ImportResult(read, written, skipped, start_id, last_id, dry_run)
+
+
+def _chunk_records(
+    rows: Iterable[tuple[Any, ...]],
+    mappers: dict[str, LegacyMapper],
+    recorded: set[tuple[str, str, int]],
+) -> tuple[list[ActivityRecord], int]:
+    """The records of a chunk of the legacy log, and how many of its rows CDC recorded already
+    (left out)."""
+    records = []
+    skipped = 0
+    for legacy_id, xid, table_name, _schema, operation, old, new, changed_at in rows:
+        mapper = mappers[table_name]
+        if (mapper.schema, mapper.table, xid) in recorded:
+            skipped += 1
+            continue
+        record = mapper.record(legacy_id, xid, operation, old, new, changed_at)
+        if record is not None:
+            records.append(record)
+    return records, skipped
 
 
 def _recorded_by_cdc(
