@@ -13,7 +13,7 @@ import random
 import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,11 @@ def run_demo(options: DemoOptions) -> Iterator[str]:
         yield "removed the throwaway PostgreSQL"
 
 
-def _demo(server: EmbeddedPostgres, options: DemoOptions) -> Iterator[str]:
+def _prepare(
+    server: EmbeddedPostgres, options: DemoOptions
+) -> Generator[str, None, tuple[str, Settings, GroundTruth]]:
+    """The platform loaded, cdc setup run and the platform seeded: its DSN, the settings and
+    the seed's ground truth."""
     yield f"  running on 127.0.0.1:{server.port} (data in {server.datadir})"
     with psycopg.connect(server.dsn, autocommit=True) as admin:
         admin.execute("CREATE DATABASE platform")
@@ -74,6 +78,11 @@ def _demo(server: EmbeddedPostgres, options: DemoOptions) -> Iterator[str]:
         truth = seed(conn, scale=2, rng=random.Random(options.rng_seed))
     yield f"seeded {truth.total()} rows (users, issuers, projects, tokens, investors, ...)"
 
+    return dsn, settings, truth
+
+
+def _demo(server: EmbeddedPostgres, options: DemoOptions) -> Iterator[str]:
+    dsn, settings, truth = yield from _prepare(server, options)
     yield "\n$ cdc run   (in the background) + a mixed platform workload "
     yield (
         f"  {options.clients} clients for {options.duration_s:.0f}s: sign-ups, KYC, "
@@ -106,23 +115,7 @@ def _demo(server: EmbeddedPostgres, options: DemoOptions) -> Iterator[str]:
     workload.start()
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            shown = 0
-            while workload.is_alive() or shown == 0:
-                time.sleep(1.0)
-                if failure:
-                    raise failure[0]
-                count = conn.execute("SELECT count(*) FROM activity.records").fetchone()
-                total = count[0] if count else 0
-                latest = conn.execute(
-                    "SELECT severity, summary FROM activity.records "
-                    "ORDER BY commit_lsn DESC, seq DESC LIMIT 2"
-                ).fetchall()
-                lag = slot_lag(settings)
-                yield (
-                    f"  {total:>7} records | unconfirmed WAL {lag.unconfirmed_bytes or 0:>9} B"
-                    + "".join(f" | [{sev}] {summary}" for sev, summary in latest[:1])
-                )
-                shown += 1
+            yield from _progress(conn, settings, workload, failure)
             workload.join()
             yield from _catch_up(settings, failure)
             service.request_stop()
@@ -143,6 +136,32 @@ def _demo(server: EmbeddedPostgres, options: DemoOptions) -> Iterator[str]:
             f"to see these records in the browser: cdc demo --serve, then open "
             f"http://127.0.0.1:{port}/monitor (and /dashboard)"
         )
+
+
+def _progress(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    workload: threading.Thread,
+    failure: list[BaseException],
+) -> Iterator[str]:
+    """A line a second while the workload runs: records so far, the slot's lag, the latest."""
+    shown = 0
+    while workload.is_alive() or shown == 0:
+        time.sleep(1.0)
+        if failure:
+            raise failure[0]
+        count = conn.execute("SELECT count(*) FROM activity.records").fetchone()
+        total = count[0] if count else 0
+        latest = conn.execute(
+            "SELECT severity, summary FROM activity.records "
+            "ORDER BY commit_lsn DESC, seq DESC LIMIT 2"
+        ).fetchall()
+        lag = slot_lag(settings)
+        yield (
+            f"  {total:>7} records | unconfirmed WAL {lag.unconfirmed_bytes or 0:>9} B"
+            + "".join(f" | [{sev}] {summary}" for sev, summary in latest[:1])
+        )
+        shown += 1
 
 
 def _catch_up(settings: Any, failure: list[BaseException]) -> Iterator[str]:
