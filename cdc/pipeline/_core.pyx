@@ -99,25 +99,72 @@ cdef object _make5(_Slots slots, object a, object b, object c, object d, object 
 # What cdc.pipeline.pgoutput defines, read on first use (that module imports this one).
 cdef object _UNCHANGED = None
 cdef _Slots _Insert, _Update, _Delete, _Begin, _Commit
-cdef object _pg_time
 
 
 cdef inline object _unchanged():
-    global _UNCHANGED, _Insert, _Update, _Delete, _Begin, _Commit, _pg_time
+    global _UNCHANGED, _Insert, _Update, _Delete, _Begin, _Commit
     if _UNCHANGED is None:
         from dataclasses import fields
 
         from cdc.pipeline import pgoutput
-        from cdc.pipeline.pgoutput.reader import pg_time
 
         def slots(cls):
             return _Slots(cls, tuple(field.name for field in fields(cls)))
 
         _Insert, _Update, _Delete = slots(pgoutput.Insert), slots(pgoutput.Update), slots(pgoutput.Delete)
         _Begin, _Commit = slots(pgoutput.Begin), slots(pgoutput.Commit)
-        _pg_time = pg_time
         _UNCHANGED = pgoutput.UNCHANGED_TOAST
     return _UNCHANGED
+
+
+# --- a commit time: Int64 microseconds since 2000-01-01 UTC -> datetime -----------------------
+# ``cdc.pipeline.pgoutput.reader.pg_time`` (the reference) adds a timedelta to the epoch; here
+# the calendar date comes from the day number (H. Hinnant's civil_from_days), and the last
+# conversion is kept, since a transaction's Begin and Commit carry the same time.
+
+from cpython.datetime cimport datetime_new, import_datetime
+
+import_datetime()
+
+cdef long long _US_PER_DAY = 86400000000LL
+cdef long long _last_micros = 0
+cdef object _last_moment = None
+cdef object _utc = None
+
+
+cdef object _commit_time(long long micros):
+    global _last_micros, _last_moment, _utc
+    cdef long long days, rem, z, era, doe, yoe, year, doy, mp, day, month
+    if _last_moment is not None and micros == _last_micros:
+        return _last_moment
+    if _utc is None:
+        from datetime import UTC
+
+        _utc = UTC
+    days = micros / _US_PER_DAY
+    rem = micros % _US_PER_DAY
+    if rem < 0:
+        rem += _US_PER_DAY
+        days -= 1
+    z = days + 10957 + 719468  # days since 1970-01-01, shifted to 0000-03-01
+    era = (z if z >= 0 else z - 146096) / 146097
+    doe = z - era * 146097
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+    year = yoe + era * 400
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+    mp = (5 * doy + 2) / 153
+    day = doy - (153 * mp + 2) / 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    if month <= 2:
+        year += 1
+    if year < 1 or year > 9999:
+        raise OverflowError("date value out of range")
+    moment = datetime_new(
+        <int>year, <int>month, <int>day, <int>(rem / 3600000000LL),
+        <int>(rem / 60000000LL % 60), <int>(rem / 1000000 % 60), <int>(rem % 1000000), _utc
+    )
+    _last_micros, _last_moment = micros, moment
+    return moment
 
 
 cdef inline unsigned int _u32(const unsigned char* p) noexcept:
@@ -202,12 +249,12 @@ def decode_fast(bytes data not None, bint in_stream):
         if size != 21:
             raise ValueError("length")
         micros = <long long>_u64(buf + 9)
-        return _make3(_Begin, _u64(buf + 1), _pg_time(micros), _u32(buf + 17))
+        return _make3(_Begin, _u64(buf + 1), _commit_time(micros), _u32(buf + 17))
     if kind == 67:  # 'C': flags, commit_lsn, end_lsn, commit_time
         if size != 26:
             raise ValueError("length")
         micros = <long long>_u64(buf + 18)
-        return _make4(_Commit, buf[1], _u64(buf + 2), _u64(buf + 10), _pg_time(micros))
+        return _make4(_Commit, buf[1], _u64(buf + 2), _u64(buf + 10), _commit_time(micros))
     return None
 
 

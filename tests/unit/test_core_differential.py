@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import pickle
+import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -168,6 +169,21 @@ def test_decode_fast_reads_every_message_as_the_reference_does(
     compiled = outcome(decode_fast, truncated, in_stream)
     reference = outcome(py_fast, truncated, in_stream)
     assert compiled == reference or "error" in (compiled[0], reference[0])
+
+
+@settings(max_examples=1000)
+@given(
+    st.integers(-(2**63), 2**63 - 1) | st.integers(-63082281600000001, 252455616000000000),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**32 - 1),
+)
+def test_a_commit_time_is_read_as_the_reference_reads_it(micros: int, lsn: int, xid: int) -> None:
+    """Begin and Commit: the compiled calendar arithmetic gives pg_time's datetime, or the
+    same error outside datetime's range (years 1 to 9999)."""
+    begin = b"B" + struct.pack("!QqI", lsn, micros, xid)
+    commit = b"C\x00" + struct.pack("!QQq", lsn, lsn, micros)
+    for data in (begin, commit):
+        assert outcome(decode_fast, data, False) == outcome(py_fast, data, False)
 
 
 @given(st.binary(max_size=120), st.booleans())
