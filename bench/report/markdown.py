@@ -117,6 +117,35 @@ def _write(section: Section) -> list[str]:
         f"{_num(cdc.get('daemon_lag_bytes_at_end'))} bytes behind when the workload stopped, "
         f"caught up {_num(cdc.get('daemon_catch_up_s'), 2)} s later.",
         "",
+        *_database_cpu(section),
+    ]
+
+
+def _database_cpu(section: Section) -> list[str]:
+    """Server CPU per audited row change (absent from results made before it was measured)."""
+    cpu = section.get("database_cpu_per_change")
+    if not cpu:
+        return []
+    modes = section["modes"]
+    cdc = modes["cdc"]
+    rows = [
+        [mode, _num(modes[mode].get("cluster_cpu_us_per_change"), 1)]
+        for mode in ("none", "triggers", "cdc")
+    ]
+    return [
+        "Server CPU per row change (the whole PostgreSQL cluster from /proc, pgbench's run):",
+        "",
+        *_table(["mode", "cluster CPU µs/change"], rows),
+        f"Triggers add {_num(cpu.get('triggers_added_us'), 1)} µs/change, CDC adds "
+        f"{_num(cpu.get('cdc_added_us'), 1)}; CDC's own server processes: walsender "
+        f"{_num(cdc.get('walsender_cpu_us_per_change'), 1)} + sink backend "
+        f"{_num(cdc.get('sink_backend_cpu_us_per_change'), 1)} = "
+        f"{_num(cpu.get('cdc_walsender_sink_us'), 1)} µs/change, "
+        f"x{_num(cpu.get('ratio_cdc_to_triggers_added'), 2)} of the triggers' addition "
+        f"(target <= 0.5), beside a co-located TPS ratio of "
+        f"{_num(section['ratios_to_none'].get('cdc'), 3)}. Daemon: "
+        f"{_num(cdc.get('daemon_cpu_us_per_change'), 1)} µs/change.",
+        "",
     ]
 
 

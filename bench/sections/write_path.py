@@ -16,11 +16,21 @@ behind it was when pgbench ended and how long it took to catch up are reported w
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from bench.cdc_process import SLOT, DaemonProcess, cdc_setup
+from bench.cluster_cpu import (
+    backend_cpu_s,
+    children,
+    cluster_cpu_s,
+    daemon_backends,
+    postmaster_pid,
+    wait_clients_gone,
+)
 from bench.context import BenchContext, log, platform_change_counts, rotated, target
 from bench.platform_db import create_platform_db
+from bench.process_probe import ProcessUsage
 from bench.slots import commit_marker, confirmed_flush, insert_lsn, lsn_bytes, wait_recorded
 from bench.stats import median, ratio
 from bench.workload import PLATFORM_MIX, PgbenchOptions, PgbenchResult, run_pgbench
@@ -28,6 +38,9 @@ from bench.workload import PLATFORM_MIX, PgbenchOptions, PgbenchResult, run_pgbe
 MODES: tuple[str, ...] = ("none", "triggers", "cdc")
 WARMUP_S = 3.0
 TPS_TARGET = 0.90  # CDC keeps at least this share of the TPS without auditing
+# The server CPU CDC costs per change (walsender + sink backend: what a user pays when the
+# daemon runs on another host) is at most this share of what the triggers add (issue 17).
+DATABASE_CPU_TARGET = 0.5
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
@@ -73,9 +86,14 @@ def _run_mode(
                 daemon = DaemonProcess(dsn, ctx.logdir / f"write-cdc-{label}.log").start()
                 daemon.wait_streaming(conn)
                 wait_recorded(conn, commit_marker(conn))
+            postmaster = postmaster_pid(conn)
+            known = children(postmaster)  # everything but pgbench's backends-to-be
+            backends = daemon_backends(conn, dbname=dbname, slot=SLOT) if daemon else {}
             changes_before = platform_change_counts(conn)
             wal_before = insert_lsn(conn)
             cpu_before = daemon.usage_now() if daemon else None
+            backends_before = backend_cpu_s(backends)
+            cluster_before = cluster_cpu_s(postmaster)
             result = run_pgbench(
                 ctx.server.bindir,
                 dsn,
@@ -86,7 +104,6 @@ def _run_mode(
             wal_after = insert_lsn(conn)
             cpu_after = daemon.usage_now() if daemon else None
             run = _describe(result)
-            run["row_changes"] = platform_change_counts(conn) - changes_before
             run["wal_bytes_per_txn"] = round(
                 lsn_bytes(conn, wal_after, wal_before) / max(result.transactions, 1)
             )
@@ -101,6 +118,20 @@ def _run_mode(
                     run["daemon_cpu_share"] = round(
                         (cpu_after.cpu_s - cpu_before.cpu_s) / max(result.duration_s, 1e-9), 3
                     )
+            # The window closes once pgbench's backends are reaped (their CPU is then in the
+            # postmaster's cutime) and, with CDC, once the daemon has recorded all of it.
+            wait_clients_gone(conn, postmaster, known)
+            cluster_s = cluster_cpu_s(postmaster) - cluster_before
+            run["row_changes"] = platform_change_counts(conn) - changes_before
+            run.update(_cpu_per_change(run["row_changes"], cluster_s))
+            if daemon is not None:
+                run.update(
+                    _daemon_cpu_per_change(
+                        run["row_changes"],
+                        _spent(backends_before, backend_cpu_s(backends)),
+                        _spent_process(cpu_before, daemon.usage_now()),
+                    )
+                )
                 exit_ = daemon.stop()
                 daemon = None
                 run["daemon_peak_rss_mb"] = round(exit_.peak_rss_bytes / 2**20, 1)
@@ -110,6 +141,42 @@ def _run_mode(
             if daemon is not None:
                 daemon.kill()
     return run
+
+
+def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each server process spent in the window (nan if it did not live through it:
+    an exited backend's counters are gone)."""
+    return {role: after[role] - before[role] if role in after else math.nan for role in before}
+
+
+def _spent_process(before: ProcessUsage | None, after: ProcessUsage | None) -> float:
+    return after.cpu_s - before.cpu_s if before and after else math.nan
+
+
+def _per_change_us(cpu_s: float, changes: int) -> float:
+    return round(cpu_s / max(changes, 1) * 1e6, 2)
+
+
+def _cpu_per_change(changes: int, cluster_s: float) -> dict[str, Any]:
+    return {
+        "cluster_cpu_s": round(cluster_s, 3),
+        "cluster_cpu_us_per_change": _per_change_us(cluster_s, changes),
+    }
+
+
+def _daemon_cpu_per_change(
+    changes: int, backends_s: dict[str, float], daemon_s: float
+) -> dict[str, Any]:
+    walsender_s = backends_s.get("walsender", math.nan)
+    sink_s = backends_s.get("sink_backend", math.nan)
+    return {
+        "walsender_cpu_s": round(walsender_s, 3),
+        "sink_backend_cpu_s": round(sink_s, 3),
+        "walsender_cpu_us_per_change": _per_change_us(walsender_s, changes),
+        "sink_backend_cpu_us_per_change": _per_change_us(sink_s, changes),
+        "daemon_cpu_s": round(daemon_s, 3),
+        "daemon_cpu_us_per_change": _per_change_us(daemon_s, changes),
+    }
 
 
 def _describe(result: PgbenchResult) -> dict[str, Any]:
@@ -150,6 +217,17 @@ def _summarise(ctx: BenchContext, runs: dict[str, list[dict[str, Any]]]) -> dict
         [r["daemon_lag_bytes_at_end"] for r in cdc_runs]
     )
     summary["cdc"]["daemon_cpu_share"] = median([r.get("daemon_cpu_share", 0.0) for r in cdc_runs])
+    for mode in MODES:
+        summary[mode]["cluster_cpu_us_per_change"] = _median_of(
+            runs[mode], "cluster_cpu_us_per_change"
+        )
+    for key in (
+        "walsender_cpu_us_per_change",
+        "sink_backend_cpu_us_per_change",
+        "daemon_cpu_us_per_change",
+    ):
+        summary["cdc"][key] = _median_of(cdc_runs, key)
+    database_cpu = _database_cpu(runs)
     return {
         "status": "ok",
         "workload": {
@@ -163,6 +241,46 @@ def _summarise(ctx: BenchContext, runs: dict[str, list[dict[str, Any]]]) -> dict
         "runs": runs,
         "targets": [
             target("write path: CDC TPS / no auditing", ratios["cdc"], ">=", TPS_TARGET, "ratio"),
+            target(
+                "database CPU per audited change: CDC (walsender + sink) / triggers' added",
+                database_cpu["ratio_cdc_to_triggers_added"],
+                "<=",
+                DATABASE_CPU_TARGET,
+                "ratio",
+            ),
         ],
+        "database_cpu_per_change": database_cpu,
         "compared": {"triggers_tps_ratio": ratios["triggers"]},
     }
+
+
+def _median_of(mode_runs: list[dict[str, Any]], key: str) -> float:
+    return round(median([r.get(key, math.nan) for r in mode_runs]), 2)
+
+
+def _database_cpu(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """What each kind of auditing costs the database per row change, in µs of server CPU,
+    per round (the three modes of a round ran minutes apart), then the median: the triggers'
+    and CDC's additions to the cluster's CPU over no auditing, and CDC's own server processes."""
+    rounds: list[dict[str, float]] = []
+    for none, triggers, cdc in zip(runs["none"], runs["triggers"], runs["cdc"], strict=True):
+        base = none["cluster_cpu_us_per_change"]
+        triggers_added = triggers["cluster_cpu_us_per_change"] - base
+        cdc_own = cdc.get("walsender_cpu_us_per_change", math.nan) + cdc.get(
+            "sink_backend_cpu_us_per_change", math.nan
+        )
+        cdc_added = cdc["cluster_cpu_us_per_change"] - base
+        positive = triggers_added if triggers_added > 0 else math.nan
+        rounds.append(
+            {
+                "triggers_added_us": round(triggers_added, 2),
+                "cdc_added_us": round(cdc_added, 2),
+                "cdc_walsender_sink_us": round(cdc_own, 2),
+                # Triggers adding nothing (or less than noise) leave no ratio, never a pass.
+                "ratio_cdc_to_triggers_added": round(ratio(cdc_own, positive), 4),
+                "ratio_cdc_added_to_triggers_added": round(ratio(cdc_added, positive), 4),
+            }
+        )
+    summary: dict[str, Any] = {key: round(median([r[key] for r in rounds]), 4) for key in rounds[0]}
+    summary["per_round"] = rounds
+    return summary
