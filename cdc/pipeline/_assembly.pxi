@@ -5,6 +5,9 @@
 # the changes made from them are bounded the same way.
 
 cdef _Slots _RowChange = None
+cdef _Slots _TransactionInfo = None
+cdef _Slots _TransactionEnd = None
+cdef object _Origin = None
 cdef object _changes_module = None
 cdef object _Relation = None
 cdef object _Truncate = None
@@ -48,23 +51,50 @@ cdef object _row_change(object assembler, object txn, object message, object seq
     )
 
 
-def replay(object assembler, object txn, list messages):
-    """The changes of ``messages`` (one committed transaction, in order), as a list; the
-    assembler's relation cache and change counter move as its ``_py_replay_in_memory`` moves
-    them."""
-    global _RowChange, _changes_module, _Relation, _Truncate, _Message
+cdef _load_assembly():
+    global _RowChange, _TransactionInfo, _TransactionEnd, _changes_module
+    global _Relation, _Truncate, _Message, _Origin
+    if _RowChange is not None:
+        return
+    from dataclasses import fields
+
+    from cdc.pipeline import changes as module
+    from cdc.pipeline import pgoutput
+
+    def slots(cls):
+        return _Slots(cls, tuple(f.name for f in fields(cls)))
+
+    _TransactionInfo, _TransactionEnd = slots(module.TransactionInfo), slots(module.TransactionEnd)
+    _changes_module = module
+    _Relation, _Truncate, _Message = pgoutput.Relation, pgoutput.Truncate, pgoutput.Message
+    _Origin = pgoutput.Origin
+    _RowChange = slots(module.RowChange)
+
+
+def transaction_info(object xid, object commit_lsn, object commit_time, list messages):
+    """``cdc.pipeline.changes._transaction_info`` over a transaction held in memory: its
+    origin and its logical messages, in order."""
+    cdef list logical = []
+    _unchanged()
+    _load_assembly()
+    origin = None
+    for message in messages:
+        kind = type(message)
+        if kind is _Message:
+            logical.append(message)
+        elif kind is _Origin:
+            origin = message.name
+    return _make5(_TransactionInfo, xid, commit_lsn, commit_time, origin, tuple(logical))
+
+
+def replay(object assembler, object txn, list messages, object end_lsn):
+    """The changes of ``messages`` (one committed transaction, in order) and its
+    TransactionEnd, as a list; the assembler's relation cache and change counter move as its
+    ``_py_replay_in_memory`` moves them."""
     cdef list changes = []
     cdef Py_ssize_t seq = 0
     _unchanged()
-    if _RowChange is None:
-        from dataclasses import fields
-
-        from cdc.pipeline import changes as module
-        from cdc.pipeline import pgoutput
-
-        _RowChange = _Slots(module.RowChange, tuple(f.name for f in fields(module.RowChange)))
-        _changes_module = module
-        _Relation, _Truncate, _Message = pgoutput.Relation, pgoutput.Truncate, pgoutput.Message
+    _load_assembly()
     insert, update, delete = _Insert.cls, _Update.cls, _Delete.cls
     assembler._seq = 0
     try:
@@ -96,4 +126,5 @@ def replay(object assembler, object txn, list messages):
                 seq += 1
     finally:
         assembler._seq = seq
+    changes.append(_make3(_TransactionEnd, txn, end_lsn, seq))
     return changes

@@ -279,16 +279,20 @@ class ChangeAssembler:
                 f"commit LSN {message.commit_lsn:X} does not match Begin's {open_txn.commit_lsn:X}",
             )
         try:
+            if open_txn.overflow is None:  # all in memory: compiled where built
+                messages = open_txn.messages
+                txn = _info_in_memory(
+                    open_txn.xid, message.commit_lsn, message.commit_time, messages
+                )
+                yield from _replay_in_memory(self, txn, messages, message.end_lsn)
+                return
             txn = _transaction_info(
                 open_txn.xid,
                 message.commit_lsn,
                 message.commit_time,
                 open_txn.all_messages(_DESCRIBING),
             )
-            if open_txn.overflow is None:
-                yield from _replay_in_memory(self, txn, open_txn.messages)
-            else:
-                yield from self._replay(txn, open_txn.all_messages())
+            yield from self._replay(txn, open_txn.all_messages())
             yield TransactionEnd(txn, message.end_lsn, self._seq)
         finally:
             open_txn.close()
@@ -367,11 +371,11 @@ class ChangeAssembler:
                 self._seq += 1
 
     def _py_replay_in_memory(
-        self, txn: TransactionInfo, messages: list[PgOutputMessage]
+        self, txn: TransactionInfo, messages: list[PgOutputMessage], end_lsn: int
     ) -> list[Change]:
-        """:meth:`_replay` of a transaction held in memory, as a list; the reference of
-        cdc/pipeline/_core.pyx's ``replay`` (bounded like the messages it is made from)."""
-        return list(self._replay(txn, messages))
+        """:meth:`_replay` of a transaction held in memory and its end, as a list; the
+        reference of cdc/pipeline/_core.pyx's ``replay`` (bounded like its messages)."""
+        return [*self._replay(txn, messages), TransactionEnd(txn, end_lsn, self._seq)]
 
     def _row_change(self, txn: TransactionInfo, message: Insert | Update | Delete) -> RowChange:
         relation = self._relation(message.relation_id, type(message).__name__)
@@ -409,7 +413,7 @@ _has_unchanged_toast: Callable[[TupleData], bool] = (
 )
 
 _replay_in_memory: Callable[
-    [ChangeAssembler, TransactionInfo, list[PgOutputMessage]], list[Change]
+    [ChangeAssembler, TransactionInfo, list[PgOutputMessage], int], list[Change]
 ] = compiled.replay if compiled is not None else ChangeAssembler._py_replay_in_memory
 
 # Type bytes of the messages that describe a transaction rather than change rows.
@@ -430,3 +434,8 @@ def _transaction_info(
             assert isinstance(message, Origin)
             origin = message.name
     return TransactionInfo(xid, commit_lsn, commit_time, origin, tuple(logical))
+
+
+_Info = Callable[[int, int, datetime, list[PgOutputMessage]], TransactionInfo]
+# _transaction_info over a transaction held in memory (cdc/pipeline/_core.pyx where built)
+_info_in_memory: _Info = compiled.transaction_info if compiled is not None else _transaction_info

@@ -362,6 +362,8 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
     pgoutput = cdc.pipeline.pgoutput.decode
     saved = activity._row_json, activity._update_json, pgoutput._fast, changes._has_unchanged_toast
     saved_map, saved_replay = activity._map_row_change, changes._replay_in_memory
+    saved_info = changes._info_in_memory
+    changes._info_in_memory = changes._transaction_info
     activity._row_json, activity._update_json = py_row_json, py_update_json
     activity._map_row_change = ActivityMapper._py_row_change
     changes._replay_in_memory = ChangeAssembler._py_replay_in_memory
@@ -377,6 +379,7 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
             changes._has_unchanged_toast,
         ) = saved
         activity._map_row_change, changes._replay_in_memory = saved_map, saved_replay
+        changes._info_in_memory = saved_info
     assert len(compiled) > 20
     assert compiled == reference
 
