@@ -14,7 +14,7 @@ all on a throwaway PostgreSQL, ``cdc.cli`` is the command line. A module imports
 own floor and the ones below (tests/unit/test_architecture.py). The base every floor uses:
 ``errors``, ``lsn``, ``config`` (+ ``config_sections``), ``dsn``, ``connect``, ``retry``,
 ``logs``, ``metrics`` (+ ``metrics_http``), ``sqlfiles``, ``failpoints``, ``periodic`` (the
-background worker of the heartbeat and the slot watch); ``cdc.app`` is for the application
+periodic thread of the heartbeat, slot and JetStream watches); ``cdc.app`` is for the application
 side.
 """
 

@@ -1,13 +1,14 @@
-"""A periodic background worker with its own connection to a database: what the heartbeat
-(cdc.control.heartbeat) and the slot watch (cdc.control.slot_watch) share.
+"""The periodic background workers of the daemon: the heartbeat (cdc.control.heartbeat), the
+slot watch (cdc.control.slot_watch) and the JetStream watch (cdc.control.jetstream_watch).
 
-A subclass says what one round does (:meth:`PeriodicWorker.tick`); this class runs it every
-``interval_s`` in a daemon thread (also once at the start with ``tick_at_start``), opens the
-connection when a round asks for it (:meth:`~PeriodicWorker.connection`: autocommit, a
-10 s connect and statement timeout, so a hung server cannot hold a round for ever), drops it
-after a failure (:meth:`~PeriodicWorker.close`: the next round connects again) and closes it
-on :meth:`~PeriodicWorker.stop`. A worker never stops the daemon: a round that fails is the
-subclass's to log, and the next one tries again.
+A subclass says what one round does (:meth:`Periodic.tick`); :class:`Periodic` runs it every
+``interval_s`` in a daemon thread (also once at the start with ``tick_at_start``) until
+:meth:`~Periodic.stop`. :class:`PeriodicWorker` adds its own connection to a database: opened
+when a round asks for it (:meth:`~PeriodicWorker.connection`: autocommit, a 10 s connect and
+statement timeout, so a hung server cannot hold a round for ever), dropped after a failure
+(:meth:`~PeriodicWorker.close`: the next round connects again) and closed at the stop. A worker
+never stops the daemon: a round that fails is the subclass's to log, and the next one tries
+again.
 """
 
 from __future__ import annotations
@@ -19,19 +20,16 @@ from typing import Any, Self
 import psycopg
 
 
-class PeriodicWorker:
+class Periodic:
     """Runs :meth:`tick` every ``interval_s`` in a background thread (:meth:`start` /
     :meth:`stop`, or ``with``)."""
 
     tick_at_start = False  # a round as soon as the thread starts, before the first interval
 
-    def __init__(self, dsn: str, interval_s: float, *, name: str) -> None:
+    def __init__(self, interval_s: float, *, name: str) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
-        self._dsn = dsn
         self.interval_s = interval_s
-        self._name = name  # the session is "activity-cdc <name>"
-        self._conn: psycopg.Connection[Any] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name="activity-cdc-" + name.replace(" ", "-"), daemon=True
@@ -51,11 +49,30 @@ class PeriodicWorker:
             self._thread.join(timeout_s)
         self.close()
 
+    def close(self) -> None:
+        """What the worker holds, released at the stop (nothing here)."""
+
     def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _run(self) -> None:
+        if self.tick_at_start:
+            self.tick()
+        while not self._stop.wait(self.interval_s):
+            self.tick()
+
+
+class PeriodicWorker(Periodic):
+    """A :class:`Periodic` with its own connection to ``dsn``."""
+
+    def __init__(self, dsn: str, interval_s: float, *, name: str) -> None:
+        super().__init__(interval_s, name=name)
+        self._dsn = dsn
+        self._name = name  # the session is "activity-cdc <name>"
+        self._conn: psycopg.Connection[Any] | None = None
 
     def connection(self) -> psycopg.Connection[Any]:
         """The worker's connection, opened if there is none. Raises psycopg.Error."""
@@ -75,9 +92,3 @@ class PeriodicWorker:
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
-
-    def _run(self) -> None:
-        if self.tick_at_start:
-            self.tick()
-        while not self._stop.wait(self.interval_s):
-            self.tick()

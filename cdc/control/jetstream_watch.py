@@ -11,33 +11,29 @@ stops the daemon.
 from __future__ import annotations
 
 import logging
-import threading
 
 from cdc.config import SinkSettings
 from cdc.metrics import Metrics
+from cdc.periodic import Periodic
 from cdc.pipeline.jetstream_lag import JetStreamLag, jetstream_lag
 
 log = logging.getLogger("cdc.jetstream_watch")  # log lines keep the name they had
 
 
-class JetStreamWatcher:
+class JetStreamWatcher(Periodic):
+    tick_at_start = True
+
     def __init__(self, settings: SinkSettings, interval_s: float, metrics: Metrics) -> None:
+        super().__init__(interval_s, name="js watch")
         self.settings = settings
-        self.interval_s = interval_s
         self._metrics = metrics
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="activity-cdc-js-watch", daemon=True)
         self._failing = False
         self.last: JetStreamLag | None = None
 
-    def start(self) -> JetStreamWatcher:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(30)
+    def stop(self, timeout_s: float = 30.0) -> None:
+        # a sample may wait longer for the cluster than a database round (jetstream_lag allows
+        # up to 60 s); the thread is a daemon thread either way
+        super().stop(timeout_s)
 
     def check_once(self) -> JetStreamLag:
         lag = jetstream_lag(self.settings)
@@ -60,7 +56,5 @@ class JetStreamWatcher:
         )
         return lag
 
-    def _run(self) -> None:
+    def tick(self) -> None:
         self.check_once()
-        while not self._stop.wait(self.interval_s):
-            self.check_once()

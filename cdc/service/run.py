@@ -23,13 +23,12 @@ from cdc.control.slot_watch import SlotWatcher
 from cdc.errors import CdcError
 from cdc.metrics import Metrics
 from cdc.metrics_http import start_metrics
+from cdc.periodic import Periodic
 from cdc.pipeline.loop import RunStats
 from cdc.service.daemon import Daemon
 from cdc.service.supervisor import Supervisor
 
 log = logging.getLogger("cdc.cli")  # log lines keep the name they had
-
-Helper = HeartbeatEmitter | SlotWatcher | JetStreamWatcher
 
 
 # A gen-0 collection after this many new container objects instead of CPython's 700.
@@ -73,7 +72,7 @@ class Service:
 
     def run(self) -> Outcome:
         """Start the helpers, run the daemon until it stops (or has drained), stop them all."""
-        helpers: list[Helper] = []
+        helpers: list[Periodic] = []
         try:
             if not self.drain:
                 helpers = _start_helpers(self.settings, self.metrics)
@@ -104,9 +103,9 @@ class Service:
             )
 
 
-def _start_helpers(settings: Settings, metrics: Metrics) -> list[Helper]:
+def _start_helpers(settings: Settings, metrics: Metrics) -> list[Periodic]:
     options = settings.daemon
-    helpers: list[Helper] = []
+    helpers: list[Periodic] = []
     if options.slot_watch_interval_s > 0:
         helpers.append(
             SlotWatcher(
