@@ -1,3 +1,3 @@
 UPDATE public.approvals SET status = 'approved', decided_by = %s,
-decided_at = now(), updated_by = %s WHERE id = %s AND status = 'pending'
+    decided_at = now(), updated_by = %s WHERE id = %s AND status = 'pending'
 RETURNING id

@@ -1,2 +1,2 @@
 UPDATE public.approvals SET status = %s, decided_by = %s, decided_at = now(),
-updated_by = %s WHERE entity_type = %s AND entity_id = %s AND status = 'pending'
+    updated_by = %s WHERE entity_type = %s AND entity_id = %s AND status = 'pending'

@@ -1,2 +1,2 @@
 UPDATE public.compliance_checks SET status = %s, checked_at = now(), score = %s,
-updated_by = %s WHERE id = %s
+    updated_by = %s WHERE id = %s

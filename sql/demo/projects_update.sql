@@ -1,2 +1,2 @@
 UPDATE public.projects SET status = 'fundraising', opens_at = now(),
-closes_at = now() + interval '90 days', updated_by = %s WHERE id = %s
+    closes_at = now() + interval '90 days', updated_by = %s WHERE id = %s

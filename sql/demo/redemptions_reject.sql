@@ -1,2 +1,2 @@
 UPDATE public.redemptions SET status = 'rejected',
-reason = 'insufficient balance' WHERE id = %s
+    reason = 'insufficient balance' WHERE id = %s

@@ -1,2 +1,2 @@
 UPDATE public.token_transfers SET status = 'failed',
-failure_reason = 'gas estimation failed' WHERE id = %s
+    failure_reason = 'gas estimation failed' WHERE id = %s

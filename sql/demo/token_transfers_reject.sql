@@ -1,2 +1,2 @@
 UPDATE public.token_transfers SET status = 'rejected',
-failure_reason = 'insufficient balance' WHERE id = %s
+    failure_reason = 'insufficient balance' WHERE id = %s

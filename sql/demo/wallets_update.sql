@@ -1,2 +1,2 @@
 UPDATE public.wallets SET status = 'whitelisted', whitelisted_at = now(),
-updated_by = %s WHERE id = %s
+    updated_by = %s WHERE id = %s

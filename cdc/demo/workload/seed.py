@@ -65,10 +65,7 @@ def unique_tag(tx: Tx) -> str:
 
 
 def staff_users(tx: Tx) -> list[int]:
-    rows = tx.read(
-        statement("staff_users"),
-        (list(STAFF_ROLES),),
-    )
+    rows = tx.read(statement("staff_users"), (list(STAFF_ROLES),))
     return [int(row[0]) for row in rows]
 
 
