@@ -32,6 +32,7 @@ def feed(path: Path, payloads: int, work: bool) -> int:
     from cdc.pipeline.loop import Pipeline, RunStats, Source
     from cdc.pipeline.spill import SpillStore
     from cdc.pipeline.values import TypeInfo, TypeRegistry
+
     try:
         from cdc.service.run import quiet_collector
     except ImportError:  # a commit from before it: the interpreter's default collector
