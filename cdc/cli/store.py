@@ -31,7 +31,6 @@ from cdc.store import (
     severities_for,
     split_table,
 )
-from cdc.store.export import json_line
 
 FORMATS = ("table", "json", "csv")
 T = TypeVar("T")
@@ -308,15 +307,17 @@ def history(state: State, table: str, entity_id: str, entity_type: str | None, f
     with key ENTITY_ID, oldest first, with what each update changed."""
     with open_store(state.settings) as store:
         try:
-            records = store.history(table, entity_id, entity_type=entity_type)
+            if fmt == "json":  # the export's bytes, as cdc activity --format json prints them
+                pieces = store.history_export(table, entity_id, entity_type=entity_type)
+            else:
+                records = store.history(table, entity_id, entity_type=entity_type)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="TABLE") from None
-    if not records:
+        shown = _write(pieces) if fmt == "json" else len(records)
+    if not shown:
         click.echo(f"no records of {table} {entity_id}", err=True)
-    for record in records:
-        if fmt == "json":
-            click.echo(json_line(record))
-        else:
+    if fmt != "json":
+        for record in records:
             for line in history_lines(record):
                 click.echo(line)
 

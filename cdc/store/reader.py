@@ -274,6 +274,22 @@ class Store:
         )
         return self.fetch_records(query, params)
 
+    def history_export(
+        self, table: str, entity_id: str, *, entity_type: str | None = None, fmt: str = "jsonl"
+    ) -> Generator[bytes, None, int]:
+        """:meth:`history` as the export writes records (a bad ``table`` raises ValueError
+        here, not when the pieces are read)."""
+        schema_name, table_name, configured_type = resolve_table(self.settings, table)
+        query, params = queries.history_query(
+            self.table,
+            entity_type=entity_type or configured_type,
+            entity_id=entity_id,
+            schema_name=schema_name,
+            table_name=table_name,
+            columns=queries.export_columns(fmt),
+        )
+        return self.copy(*queries.copy_statement(query, params, fmt=fmt))
+
     def record(self, commit_lsn: str, seq: int) -> StoredRecord | None:
         """The record at ``(commit_lsn, seq)``, or None."""
         query, params = queries.record_query(self.table, commit_lsn=commit_lsn, seq=seq)

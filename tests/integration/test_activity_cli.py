@@ -461,6 +461,20 @@ def test_history_shows_one_rows_changes_oldest_first_with_diffs(
 
 
 @pytest.mark.integration
+def test_history_as_json_is_the_bytes_of_the_export_oldest_first(
+    pg: PgDatabase, store: tuple[Settings, Path]
+) -> None:
+    settings, config = store
+    workload(pg, settings)
+    history = ok(config, "activity", "history", "public.accounts", "1", "--format", "json")
+    page = ok(config, "activity", "--format", "json", "--table", "public.accounts",
+              "--entity-type", "account", "--entity-id", "1")  # fmt: skip
+    assert history.splitlines() == page.splitlines()[::-1] and len(history.splitlines()) == 2
+    none = cdc(config, "activity", "history", "public.accounts", "404", "--format", "json")
+    assert none.exit_code == 0 and none.stdout == "" and "no records" in none.stderr
+
+
+@pytest.mark.integration
 def test_history_of_a_table_that_is_not_configured_asks_for_its_schema(
     store: tuple[Settings, Path],
 ) -> None:
