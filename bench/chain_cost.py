@@ -1,7 +1,7 @@
 """What the hash chain costs the sink: the same records written through
 ``cdc.pipeline.sink.Sink`` as the daemon writes them (COPY, rollups, checkpoint, durable
 commit), with ``hash_chain`` on (the daemon chains each line,
-cdc.pipeline.sink.encode_chained_rows; the head moves in the transaction) and off, in
+cdc.pipeline.copy_lines.encode_chained_rows; the head moves in the transaction) and off, in
 interleaved rounds into the same store, 5,000 records per
 committed transaction. Each write gets its own LSNs (shifted far beyond the real ones), so the
 rounds never collide and every round writes into an equally full table.

@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The compiled COPY lines of the chained sink: records in, the bytes COPY sends out.
 
-Mirrors ``cdc.pipeline.sink._py_encode_chained_rows`` (the reference, and the fallback where
-this was not built): each record's fields as COPY text, chained to the record before by the
+Mirrors ``cdc.pipeline.copy_lines._py_encode_chained_rows`` (the reference, and the fallback
+where this was not built): each record's fields as COPY text, chained to the record before by the
 SHA-256 of the previous hash and the record's canonical text (cdc.store.chain.canonical_text:
 each field as ``<UTF-8 bytes>:<text>``, ``-`` for NULL). Both are built as UTF-8 bytes in
 one growing C buffer per batch, straight from the strings' own storage for ASCII text (most

@@ -33,7 +33,7 @@ from cdc.pipeline.batching import Flush
 from cdc.pipeline.catalog import Catalog
 from cdc.pipeline.loop import Pipeline, RunStats, Source
 from cdc.pipeline.publication_guard import PublicationGuard
-from cdc.pipeline.sink import SinkWriter
+from cdc.pipeline.sink_writer import SinkWriter
 from cdc.pipeline.sinks import open_sink
 from cdc.pipeline.spill import SpillStore
 from cdc.pipeline.stream import Keepalive, ReplicationStream, XLogData

@@ -28,22 +28,16 @@ head where it was, and the next one reads it again.
 A change the sink refuses stops the daemon naming it (COPY's line), or with ``[sink]
 on_refused = "dead_letter"`` is parked in ``dead_letters`` (docs/operations.md).
 
-:class:`SinkWriter` runs the sink in one background thread so that decoding the next changes
-overlaps with the server writing the previous batch (psycopg releases the GIL during I/O).
+:class:`~cdc.pipeline.sink_writer.SinkWriter` runs the sink in background threads so that
+decoding the next changes overlaps with the server writing the previous batch (psycopg releases
+the GIL during I/O).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import os
-import queue
-import re
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,190 +48,33 @@ from psycopg import sql
 from cdc import failpoints
 from cdc.connect import server_message
 from cdc.dsn import connect_failure, describe_target, require_parsable
-from cdc.errors import CdcError, ConnectError, SinkError
+from cdc.errors import ConnectError, SinkError
 from cdc.lsn import Lsn, format_lsn
-from cdc.metrics import Metrics, tally
 from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
 from cdc.pipeline.batching import Flush
-from cdc.pipeline.core import copy_lines
+from cdc.pipeline.copy_lines import (
+    CHAINED_COLUMNS,
+    ChainHead,
+    encode_chained_rows,
+    encode_copy_rows,
+)
+from cdc.pipeline.refusals import MAX_PARKED_PER_FLUSH, is_row_error, refused_line, sink_failure
 from cdc.pipeline.rollups import Rollups, upsert_parameters
-from cdc.pipeline.sinks import RecordSink, StoredCheckpoint
+from cdc.pipeline.sinks import StoredCheckpoint
 from cdc.sqlfiles import sql_template
-from cdc.store.chain import canonical_text, iso_utc_text, utc_text
+from cdc.store.chain import iso_utc_text
+
+# the COPY encoders live in cdc.pipeline.copy_lines; importable from here as before
+__all__ = [
+    "CHAINED_COLUMNS",
+    "ChainHead",
+    "PreparedFlush",
+    "Sink",
+    "encode_chained_rows",
+    "encode_copy_rows",
+]
 
 log = logging.getLogger("cdc.sink")  # log lines keep the name they had
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value: str) -> str:
-    # Fast path: most values hold none of the four characters COPY text format escapes.
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.translate(_COPY_ESCAPES)
-    return value
-
-
-def _record_fields(r: ActivityRecord) -> tuple[str, ...]:
-    """The record's fields from ``occurred_at`` to ``summary`` as COPY text: the part of the
-    line that the plain and the chained format share."""
-    return (
-        r.occurred_at,
-        r.source,
-        r.operation,
-        _copy_text(r.action),
-        _copy_text(r.category),
-        r.severity,
-        "\\N" if r.schema_name is None else _copy_text(r.schema_name),
-        "\\N" if r.table_name is None else _copy_text(r.table_name),
-        "\\N" if r.entity_type is None else _copy_text(r.entity_type),
-        "\\N" if r.entity_id is None else _copy_text(r.entity_id),
-        "\\N" if r.actor_id is None else _copy_text(r.actor_id),
-        "\\N" if r.context is None else _copy_text(r.context),
-        "\\N" if r.old is None else _copy_text(r.old),
-        "\\N" if r.new is None else _copy_text(r.new),
-        "\\N" if r.changes is None else _copy_text(r.changes),
-        "\\N" if r.summary is None else _copy_text(r.summary),
-    )
-
-
-def encode_copy_rows(records: list[ActivityRecord]) -> str:
-    """The records in COPY text format, one line each."""
-    lines = []
-    for r in records:
-        lines.append(
-            "\t".join(
-                (
-                    *_record_fields(r),
-                    "\\N" if r.xid is None else str(r.xid),
-                    r.commit_lsn,
-                    str(r.seq),
-                )
-            )
-        )
-    lines.append("")
-    return "\n".join(lines)
-
-
-CHAINED_COLUMNS: tuple[str, ...] = (
-    *RECORD_COLUMNS,
-    "recorded_at",
-    "chain_position",
-    "prev_hash",
-    "hash",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ChainHead:
-    """The last chained record: its hash and position (the next record links to it)."""
-
-    hash: bytes
-    position: int
-
-
-def encode_chained_rows(
-    records: list[ActivityRecord],
-    head: ChainHead,
-    recorded_at: datetime,
-    server_times: dict[str, str] | None = None,
-) -> tuple[bytes, ChainHead]:
-    """The records in COPY text format (:data:`CHAINED_COLUMNS`) as UTF-8, each chained to the
-    one before from ``head`` on; and the new head. The hash is over the canonical text of
-    exactly what the line sends (cdc.store.chain).
-
-    ``server_times`` gives the canonical UTC text of an ``occurred_at`` that only the server
-    can read (:func:`cdc.store.chain.iso_utc_text` returns None for it). Compiled
-    (cdc/pipeline/_copy_lines.pyx) where it was built; :func:`_py_encode_chained_rows`, the
-    reference, otherwise or for a record the compiled one does not take."""
-    if copy_lines is not None:
-        times = server_times or {}
-
-        def occurred_utc(at: str) -> str:
-            found = iso_utc_text(at)
-            return times.get(at, "") if found is None else found
-
-        recorded_utc = utc_text(recorded_at)
-        try:
-            data, last, position = copy_lines.encode_chained_rows(
-                records, head.hash, head.position, recorded_utc, recorded_utc + "+00", occurred_utc
-            )
-        except TypeError:  # a field of a shape only the reference takes
-            return _py_encode_chained_rows(records, head, recorded_at, server_times)
-        return data, ChainHead(last, position)
-    return _py_encode_chained_rows(records, head, recorded_at, server_times)
-
-
-def _py_encode_chained_rows(
-    records: list[ActivityRecord],
-    head: ChainHead,
-    recorded_at: datetime,
-    server_times: dict[str, str] | None = None,
-) -> tuple[bytes, ChainHead]:
-    """:func:`encode_chained_rows` in Python: the reference of the row format."""
-    recorded_utc = utc_text(recorded_at)
-    recorded_copy = recorded_utc + "+00"
-    sha256 = hashlib.sha256
-    prev = head.hash
-    position = head.position
-    last_at: str | None = None
-    occurred_utc = ""
-    lines = []
-    for r in records:
-        position += 1
-        if r.occurred_at != last_at:  # one commit time for every record of a transaction
-            last_at = r.occurred_at
-            found = iso_utc_text(last_at)
-            if found is None:
-                found = (server_times or {}).get(last_at, "")
-            occurred_utc = found
-        xid = None if r.xid is None else str(r.xid)
-        seq = str(r.seq)
-        chain_position = str(position)
-        digest = sha256(
-            prev
-            + canonical_text(
-                (
-                    occurred_utc,
-                    recorded_utc,
-                    r.source,
-                    r.operation,
-                    r.action,
-                    r.category,
-                    r.severity,
-                    r.schema_name,
-                    r.table_name,
-                    r.entity_type,
-                    r.entity_id,
-                    r.actor_id,
-                    r.context,
-                    r.old,
-                    r.new,
-                    r.changes,
-                    r.summary,
-                    xid,
-                    r.commit_lsn,
-                    seq,
-                    chain_position,
-                )
-            )
-        ).digest()
-        lines.append(
-            "\t".join(
-                (
-                    *_record_fields(r),
-                    "\\N" if xid is None else xid,
-                    r.commit_lsn,
-                    seq,
-                    recorded_copy,
-                    chain_position,
-                    "\\\\x" + prev.hex(),
-                    "\\\\x" + digest.hex(),
-                )
-            )
-        )
-        prev = digest
-    lines.append("")
-    return "\n".join(lines).encode(), ChainHead(prev, position)
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,7 +219,7 @@ class Sink:
             self._head = self._head_at = None
             with contextlib.suppress(psycopg.Error):
                 self._conn.rollback()
-            raise _sink_failure(Flush([], None), exc) from None
+            raise sink_failure(Flush([], None), exc) from None
 
     def commit(self) -> None:
         """Commit what :meth:`write` (chunks, no checkpoint) and :meth:`execute` did; the
@@ -394,7 +231,7 @@ class Sink:
         except psycopg.Error as exc:
             with contextlib.suppress(psycopg.Error):
                 self._conn.rollback()
-            raise _sink_failure(Flush([], None), exc) from None
+            raise sink_failure(Flush([], None), exc) from None
         finally:
             self._head = self._head_at = None
 
@@ -528,7 +365,7 @@ class Sink:
             self._head = self._head_at = None
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
-            raise _sink_failure(flush, exc) from None
+            raise sink_failure(flush, exc) from None
         except SinkError:
             self._head = self._head_at = None
             with contextlib.suppress(psycopg.Error):
@@ -612,9 +449,9 @@ class Sink:
                 self._write_records(conn, records)
             except psycopg.Error as exc:
                 conn.execute("ROLLBACK TO SAVEPOINT activity_cdc_flush")
-                if not _is_row_error(exc) or parked >= MAX_PARKED_PER_FLUSH:
+                if not is_row_error(exc) or parked >= MAX_PARKED_PER_FLUSH:
                     raise
-                index = _refused_line(exc)
+                index = refused_line(exc)
                 if index is None or index > len(records):
                     raise exc from None
                 bad = records.pop(index - 1)
@@ -660,201 +497,4 @@ class Sink:
         )
 
 
-MAX_PARKED_PER_FLUSH = 100  # more refusals than this in one batch is not bad rows: stop
-
-
-def _refused_line(exc: psycopg.Error) -> int | None:
-    """The 1-based COPY line of the refused row, from the error's context."""
-    line = _COPY_LINE.search(exc.diag.context or "")
-    return int(line.group(1)) if line else None
-
-
-def _is_row_error(exc: psycopg.Error) -> bool:
-    """A value or a constraint of one row (SQLSTATE classes 22 and 23), not the connection."""
-    return exc.sqlstate is not None and exc.sqlstate[:2] in ("22", "23")
-
-
 _MODE_OF_ACTION = {"migration.cutover": "cdc", "migration.rollback": "shadow"}
-
-
-_COPY_LINE = re.compile(r"\bCOPY \S+, line (\d+)")
-
-
-def _sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
-    """One line naming the change the sink refused (COPY's error context gives its line), or
-    the batch when the failure is not a row's."""
-    message = server_message(exc)
-    if isinstance(exc, psycopg.OperationalError) and (
-        exc.sqlstate is None
-        or exc.sqlstate.startswith("08")
-        or exc.sqlstate in ("57P01", "57P02", "57P03")
-    ):
-        return ConnectError(f"sink connection lost: {message}; nothing was acknowledged")
-    where = ""
-    line = _refused_line(exc)
-    if line is not None and 0 < line <= len(flush.records):
-        bad = flush.records[line - 1]
-        where = (
-            f" at the change to {bad.schema_name}.{bad.table_name} key {bad.entity_id} "
-            f"({bad.operation}, commit {bad.commit_lsn}, seq {bad.seq})"
-        )
-    elif flush.records:
-        first, last = flush.records[0], flush.records[-1]
-        where = f" (commits {first.commit_lsn} through {last.commit_lsn})"
-    sqlstate = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
-    return SinkError(
-        f"the sink refused a batch of {len(flush.records)} records{where}: {message}{sqlstate}; "
-        "nothing of it was written or acknowledged: fix the cause and restart (the changes are "
-        "still in the slot)"
-    )
-
-
-class SinkWriter:
-    """Runs a :class:`~cdc.pipeline.sinks.RecordSink` in two background threads, a pipeline: for the
-    PostgreSQL sink the encoder prepares the next flush (COPY text, chain hashes, rollup
-    counts: :meth:`Sink.prepare`) while the writer sends the previous one and waits for its
-    commit (psycopg releases the GIL while it waits); other sinks get their flushes as they are.
-
-    The daemon submits flushes in order; for each flush with a checkpoint the writer reports
-    the checkpoint's ``end_lsn`` once it is durable, through :meth:`completed`, and writes a
-    byte to ``wake_fd`` so the daemon's ``select`` wakes up. The queues are bounded: when the
-    sink is slower than the stream, ``submit`` blocks, which is the back-pressure. At most
-    ``max_queued`` flushes wait, one is being encoded, one waits encoded and one is written.
-    """
-
-    def __init__(
-        self, sink: RecordSink, *, max_queued: int = 1, metrics: Metrics | None = None
-    ) -> None:
-        self._sink = sink
-        self._metrics = metrics
-        self._queue: queue.Queue[Flush | None] = queue.Queue(maxsize=max_queued)
-        self._prepared: queue.Queue[PreparedFlush | None] = queue.Queue(maxsize=1)
-        self._done: queue.Queue[int | CdcError] = queue.Queue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        self._encoder = threading.Thread(
-            target=self._encode, name="activity-cdc-sink-encoder", daemon=True
-        )
-        self._thread = threading.Thread(target=self._run, name="activity-cdc-sink", daemon=True)
-        self._failed = threading.Event()
-
-    @property
-    def wake_fd(self) -> int:
-        return self._wake_r
-
-    def start(self) -> None:
-        self._encoder.start()
-        self._thread.start()
-
-    def submit(self, flush: Flush, on_wait: Callable[[], None] | None = None) -> None:
-        """Queue a flush; while the sink is behind this blocks (back-pressure), calling
-        ``on_wait`` every half second so the caller can keep its replication link alive."""
-        while True:
-            if self._failed.is_set():
-                return  # the error is waiting in completed()
-            try:
-                self._queue.put(flush, timeout=0.5)
-                return
-            except queue.Full:
-                if on_wait is not None:
-                    on_wait()
-
-    def completed(self) -> list[int]:
-        """End LSNs made durable since the last call; raises the writer's error if it failed."""
-        if self._done.empty():
-            # The common case on every loop turn: nothing to report, no syscall, no exception.
-            # (The writer queues before it writes the wake-up byte, so a byte left unread here
-            # only wakes the loop once more.)
-            return []
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
-                pass
-        done: list[int] = []
-        while True:
-            try:
-                item = self._done.get_nowait()
-            except queue.Empty:
-                return done
-            if isinstance(item, CdcError):
-                raise item
-            done.append(item)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Finish what was submitted, then end the thread."""
-        if self._thread.is_alive():
-            while not self._failed.is_set():
-                try:
-                    self._queue.put(None, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
-            self._thread.join(timeout_s)
-        if self._encoder.is_alive():
-            self._encoder.join(timeout_s)
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def _fail(self, error: CdcError) -> None:
-        self._done.put(error)
-        self._failed.set()
-        os.write(self._wake_w, b"!")
-
-    def _encode(self) -> None:
-        """The encoder thread: prepares each flush, in order, for the writer; passes the end
-        (None) on, and ends when the writer failed."""
-        while True:
-            try:
-                flush = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                if self._failed.is_set():
-                    return
-                continue
-            prepared: PreparedFlush | None = None
-            if flush is not None:
-                try:
-                    if isinstance(self._sink, Sink):
-                        prepared = self._sink.prepare(flush)
-                    else:
-                        prepared = PreparedFlush(flush, None, None, None, None)
-                except Exception as exc:  # a bug must still stop the daemon, not hang it
-                    self._fail(SinkError(f"unexpected sink failure: {exc!r}"))
-            while True:
-                try:
-                    self._prepared.put(prepared, timeout=0.5)
-                    break
-                except queue.Full:
-                    if self._failed.is_set():
-                        return
-            if prepared is None:
-                return  # the end, or this thread failed: the writer stops after its flush
-
-    def _run(self) -> None:
-        while True:
-            flush = self._prepared.get()
-            if flush is None:
-                return
-            started = time.monotonic()
-            try:
-                sink = self._sink
-                parked = sink.write(flush) if isinstance(sink, Sink) else sink.write(flush.flush)
-            except CdcError as exc:
-                self._fail(exc)
-                return
-            except Exception as exc:  # a bug must still stop the daemon, not hang it
-                self._fail(SinkError(f"unexpected sink failure: {exc!r}"))
-                return
-            if self._metrics is not None and parked:
-                for _ in range(parked):
-                    self._metrics.error("dead_letter")
-            records = flush.flush.records
-            if self._metrics is not None:  # here, so the read loop never pays for it
-                self._metrics.batch_written(
-                    rows=len(records),
-                    seconds=time.monotonic() - started,
-                    by_table_op=tally(records),
-                )
-            checkpoint = flush.flush.checkpoint
-            if checkpoint is not None:
-                self._done.put(checkpoint.end_lsn)
-                os.write(self._wake_w, b".")

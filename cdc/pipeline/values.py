@@ -55,15 +55,74 @@ from __future__ import annotations
 import json
 import json.encoder
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-JsonConverter = Callable[[str], str]
+from cdc.pipeline.values_text import (
+    JsonConverter,
+    array_converter,
+    as_hstore,
+    composite_converter,
+    encode_json_string,
+    jsonb_key_order,
+    parse_array,
+    parse_composite,
+    parse_hstore,
+)
 
-# C-accelerated JSON string encoder used by json.dumps(ensure_ascii=False): quotes and escapes.
-encode_json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring
+# The text forms' parsers and converters live in cdc.pipeline.values_text; importers find them
+# here as before.
+__all__ = [
+    "ARRAY_ELEMENT",
+    "BOOL",
+    "BOX",
+    "BYTEA",
+    "CAST_HSTORE",
+    "CAST_NONE",
+    "CAST_SERVER",
+    "DATE",
+    "FIRST_NORMAL_OID",
+    "FLOAT4",
+    "FLOAT8",
+    "INT2",
+    "INT4",
+    "INT8",
+    "JSON",
+    "JSONB",
+    "NUMERIC",
+    "OID",
+    "TEXT",
+    "TIME",
+    "TIMESTAMP",
+    "TIMESTAMPTZ",
+    "TIMETZ",
+    "VARCHAR",
+    "JsonConverter",
+    "TypeInfo",
+    "TypeRegistry",
+    "array_converter",
+    "as_bool",
+    "as_float",
+    "as_hstore",
+    "as_json",
+    "as_number",
+    "as_raw_json",
+    "as_string",
+    "as_timestamp",
+    "as_timestamptz",
+    "composite_converter",
+    "converter_for",
+    "encode_json_string",
+    "jsonb_key_order",
+    "jsonb_number",
+    "jsonb_text",
+    "parse_array",
+    "parse_composite",
+    "parse_hstore",
+    "scalar_converter",
+]
 
 # Built-in type OIDs (pg_type.dat); stable across PostgreSQL versions.
 BOOL = 16
@@ -108,10 +167,6 @@ ARRAY_ELEMENT: Final[dict[int, int]] = {
 }
 # fmt: on
 
-# array_out quotes an element that holds one of these (array_isspace), and skips them
-# around unquoted elements on input; no other whitespace is special.
-_ARRAY_SPACE = frozenset(" \t\n\r\v\f")
-
 
 def as_string(text: str) -> str:
     return encode_json_string(text)
@@ -151,12 +206,6 @@ def as_float(text: str) -> str:
     if "e" in text or text[:2] == "-0":
         return jsonb_number(text)
     return text
-
-
-def jsonb_key_order(key: str) -> tuple[int, bytes]:
-    """jsonb's order of object keys: shorter (in UTF-8 bytes) first, then bytewise."""
-    encoded = key.encode()
-    return len(encoded), encoded
 
 
 def jsonb_text(value: object) -> str:
@@ -225,69 +274,6 @@ def as_timestamptz(text: str) -> str:
     return encode_json_string(_xsd_offset(text.replace(" ", "T", 1)))
 
 
-def parse_array(text: str, delimiter: str = ",") -> list[str | None] | list[object]:
-    """Split an array's text form into nested lists of element texts (None for NULL).
-
-    Follows ReadArrayStr's rules: optional ``[lo:hi]=`` dimension decoration, braces for
-    each dimension, elements separated by the element type's delimiter (``pg_type.typdelim``:
-    a comma for all but ``box``'s ``;`` and a few extensions', PostGIS's ``:``), double quotes
-    with backslash escapes, unquoted ``NULL`` (any case) is SQL NULL.
-    """
-    pos = 0
-    if text.startswith("["):
-        pos = text.index("=") + 1
-    stack: list[list[object]] = []
-    result: list[object] = []
-    n = len(text)
-    while pos < n:
-        ch = text[pos]
-        if ch == "{":
-            new: list[object] = []
-            if stack:
-                stack[-1].append(new)
-            else:
-                result = new
-            stack.append(new)
-            pos += 1
-        elif ch == "}":
-            stack.pop()
-            pos += 1
-        elif ch == delimiter or ch in _ARRAY_SPACE:
-            pos += 1
-        elif ch == '"':
-            pos += 1
-            chars = []
-            while text[pos] != '"':
-                if text[pos] == "\\":
-                    pos += 1
-                chars.append(text[pos])
-                pos += 1
-            pos += 1
-            stack[-1].append("".join(chars))
-        else:
-            start = pos
-            while pos < n and text[pos] != delimiter and text[pos] != "}":
-                pos += 1
-            token = text[start:pos].strip(" \t\n\r\v\f")
-            stack[-1].append(None if token.upper() == "NULL" else token)
-    return result
-
-
-def array_converter(element: JsonConverter, delimiter: str = ",") -> JsonConverter:
-    def render(items: object) -> str:
-        if isinstance(items, list):
-            return "[" + ", ".join(render(item) for item in items) + "]"
-        if items is None:
-            return "null"
-        assert isinstance(items, str)
-        return element(items)
-
-    def convert(text: str) -> str:
-        return render(parse_array(text, delimiter))
-
-    return convert
-
-
 def scalar_converter(type_oid: int) -> JsonConverter:
     if type_oid in _NUMBER_TYPES:
         return as_number
@@ -312,141 +298,6 @@ def converter_for(type_oid: int) -> JsonConverter:
     if element is not None:
         return array_converter(scalar_converter(element), ";" if element == BOX else ",")
     return scalar_converter(type_oid)
-
-
-def parse_composite(text: str) -> list[str | None]:
-    """Split a row value's text form ``(a,"b c",,"x""y")`` into field texts (None for NULL).
-
-    record_out quotes a field when needed and doubles quotes and backslashes inside quotes;
-    an empty unquoted field is NULL, an empty quoted one is the empty string.
-    """
-    fields: list[str | None] = []
-    pos = 1  # after "("
-    end = len(text) - 1  # the closing ")"
-    while pos <= end:
-        if text[pos] in ",)":
-            fields.append(None)
-            pos += 1
-            continue
-        chars: list[str] = []
-        while pos < end and text[pos] != ",":
-            ch = text[pos]
-            if ch == '"':
-                pos += 1
-                while True:
-                    ch = text[pos]
-                    if ch == '"':
-                        if text[pos + 1] == '"':
-                            chars.append('"')
-                            pos += 2
-                            continue
-                        pos += 1
-                        break
-                    if ch == "\\":
-                        pos += 1
-                        ch = text[pos]
-                    chars.append(ch)
-                    pos += 1
-            else:
-                if ch == "\\":
-                    pos += 1
-                    ch = text[pos]
-                chars.append(ch)
-                pos += 1
-        fields.append("".join(chars))
-        pos += 1  # the comma or the closing parenthesis
-    return fields
-
-
-def composite_converter(fields: list[tuple[str, JsonConverter]]) -> JsonConverter:
-    keys = [encode_json_string(name) + ": " for name, _ in fields]
-    converters = [converter for _, converter in fields]
-    # to_jsonb's object: the fields in jsonb's key order
-    order = sorted(range(len(fields)), key=lambda i: jsonb_key_order(fields[i][0]))
-
-    def convert(text: str) -> str:
-        values = parse_composite(text)
-        count = len(values)
-        parts = []
-        for i in order:
-            if i >= count:
-                continue  # a field the text does not have (the type changed since)
-            value = values[i]
-            parts.append(keys[i] + ("null" if value is None else converters[i](value)))
-        return "{" + ", ".join(parts) + "}"
-
-    return convert
-
-
-def parse_hstore(text: str) -> list[tuple[str, str | None]]:
-    """Split hstore's text output into its (key, value) pairs, in order (None for NULL).
-
-    ``hstore_out`` writes every pair as ``"key"=>"value"`` (``NULL`` unquoted for a NULL
-    value), pairs separated by ``", "``, the empty hstore as the empty string; inside the
-    quotes it escapes ``"`` and ``\\`` with a backslash and nothing else. The pairs come in
-    hstore's own order: keys sorted by length, then bytes, the order jsonb keeps its keys in.
-    Anything else is not hstore output: :class:`ValueError`.
-    """
-    pairs: list[tuple[str, str | None]] = []
-    pos = 0
-    end = len(text)
-    try:
-        while pos < end:
-            key, pos = _hstore_quoted(text, pos)
-            if text[pos : pos + 2] != "=>":
-                raise ValueError("expected '=>'")
-            pos += 2
-            value: str | None
-            if text[pos] == "N" and text[pos : pos + 4] == "NULL":
-                value = None
-                pos += 4
-            else:
-                value, pos = _hstore_quoted(text, pos)
-            pairs.append((key, value))
-            if pos < end:
-                if text[pos : pos + 2] != ", ":
-                    raise ValueError("expected ', '")
-                pos += 2
-    except IndexError:
-        raise ValueError(f"hstore text ends early at offset {pos}") from None
-    except ValueError as exc:
-        raise ValueError(f"not hstore output at offset {pos}: {exc}") from None
-    return pairs
-
-
-def _hstore_quoted(text: str, pos: int) -> tuple[str, int]:
-    """The string quoted at ``text[pos]`` and the offset after its closing quote."""
-    if text[pos] != '"':
-        raise ValueError("expected '\"'")
-    start = pos + 1
-    close = text.index('"', start)
-    chunk = text[start:close]
-    if "\\" not in chunk:  # the common case: nothing escaped, that quote closes it
-        return chunk, close + 1
-    chars: list[str] = []
-    pos = start
-    while True:
-        ch = text[pos]
-        if ch == "\\":
-            chars.append(text[pos + 1])
-            pos += 2
-        elif ch == '"':
-            return "".join(chars), pos + 1
-        else:
-            chars.append(ch)
-            pos += 1
-
-
-def as_hstore(text: str) -> str:
-    """hstore as its cast to json (``hstore_to_json``) renders it, in jsonb's text form:
-    ``{"a": "1", "b": null}``, every value a string or null, keys in hstore's order (which is
-    jsonb's), escaped as jsonb escapes strings (``escape_json``, the same as
-    :data:`encode_json_string`)."""
-    parts = []
-    for key, value in parse_hstore(text):
-        rendered = "null" if value is None else encode_json_string(value)
-        parts.append(encode_json_string(key) + ": " + rendered)
-    return "{" + ", ".join(parts) + "}"
 
 
 # TypeInfo.json_cast: how to_jsonb renders a type that is not an array, composite or domain.

@@ -21,8 +21,6 @@ MAX_FUNCTION_LINES = 80
 # Not there yet: path -> lines and "path:function" -> lines, when listed.
 MODULE_DEBTS = {
     "cdc/pipeline/activity.py": 773,
-    "cdc/pipeline/sink.py": 828,
-    "cdc/pipeline/values.py": 615,
 }
 FUNCTION_DEBTS = {
     "cdc/web/app.py:_api": 169,

@@ -47,6 +47,7 @@ from cdc.pipeline.changes import (
     TransactionInfo,
     relation_info,
 )
+from cdc.pipeline.copy_lines import ChainHead, _py_encode_chained_rows, encode_chained_rows
 from cdc.pipeline.pgoutput import (
     UNCHANGED_TOAST,
     ColumnValue,
@@ -55,7 +56,6 @@ from cdc.pipeline.pgoutput import (
     TupleData,
     decode_message,
 )
-from cdc.pipeline.sink import ChainHead, _py_encode_chained_rows, encode_chained_rows
 from cdc.pipeline.spill import SpillStore
 from cdc.pipeline.values import (
     BOOL,

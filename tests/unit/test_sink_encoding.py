@@ -1,4 +1,5 @@
-"""COPY text encoding of activity records (cdc.pipeline.sink.encode_copy_rows, encode_chained_rows).
+"""COPY text encoding of activity records (cdc.pipeline.copy_lines: encode_copy_rows,
+encode_chained_rows).
 
 The records are decoded again with a small parser written from PostgreSQL's COPY
 documentation ("Text Format"): lines end at a newline, fields are separated by tabs, ``\\N``

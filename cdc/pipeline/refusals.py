@@ -1,0 +1,57 @@
+"""What the sink refused: the COPY line a refusal names, whether it is one row's (a value or a
+constraint) or the connection's, and the one-line error that names the change."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+
+from cdc.connect import server_message
+from cdc.errors import CdcError, ConnectError, SinkError
+from cdc.pipeline.batching import Flush
+
+MAX_PARKED_PER_FLUSH = 100  # more refusals than this in one batch is not bad rows: stop
+
+
+def refused_line(exc: psycopg.Error) -> int | None:
+    """The 1-based COPY line of the refused row, from the error's context."""
+    line = COPY_LINE.search(exc.diag.context or "")
+    return int(line.group(1)) if line else None
+
+
+def is_row_error(exc: psycopg.Error) -> bool:
+    """A value or a constraint of one row (SQLSTATE classes 22 and 23), not the connection."""
+    return exc.sqlstate is not None and exc.sqlstate[:2] in ("22", "23")
+
+
+COPY_LINE = re.compile(r"\bCOPY \S+, line (\d+)")
+
+
+def sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
+    """One line naming the change the sink refused (COPY's error context gives its line), or
+    the batch when the failure is not a row's."""
+    message = server_message(exc)
+    if isinstance(exc, psycopg.OperationalError) and (
+        exc.sqlstate is None
+        or exc.sqlstate.startswith("08")
+        or exc.sqlstate in ("57P01", "57P02", "57P03")
+    ):
+        return ConnectError(f"sink connection lost: {message}; nothing was acknowledged")
+    where = ""
+    line = refused_line(exc)
+    if line is not None and 0 < line <= len(flush.records):
+        bad = flush.records[line - 1]
+        where = (
+            f" at the change to {bad.schema_name}.{bad.table_name} key {bad.entity_id} "
+            f"({bad.operation}, commit {bad.commit_lsn}, seq {bad.seq})"
+        )
+    elif flush.records:
+        first, last = flush.records[0], flush.records[-1]
+        where = f" (commits {first.commit_lsn} through {last.commit_lsn})"
+    sqlstate = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
+    return SinkError(
+        f"the sink refused a batch of {len(flush.records)} records{where}: {message}{sqlstate}; "
+        "nothing of it was written or acknowledged: fix the cause and restart (the changes are "
+        "still in the slot)"
+    )
