@@ -41,9 +41,10 @@ from cdc.config import OPERATIONS, Settings, TableRules
 from cdc.connect import connect
 from cdc.cutover.legacy import legacy_name_map, legacy_query
 from cdc.cutover.triggers import TableName, configured_tables
-from cdc.pipeline.activity import ActivityRecord, Redactor, _redaction_matcher, redactor
+from cdc.pipeline.activity import ActivityRecord
 from cdc.pipeline.batching import Flush
 from cdc.pipeline.catalog import primary_keys
+from cdc.pipeline.redaction import Redactor, redaction_matcher, redactor
 from cdc.pipeline.sink import Sink
 from cdc.pipeline.sinks import source_id, system_identifier
 from cdc.pipeline.values import jsonb_text
@@ -94,7 +95,7 @@ class LegacyMapper:
         self.rules = rules
         self.key = tuple(key)
         self.redact: Redactor = redactor(settings.redaction)
-        self.matcher: re.Pattern[str] = _redaction_matcher(settings.redaction, rules)
+        self.matcher: re.Pattern[str] = redaction_matcher(settings.redaction, rules)
         self.entity_type = rules.entity_type if rules and rules.entity_type else self.table
         template = rules.action if rules else "{entity_type}.{operation}"
         self.actions: dict[str, str] = {

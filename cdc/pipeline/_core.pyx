@@ -11,8 +11,8 @@ import):
   ``ValueError`` (``UnicodeDecodeError`` for bad UTF-8) and the decoder re-reads the message
   with its checked reader, exactly as it does when the pure fast path fails: never a different
   result, at most a slower one. :func:`has_unchanged_toast` mirrors ``UNCHANGED_TOAST in row``.
-* :func:`row_json` and :func:`update_json` mirror ``cdc.pipeline.activity._row_json`` and
-  ``_update_json``: a row (or an update's old row, new row and diff) as JSON text, with the
+* :func:`row_json` and :func:`update_json` mirror ``cdc.pipeline.documents._py_row_json``
+  and ``_py_update_json``: a row (or an update's old row, new row and diff) as JSON text, with the
   built-in converters of cdc.pipeline.values inlined by *kind* (a small int per column, resolved
   once per relation by :func:`cdc.pipeline.core.converter_kind`); any other converter (user-defined types,
   redaction) is called as it is.

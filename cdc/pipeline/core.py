@@ -3,7 +3,7 @@
 The inner loops that run for every change and every column (decoding the hot pgoutput
 messages, rendering a row and an update's diff as JSON) exist twice, as psycopg ships its
 transformer twice: in pure Python (``pgoutput._fast_decode``,
-``changes._py_has_unchanged_toast``, ``activity._py_row_json`` and ``_py_update_json``), the
+``changes._py_has_unchanged_toast``, ``documents._py_row_json`` and ``_py_update_json``), the
 reference, and compiled by Cython from ``_core.pyx`` (this package's ``_core``) when the
 package was built with a C compiler. ``compiled`` is that module, or None where it was not
 built or ``CDC_PURE_PYTHON=1`` forces the pure one (the tests run both:

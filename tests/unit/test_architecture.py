@@ -19,9 +19,7 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 
 # Not there yet: path -> lines and "path:function" -> lines, when listed.
-MODULE_DEBTS = {
-    "cdc/pipeline/activity.py": 773,
-}
+MODULE_DEBTS: dict[str, int] = {}
 FUNCTION_DEBTS = {
     "cdc/web/app.py:_api": 169,
 }

@@ -2,7 +2,7 @@
 
 Both implementations are called side by side in one process: the compiled
 ``cdc.pipeline._core`` and the references (``pgoutput.fast.fast_decode`` and ``_fast_tuple``,
-``activity._py_row_json`` and ``_py_update_json``, ``changes._py_has_unchanged_toast``).
+``documents._py_row_json`` and ``_py_update_json``, ``changes._py_has_unchanged_toast``).
 Inputs: the captured pgoutput vectors, hypothesis-made messages, tuples, rows and arbitrary
 bytes, and whole records mapped through ActivityMapper with each implementation.
 Then the decoder, change and mapping suites run again on the pure implementation alone
@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 import cdc.pipeline.activity
 import cdc.pipeline.changes
+import cdc.pipeline.documents
 import cdc.pipeline.pgoutput.decode
 import cdc.pipeline.pgoutput.fast
 from cdc.config import settings_from_mapping
@@ -93,8 +94,8 @@ VECTORS = json.loads((REPO / "tests" / "vectors" / "pgoutput_pg15.json").read_te
 
 py_tuple = cdc.pipeline.pgoutput.fast._fast_tuple
 py_fast = cdc.pipeline.pgoutput.fast.fast_decode
-py_row_json = cdc.pipeline.activity._py_row_json
-py_update_json = cdc.pipeline.activity._py_update_json
+py_row_json = cdc.pipeline.documents._py_row_json
+py_update_json = cdc.pipeline.documents._py_update_json
 
 
 def test_the_compiled_core_is_the_one_in_use() -> None:
