@@ -198,6 +198,16 @@ Authenticated = Depends(_authenticated)
 
 
 def _api(app: FastAPI, web: Web) -> None:
+    """Every route of the JSON API, in the order the OpenAPI document lists them."""
+    _session_routes(app, web)
+    _listing_routes(app, web)
+    _record_routes(app, web)
+    _dashboard_routes(app, web)
+
+
+def _session_routes(app: FastAPI, web: Web) -> None:
+    """The API's own document, and the pages' sign-in and sign-out."""
+
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=[Authenticated])
     def openapi() -> dict[str, Any]:
         return app.openapi()
@@ -224,6 +234,10 @@ def _api(app: FastAPI, web: Web) -> None:
         response = Response(status_code=204)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+
+def _listing_routes(app: FastAPI, web: Web) -> None:
+    """Records of a filter: a page (keyset-paged) or all of them (an export)."""
 
     @app.get(
         "/api/activity",
@@ -280,6 +294,10 @@ def _api(app: FastAPI, web: Web) -> None:
             },
         )
 
+
+def _record_routes(app: FastAPI, web: Web) -> None:
+    """One record with its transaction; one entity's history."""
+
     @app.get(
         "/api/record",
         tags=["activity"],
@@ -314,6 +332,10 @@ def _api(app: FastAPI, web: Web) -> None:
         with web.store() as store:
             records = store.history_json(table, entity_id, entity_type=params.entity_type)
         return _rendered(records=_array(records))
+
+
+def _dashboard_routes(app: FastAPI, web: Web) -> None:
+    """The dashboard's statistics and health, and the live stream of new records."""
 
     @app.get(
         "/api/stats",

@@ -20,9 +20,7 @@ MAX_FUNCTION_LINES = 80
 
 # Not there yet: path -> lines and "path:function" -> lines, when listed.
 MODULE_DEBTS: dict[str, int] = {}
-FUNCTION_DEBTS = {
-    "cdc/web/app.py:_api": 169,
-}
+FUNCTION_DEBTS: dict[str, int] = {}
 
 
 def _modules() -> dict[str, Path]:
