@@ -1,5 +1,5 @@
-"""The house rules, checked on the source: imports go down the floors, modules stay under 500
-lines and functions under 80. What does not meet them yet is listed below as a debt, with its
+"""The house rules, checked on the source: imports go down the floors, modules (the compiled
+core's Cython sources too) stay under 500 lines and functions under 80. What does not meet them yet is listed below as a debt, with its
 size when it was listed; one that is paid must leave the list (so the list is always the true
 state). No database needed: the modules are parsed, not imported."""
 
@@ -71,10 +71,13 @@ def test_no_module_imports_from_a_higher_floor() -> None:
 
 
 def test_modules_stay_under_500_lines_but_for_the_listed_debts() -> None:
+    # The compiled core's Cython sources (.pyx, and the .pxi files they include) count too.
+    compiled = [*PACKAGE.rglob("*.pyx"), *PACKAGE.rglob("*.pxi")]
     sizes = {
         _relative(path): len(path.read_text(encoding="utf-8").splitlines())
-        for path in _modules().values()
+        for path in [*_modules().values(), *compiled]
     }
+    assert any(name.endswith(".pyx") for name in sizes)  # the compiled core is looked at
     over = {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES}
     assert {name: lines for name, lines in over.items() if name not in MODULE_DEBTS} == {}
     # A paid debt leaves the list, so that the list stays the true state.
