@@ -1,7 +1,8 @@
 """The house rules, checked on the source: imports go down the floors, modules (the compiled
-core's Cython sources too) stay under 500 lines and functions under 80. What does not meet them yet is listed below as a debt, with its
-size when it was listed; one that is paid must leave the list (so the list is always the true
-state). No database needed: the modules are parsed, not imported."""
+core's Cython sources too) stay under 500 lines and functions under 80. What does not meet them
+yet is listed below as a debt, with its size when it was listed; one that is paid must leave
+the list (so the list is always the true state). No database needed: the modules are parsed,
+not imported."""
 
 from __future__ import annotations
 
