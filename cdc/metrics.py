@@ -3,8 +3,11 @@
 The daemon owns one :class:`Metrics` and calls it once per event that is already rare: a
 written batch, a status update, a reconnect, an error. Nothing is counted per change; the
 per-table counts of a batch are tallied from the batch's records after it is written
-(:func:`tally`, best called in the sink's writer thread). Everything lives in the instance's
-own registry, never the process-global one, so tests and embedding applications stay apart.
+(:func:`tally`, best called in the sink's writer thread). What the mapping stage counts (TOAST
+values unavailable, heartbeats received) it keeps itself, in a :class:`MappingCounts` that
+survives a reload; the metrics read it at each scrape (:meth:`Metrics.read_mapping`).
+Everything lives in the instance's own registry, never the process-global one, so tests and
+embedding applications stay apart.
 
 Exposed (units in the names)::
 
@@ -53,7 +56,8 @@ import logging
 import platform
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Protocol
 
@@ -67,6 +71,8 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from cdc import __version__
 from cdc.errors import CdcError
@@ -120,6 +126,31 @@ def error_kinds() -> tuple[str, ...]:
     return (*sorted(set(kinds)), "OperationalError", "dead_letter", "other")
 
 
+@dataclass(slots=True)
+class MappingCounts:
+    """The mapping stage's running totals (``ActivityMapper.counts``): the stage counts, a
+    reload hands the same object to the new mapper, and :class:`Metrics` reads it at each
+    scrape. Plain ints and a float: written by the daemon's thread, read by the HTTP one."""
+
+    toast_unavailable: int = 0  # unchanged TOAST values that could not be recorded
+    heartbeats_received: int = 0  # cdc.heartbeat messages seen in the stream
+    heartbeat_latency_s: float = 0.0  # the last one's, from its sent_at to its arrival
+
+    def heartbeat(self, latency_s: float) -> None:
+        self.heartbeat_latency_s = latency_s
+        self.heartbeats_received += 1
+
+
+class _MappingCollector(Collector):
+    """The mapping's counters, read when scraped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics._mapping_families()
+
+
 class Metrics:
     """The daemon's metrics and readiness; thread-safe. Call from the daemon, never per
     change."""
@@ -139,6 +170,11 @@ class Metrics:
         for kind in error_kinds():
             self._errors.labels(kind=kind)
         self._lock = threading.Lock()
+        # What toast_unavailable() and heartbeat() were told and what earlier stages counted;
+        # the current stage's counts are added at each scrape.
+        self._counted = MappingCounts()
+        self._stage: MappingCounts | None = None
+        registry.register(_MappingCollector(self))
         self._is_streaming = False
         self._not_streaming_reason = "not streaming yet"
         self._last_lag_seconds: float | None = None
@@ -188,11 +224,6 @@ class Metrics:
         self._errors = Counter(
             "activity_cdc_errors", "Errors by kind (error class name).", ["kind"], registry=registry
         )
-        self._toast_unavailable = Counter(
-            "activity_cdc_toast_unavailable",
-            "Unchanged TOASTed values that could not be filled in.",
-            registry=registry,
-        )
         self._standby = Gauge(
             "activity_cdc_standby",
             "1 while waiting for the slot another process streams from (hot standby), else 0.",
@@ -201,16 +232,6 @@ class Metrics:
 
     def _define_watches(self, registry: CollectorRegistry) -> None:
         """The heartbeat and the slot watch."""
-        self._heartbeat_latency = Gauge(
-            "activity_cdc_heartbeat_latency_seconds",
-            "From a cdc.heartbeat message's sent_at to the daemon receiving it (end to end).",
-            registry=registry,
-        )
-        self._heartbeats_received = Counter(
-            "activity_cdc_heartbeats_received",
-            "cdc.heartbeat messages received in the replication stream.",
-            registry=registry,
-        )
         self._heartbeats_sent = Counter(
             "activity_cdc_heartbeats_sent",
             "cdc.heartbeat messages emitted by this process.",
@@ -302,8 +323,48 @@ class Metrics:
         self._errors.labels(kind=kind if _KIND.match(kind) else "other").inc()
 
     def toast_unavailable(self, n: int = 1) -> None:
-        if n:
-            self._toast_unavailable.inc(n)
+        with self._lock:
+            self._counted.toast_unavailable += n
+
+    def read_mapping(self, counts: MappingCounts) -> None:
+        """Read the mapping stage's counts at each scrape from now on (its driver registers
+        them once); what the stage registered before counted stays in the totals."""
+        with self._lock:
+            before, self._stage = self._stage, counts
+            if before is not None:
+                self._counted.toast_unavailable += before.toast_unavailable
+                if before.heartbeats_received:
+                    self._counted.heartbeats_received += before.heartbeats_received
+                    self._counted.heartbeat_latency_s = before.heartbeat_latency_s
+
+    def _mapping_families(self) -> Iterator[Metric]:
+        with self._lock:
+            counted, stage = self._counted, self._stage
+            toast, received, latency = (
+                counted.toast_unavailable,
+                counted.heartbeats_received,
+                counted.heartbeat_latency_s,
+            )
+        if stage is not None:
+            toast += stage.toast_unavailable
+            if stage.heartbeats_received:
+                received += stage.heartbeats_received
+                latency = stage.heartbeat_latency_s
+        yield CounterMetricFamily(
+            "activity_cdc_toast_unavailable",
+            "Unchanged TOASTed values that could not be filled in.",
+            value=toast,
+        )
+        yield GaugeMetricFamily(
+            "activity_cdc_heartbeat_latency_seconds",
+            "From a cdc.heartbeat message's sent_at to the daemon receiving it (end to end).",
+            value=latency,
+        )
+        yield CounterMetricFamily(
+            "activity_cdc_heartbeats_received",
+            "cdc.heartbeat messages received in the replication stream.",
+            value=received,
+        )
 
     def set_streaming(self, streaming: bool, reason: str = "") -> None:
         """``reason``: why not (shown by /readyz), e.g. "reconnecting", "standby"."""
@@ -326,8 +387,8 @@ class Metrics:
 
     def heartbeat(self, latency_seconds: float) -> None:
         """A ``cdc.control.heartbeat`` message arrived ``latency_seconds`` after it was sent."""
-        self._heartbeat_latency.set(latency_seconds)
-        self._heartbeats_received.inc()
+        with self._lock:
+            self._counted.heartbeat(latency_seconds)
 
     def heartbeat_sent(self) -> None:
         self._heartbeats_sent.inc()

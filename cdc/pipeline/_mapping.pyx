@@ -205,7 +205,7 @@ def map_row_change(object self, object change):
         occurred_at, commit_lsn = self._transaction_fields(txn)
     unavailable = change.unavailable
     if unavailable:
-        self.toast_unavailable += len(unavailable)
+        self.counts.toast_unavailable += len(unavailable)
     txn_actor = self._txn_actor
     actor = txn_actor
     if actor is None and mapper.actor_positions:

@@ -25,6 +25,7 @@ from cdc.config import (
     TableRules,
     TransitionRule,
 )
+from cdc.metrics import MappingCounts
 from cdc.pipeline.activity_record import (
     CUTOVER_PREFIX,
     HEARTBEAT_PREFIX,
@@ -197,13 +198,6 @@ class TableMapper:
         changed.sort()  # named in column order (the summary), the documents in jsonb's
         return old_json, new_json, changed, diffs
 
-    def value_json(self, index: int, value: object) -> str:
-        if value is None:
-            return "null"
-        if type(value) is str:
-            return self.converters[index](value)
-        return "null"
-
     def entity_id(self, values: TupleData | None) -> str | None:
         positions = self.key_positions
         if positions is None or values is None:
@@ -260,6 +254,7 @@ class ActivityMapper:
         *,
         types: TypeRegistry | None = None,
         rules_by_relation_id: Mapping[int, TableRules] | None = None,
+        counts: MappingCounts | None = None,
     ) -> None:
         self._settings = settings
         self.types = types if types is not None else TypeRegistry()
@@ -270,16 +265,19 @@ class ActivityMapper:
         self._redact = redactor(settings.redaction)
         # (schema, table) -> 'shadow' | 'cdc'; set at start, changed by cutover markers
         self.modes: dict[tuple[str, str], str] = {}
-        # columns whose unchanged TOAST value could not be recorded (a metric reads it)
-        self.toast_unavailable = 0
-        # end-to-end latencies of heartbeat messages seen since the daemon last read them
-        self.heartbeat_latencies: list[float] = []
+        # running totals the metrics read at each scrape; a reload hands them to the new mapper
+        self.counts = MappingCounts() if counts is None else counts
         self._txn: TransactionInfo | None = None
         self._txn_occurred_at = ""
         self._txn_lsn = ""
         self._txn_context: dict[str, object] | None = None
         self._txn_context_json: str | None = None
         self._txn_actor: str | None = None
+
+    @property
+    def toast_unavailable(self) -> int:
+        """Unchanged TOAST values that could not be recorded, so far."""
+        return self.counts.toast_unavailable
 
     def table_mapper(self, relation: RelationInfo) -> TableMapper:
         mapper = self._mappers.get(relation.relation_id)
@@ -352,7 +350,7 @@ class ActivityMapper:
         if prefix == HEARTBEAT_PREFIX and txn is None:
             latency = heartbeat_latency_s(change)
             if latency is not None:
-                self.heartbeat_latencies.append(latency)
+                self.counts.heartbeat(latency)
         return None  # the context prefix and anything else: no record of its own
 
     def _fields(self, txn: TransactionInfo) -> TransactionFields:
@@ -391,7 +389,7 @@ class ActivityMapper:
         entity_id = mapper.entity_id(new if new is not None else old)
         occurred_at, commit_lsn = self._transaction_fields(change.transaction)
         if change.unavailable:
-            self.toast_unavailable += len(change.unavailable)
+            self.counts.toast_unavailable += len(change.unavailable)
         actor = self._txn_actor
         if actor is None:
             actor = mapper.actor_id(new, old)

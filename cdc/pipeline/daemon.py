@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from cdc.config import Settings
 from cdc.lsn import format_lsn
-from cdc.metrics import Metrics
+from cdc.metrics import MappingCounts, Metrics
 from cdc.pipeline.batching import Flush
 from cdc.pipeline.catalog import Catalog
 from cdc.pipeline.loop import Pipeline, RunStats, Source
@@ -76,6 +76,11 @@ class Driver:
         # The publication's OID as this daemon's first run found it: the supervisor passes it
         # on to its next attempt, so a publication created again during a reconnect is seen.
         self.publication_oid: int | None = None
+        # The mapping's running totals, kept by its stage across reloads; read by the metrics
+        # at each scrape, not pulled by the loop.
+        self.mapping_counts = MappingCounts()
+        if metrics is not None:
+            metrics.read_mapping(self.mapping_counts)
 
     def reload(self, settings: Settings) -> list[str]:
         """Take new mapping, redaction and batch settings at the next transaction boundary
@@ -164,6 +169,7 @@ class Driver:
             stats=self.stats,
             clock_ms=_clock_ms,
             track_lag=self.metrics is not None,
+            counts=self.mapping_counts,
         )
         status_interval_s = self.settings.source.status_interval_ms / 1000
         wake_fds = [writer.wake_fd, self._stop_r]
@@ -240,8 +246,8 @@ class Driver:
         return True
 
     def _publish(self, core: Pipeline, stream: ReplicationStream) -> None:
-        """At each status update: positions, lags and the mapping's counters as metrics."""
-        mapper = core.mapper
+        """At each status update: positions and lags as metrics (the mapping's counters are
+        read at each scrape)."""
         metrics = self.metrics
         if metrics is not None:
             flushed = stream.flushed_lsn  # acknowledged: the slot's confirmed position
@@ -251,13 +257,6 @@ class Driver:
                 lag_bytes=max(stream.received_lsn - flushed, 0),
                 lag_seconds=core.lag_seconds(datetime.now(UTC)),
             )
-            metrics.toast_unavailable(mapper.toast_unavailable)
-            mapper.toast_unavailable = 0
-            heartbeat = getattr(metrics, "heartbeat", None)
-            for latency in mapper.heartbeat_latencies:
-                if heartbeat is not None:
-                    heartbeat(latency)
-        mapper.heartbeat_latencies.clear()
 
     def _shutdown(
         self,

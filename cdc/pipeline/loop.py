@@ -24,6 +24,7 @@ from typing import Protocol
 
 from cdc.config import Settings, TableRules
 from cdc.lsn import format_lsn
+from cdc.metrics import MappingCounts
 from cdc.pipeline.activity import ActivityMapper
 from cdc.pipeline.batching import Batcher, Checkpoint, Flush
 from cdc.pipeline.changes import Change, ChangeAssembler, TransactionEnd, TransactionMessage
@@ -102,6 +103,7 @@ class Pipeline:
         stats: RunStats,
         clock_ms: Callable[[], float],
         track_lag: bool,
+        counts: MappingCounts | None = None,
     ) -> None:
         self.stats = stats
         self.drain_target = source.drain_target
@@ -115,7 +117,10 @@ class Pipeline:
         )
         self.types = TypeRegistry()
         self.mapper = ActivityMapper(
-            settings, types=self.types, rules_by_relation_id=source.rules_by_relation_id
+            settings,
+            types=self.types,
+            rules_by_relation_id=source.rules_by_relation_id,
+            counts=counts,
         )
         self.mapper.modes = dict(source.modes)
         self.batcher = Batcher(
@@ -242,7 +247,10 @@ class Pipeline:
         """New mapping, redaction and batch settings; call it between transactions."""
         modes = self.mapper.modes
         self.mapper = ActivityMapper(
-            settings, types=self.types, rules_by_relation_id=rules_by_id(settings, self.mapper)
+            settings,
+            types=self.types,
+            rules_by_relation_id=rules_by_id(settings, self.mapper),
+            counts=self.mapper.counts,  # the metrics' totals go on
         )
         self.mapper.modes = modes
         self.batcher.max_rows = settings.batch.max_rows
