@@ -4,7 +4,7 @@ hash of the line before and its own, over exactly the text it sends; cdc.store.c
 
 :func:`encode_chained_rows` is compiled (cdc/pipeline/_copy_lines.pyx) where it was built;
 :func:`_py_encode_chained_rows` is the reference of the row format. Pure: no I/O; the sink
-(cdc.pipeline.sink) sends what these return.
+(cdc.pipeline.sink) sends what these return, made ahead of its write in a :class:`PreparedFlush`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
+from cdc.pipeline.batching import Flush
 from cdc.pipeline.core import copy_lines
 from cdc.store.chain import canonical_text, iso_utc_text, utc_text
 
@@ -188,3 +190,17 @@ def _py_encode_chained_rows(
         prev = digest
     lines.append("")
     return "\n".join(lines).encode(), ChainHead(prev, position)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedFlush:
+    """A flush with its COPY text encoded (and chained from ``head``) and its rollup counts
+    made ahead of the write, by the writer's encoder thread
+    (:meth:`cdc.pipeline.sink.Sink.prepare`)."""
+
+    flush: Flush
+    # None: encoded at the write (dead letters, a time only the server reads)
+    copy_data: str | bytes | None
+    head: ChainHead | None  # the head the lines are chained from (None: chain off)
+    moved: ChainHead | None  # the head after them
+    rollups: dict[str, list[Any]] | None

@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +54,7 @@ from cdc.pipeline.batching import Flush
 from cdc.pipeline.copy_lines import (
     CHAINED_COLUMNS,
     ChainHead,
+    PreparedFlush,
     encode_chained_rows,
     encode_copy_rows,
 )
@@ -64,7 +64,7 @@ from cdc.pipeline.sinks import StoredCheckpoint
 from cdc.sqlfiles import sql_template
 from cdc.store.chain import iso_utc_text
 
-# the COPY encoders live in cdc.pipeline.copy_lines; importable from here as before
+# the COPY encoders (and a flush prepared with them) live in cdc.pipeline.copy_lines
 __all__ = [
     "CHAINED_COLUMNS",
     "ChainHead",
@@ -75,19 +75,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("cdc.sink")  # log lines keep the name they had
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedFlush:
-    """A flush with its COPY text encoded (and chained from ``head``) and its rollup counts
-    made ahead of the write, by the writer's encoder thread (:meth:`Sink.prepare`)."""
-
-    flush: Flush
-    # None: encoded at the write (dead letters, a time only the server reads)
-    copy_data: str | bytes | None
-    head: ChainHead | None  # the head the lines are chained from (None: chain off)
-    moved: ChainHead | None  # the head after them
-    rollups: dict[str, list[Any]] | None
 
 
 class Sink:

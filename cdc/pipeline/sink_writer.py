@@ -13,7 +13,8 @@ from collections.abc import Callable
 from cdc.errors import CdcError, SinkError
 from cdc.metrics import Metrics, tally
 from cdc.pipeline.batching import Flush
-from cdc.pipeline.sink import PreparedFlush, Sink
+from cdc.pipeline.copy_lines import PreparedFlush
+from cdc.pipeline.sink import Sink
 from cdc.pipeline.sinks import RecordSink
 
 
