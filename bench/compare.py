@@ -55,9 +55,10 @@ RECVLOGICAL_SLOT = "cmp_recvlogical"
 SINK_BACKEND = "activity-cdc sink"  # application_name of the daemon's sink connection
 COMPARE_JSON = "compare.json"
 
-# Columns that differ between any two runs of one version: when the row was written, and the
-# hash chain, which covers recorded_at (sql/migrations/0011_hash_chain.sql).
-_RUN_DEPENDENT = {"recorded_at", "prev_hash", "hash"}
+# Columns that differ between any two runs of one version: when the row was written, the
+# hash chain, which covers recorded_at (sql/migrations/0011_hash_chain.sql), and the source,
+# '<system id>:<slot>', and each side drains its own slot (0025_record_sources.sql).
+_RUN_DEPENDENT = {"recorded_at", "prev_hash", "hash", "source_id"}
 
 
 def slot_of(side: str) -> str:
