@@ -28,7 +28,6 @@ cdef object _row_change(object assembler, object txn, object message, object seq
     """``ChangeAssembler._row_change``: one Insert, Update or Delete as a RowChange."""
     cdef object kind = type(message)
     relation = assembler._relation(message.relation_id, kind.__name__)
-    unchanged = _UNCHANGED
     if kind is _Insert.cls:
         new = message.new
         if has_unchanged_toast(new):

@@ -98,6 +98,11 @@ class Store:
         moment: datetime = row[0][0]
         return moment
 
+    def _searches_values(self, f: RecordFilter) -> bool:
+        """Whether the filter's full-text search goes over the values (:attr:`search_values`),
+        for every query that pages records."""
+        return f.search is not None and self.search_values
+
     # -- what the commands ask --------------------------------------------------------------
     def records(
         self, f: RecordFilter, *, before: RecordCursor | None = None, limit: int = 50
@@ -109,7 +114,7 @@ class Store:
             f,
             before=before,
             limit=limit,
-            search_values=f.search is not None and self.search_values,
+            search_values=self._searches_values(f),
         )
         return self.fetch_records(query, params)
 
@@ -125,7 +130,7 @@ class Store:
             f,
             limit=limit,
             slack=Follower.SLACK,
-            search_values=f.search is not None and self.search_values,
+            search_values=self._searches_values(f),
             columns=queries.api_columns(),
         )
         rows = self.fetch(query, params)
@@ -143,7 +148,7 @@ class Store:
             f,
             before=before,
             limit=limit,
-            search_values=f.search is not None and self.search_values,
+            search_values=self._searches_values(f),
             columns=queries.columns_of(queries.api_columns()),
         )
         return [(row[0], row[1]) for row in self.fetch(query, params)]
@@ -215,7 +220,7 @@ class Store:
             fmt=fmt,
             limit=limit,
             before=before,
-            search_values=f.search is not None and self.search_values,
+            search_values=self._searches_values(f),
         )
         return self.copy(query, params)
 
@@ -253,7 +258,7 @@ class Store:
             f,
             before=before,
             limit=limit,
-            search_values=f.search is not None and self.search_values,
+            search_values=self._searches_values(f),
             columns=sql.SQL("r.occurred_at, r.commit_lsn::text, r.seq"),
         )
         rows = self.fetch(query, params)
