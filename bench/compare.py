@@ -100,7 +100,11 @@ class BackendCpu:
     def stop(self) -> tuple[float, float]:
         self._stop.set()
         self._thread.join()
-        return sum(self.sink_s.values()), sum(self.walsender_s.values())
+        return self.totals()
+
+    def totals(self) -> tuple[float, float]:
+        """CPU seconds so far: the sink backends', the walsenders'."""
+        return sum(dict(self.sink_s).values()), sum(dict(self.walsender_s).values())
 
     def _run(self) -> None:
         with self._server.connect() as conn:
@@ -455,6 +459,15 @@ def compare_records(server: BenchServer) -> dict[str, Any]:
 WRITE_MODES: tuple[str, ...] = ("none", *SIDES)
 
 
+# CPU per source row change while the write path runs, per daemon (median of rounds)
+WRITE_CPU_MEASURES = {
+    "daemon_cpu_us_per_change": "daemon CPU µs/change (write)",
+    "walsender_cpu_us_per_change": "walsender CPU µs/change (write)",
+    "sink_backend_cpu_us_per_change": "sink backend µs/change (write)",
+    "records_per_sink_transaction": "records per sink txn (write)",
+}
+
+
 def _write_path(ctx: BenchContext, sides: dict[str, Side]) -> dict[str, Any]:
     dsns = _fresh_databases(ctx, sides)
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in WRITE_MODES}
@@ -481,9 +494,8 @@ def _write_path(ctx: BenchContext, sides: dict[str, Side]) -> dict[str, Any]:
     summary["head_to_ref"] = round(
         median([ratio(runs["head"][i]["tps"], runs["ref"][i]["tps"]) for i in range(rounds)]), 4
     )
-    summary["daemon_cpu_us_per_change"] = {
-        label: median([r["daemon_cpu_us_per_change"] for r in runs[label]]) for label in SIDES
-    }
+    for key in WRITE_CPU_MEASURES:
+        summary[key] = {label: median([r[key] for r in runs[label]]) for label in SIDES}
     return {"summary": summary, "runs": runs}
 
 
@@ -492,6 +504,7 @@ def _write_mode(
 ) -> dict[str, Any]:
     ctx.server.checkpoint()
     daemon: Daemon | None = None
+    watcher: BackendCpu | None = None
     with ctx.server.connect(SOURCE_DB) as source:
         try:
             if mode != "none":
@@ -499,30 +512,65 @@ def _write_mode(
                 daemon = Daemon(
                     side, dsns["source"], dsns[mode], ctx.logdir / f"compare-write-{mode}.log"
                 ).start(drain=False)
+                watcher = BackendCpu(ctx.server, sink_db=sink_db_of(mode), slot=slot_of(mode))
+                watcher.start()
                 _wait_caught_up(ctx, source, mode, daemon)
             changes_before = platform_change_counts(source)
             cpu_before = daemon.cpu_now() if daemon else 0.0
+            time.sleep(0.05)  # the watcher's next reading, after the marker's catch-up
+            servers_before = watcher.totals() if watcher else (0.0, 0.0)
+            written_before = _sink_transactions(ctx, mode) if daemon else (0, 0)
             result = run_pgbench(
                 ctx.server.bindir,
                 dsns["source"],
                 PLATFORM_MIX,
                 ctx.pgbench_variables(),
-                PgbenchOptions(clients=ctx.sizes.clients, duration_s=seconds),
+                PgbenchOptions(
+                    clients=ctx.sizes.clients,
+                    duration_s=seconds,
+                    rate_tps=ctx.sizes.write_rate or None,
+                ),
             )
             cpu_after = daemon.cpu_now() if daemon else 0.0
             changes = platform_change_counts(source) - changes_before
             run = {"tps": round(result.tps, 1), "row_changes": changes}
-            if daemon is not None:
+            if daemon is not None and watcher is not None:
                 run["daemon_cpu_us_per_change"] = round(
                     (cpu_after - cpu_before) / max(changes, 1) * 1e6, 2
                 )
                 run["catch_up_s"] = round(_wait_caught_up(ctx, source, mode, daemon), 3)
+                # the servers' CPU through the catch-up: all of this run's changes decoded
+                # and written (the marker's own is one change more)
+                time.sleep(0.05)
+                sink_s, walsender_s = watcher.stop()
+                run["sink_backend_cpu_us_per_change"] = round(
+                    (sink_s - servers_before[0]) / max(changes, 1) * 1e6, 2
+                )
+                run["walsender_cpu_us_per_change"] = round(
+                    (walsender_s - servers_before[1]) / max(changes, 1) * 1e6, 2
+                )
+                records, transactions = _sink_transactions(ctx, mode)
+                run["records_per_sink_transaction"] = round(
+                    (records - written_before[0]) / max(transactions - written_before[1], 1), 1
+                )
                 daemon.finish(terminate=True, timeout_s=120)
                 daemon = None
         finally:
+            if watcher is not None:
+                watcher.stop()
             if daemon is not None:
                 daemon.kill()
     return run
+
+
+def _sink_transactions(ctx: BenchContext, mode: str) -> tuple[int, int]:
+    """Records in a side's store, and the sink transactions that wrote them (recorded_at is
+    now() of the sink transaction: one value per transaction)."""
+    with ctx.server.connect(sink_db_of(mode)) as sink:
+        row = sink.execute(
+            "SELECT count(*), count(DISTINCT recorded_at) FROM activity.records"
+        ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def _wait_caught_up(
@@ -592,11 +640,13 @@ def render(results: dict[str, Any]) -> str:
             f"{'write TPS ÷ none':32} {summary['ref_to_none']:>12.3f} "
             f"{summary['head_to_none']:>12.3f}"
         )
-        cpu = summary["daemon_cpu_us_per_change"]
-        lines.append(
-            f"{'daemon CPU µs/change (write)':32} {_num(cpu['ref']):>12} {_num(cpu['head']):>12} "
-            f"{ratio(cpu['head'], cpu['ref']):>9.3f}"
-        )
+        for key, name in WRITE_CPU_MEASURES.items():
+            cpu = summary.get(key)
+            if cpu is not None:
+                lines.append(
+                    f"{name:32} {_num(cpu['ref']):>12} {_num(cpu['head']):>12} "
+                    f"{ratio(cpu['head'], cpu['ref']):>9.3f}"
+                )
     return "\n".join(lines)
 
 

@@ -27,6 +27,11 @@ class Sizes:
         "rounds of the write path (short runs, many rounds: it is the noisiest part)", default=5
     )
     write_seconds: float = _size("seconds of each write-path pgbench run", default=20.0)
+    write_rate: float = _size(
+        "offered transactions/s of --compare's write path, the same for every mode, so that "
+        "CPU per change is compared at one rate (0: as fast as possible)",
+        default=0.0,
+    )
     drain_changes: int = _size("row changes in each drain backlog (at least)", default=500_000)
     decoder_payloads: int = _size(
         "captured pgoutput messages the decoders are compared on", default=200_000

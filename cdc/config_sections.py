@@ -134,6 +134,13 @@ class BatchSettings(_Strict):
     # per idle_flush_interval_ms; false: only max_rows and max_delay_ms.
     flush_when_idle: bool = True
     idle_flush_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
+    # While the daemon keeps up with the stream it reads it at most once per read_interval_ms:
+    # what the walsender sends meanwhile waits in the socket and is read, mapped and written
+    # together. Under a steady trickle of small transactions that turns a wake-up of the
+    # daemon per source commit (and a sink transaction per few of them) into one per interval,
+    # for at most this much more latency; a backlog is read without pause. 0: read each frame
+    # as it arrives.
+    read_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 10
 
 
 class SeverityByOperation(_Strict):

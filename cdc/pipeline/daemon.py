@@ -175,6 +175,7 @@ class Driver:
         wake_fds = [writer.wake_fd, self._stop_r]
         last_frame_at = time.monotonic()
         last_probe_at = 0.0
+        hold_until = 0.0  # caught up: the socket is next read from then (read_interval_ms)
 
         def keep_alive() -> None:
             # The sink is behind and submit() waits: the walsender must still hear from us.
@@ -189,6 +190,9 @@ class Driver:
             timeout = _timeout(core, stream, status_interval_s)
             if core.flushed_lsn > stream.flushed_lsn:  # held back until the next check
                 timeout = min(timeout, self._guard.due_in_s())
+            if hold_until:
+                timeout = _hold(hold_until, timeout, wake_fds)
+                hold_until = 0.0
             frames = stream.poll(timeout, wake_fds)
             if not self._stopping.is_set():
                 with contextlib.suppress(BlockingIOError, OSError):
@@ -200,12 +204,7 @@ class Driver:
             now_ms = now * 1000
             for end_lsn in writer.completed():
                 core.durable(end_lsn, time.monotonic() * 1000)
-            if core.idle_flush_due(now_ms) and not stream.has_data():
-                # Nothing more to read and the sink is free: write what is committed now
-                # rather than after max_delay_ms. Under load the socket is rarely empty, or
-                # the sink is busy with the previous flush, and batches keep growing.
-                send(core.idle(now_ms))
-            send(core.tick(now_ms))
+            hold_until = self._flush_due(core, stream, send, now_ms, bool(frames))
             reply = self._acknowledge(core, stream) or reply
             if reply or now - stream.last_status_at >= status_interval_s:
                 stream.send_status()
@@ -229,6 +228,34 @@ class Driver:
             if self._stopping.is_set():
                 self._shutdown(stream, writer, core, send)
                 return
+
+    def _flush_due(
+        self,
+        core: Pipeline,
+        stream: ReplicationStream,
+        send: Callable[[Flush | None], None],
+        now_ms: float,
+        read: bool,
+    ) -> float:
+        """Submit the flushes due after a turn of the loop; returns until when the socket is
+        left unread (0: read it at the next turn)."""
+        empty: bool | None = None
+        if core.idle_flush_due(now_ms):
+            # Nothing more to read and the sink is free: write what is committed now rather
+            # than after max_delay_ms. Under load the socket is rarely empty, or the sink is
+            # busy with the previous flush, and batches keep growing.
+            empty = not stream.has_data()
+            if empty:
+                send(core.idle(now_ms))
+        send(core.tick(now_ms))
+        interval_ms = self.settings.batch.read_interval_ms
+        if not read or not interval_ms or core.drain_target is not None:
+            return 0.0
+        if empty is None:
+            empty = not stream.has_data()
+        # Caught up with the stream: leave the socket alone for read_interval_ms, so that the
+        # next few source commits are read, mapped and written as one.
+        return now_ms / 1000 + interval_ms / 1000 if empty else 0.0
 
     def _acknowledge(
         self, core: Pipeline, stream: ReplicationStream, *, force: bool = False
@@ -287,6 +314,17 @@ class Driver:
         for fd in (self._stop_r, self._stop_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _hold(until: float, timeout: float, wake_fds: list[int]) -> float:
+    """Wait until ``until`` (at most ``timeout``) without reading the socket, so that what the
+    walsender sends meanwhile is read and written together; a durable batch, a stop or a
+    reload (``wake_fds``) ends the wait. Returns what is left of ``timeout``."""
+    started = time.monotonic()
+    wait = min(until - started, timeout)
+    if wait > 0:
+        select.select(wake_fds, [], [], wait)
+    return max(timeout - (time.monotonic() - started), 0.0)
 
 
 def _timeout(core: Pipeline, stream: ReplicationStream, status_interval_s: float) -> float:
