@@ -40,18 +40,31 @@ def cdc_command(*args: str, config: Path = CONFIG_PATH) -> list[str]:
     return [sys.executable, "-m", "cdc", "--config", str(config), *args]
 
 
-def cdc_env(source_dsn: str) -> dict[str, str]:
+def cdc_env(
+    source_dsn: str, *, sink_dsn: str | None = None, slot: str | None = None
+) -> dict[str, str]:
+    """The environment of a ``cdc`` command: the source (and, given, the sink: by default the
+    source database, as in the example config) and, given, a slot name of its own."""
     env = dict(os.environ)
     env["CDC_SOURCE_DSN"] = source_dsn
-    env.pop("CDC_SINK_DSN", None)  # the sink is the source database, as in the example config
+    env.pop("CDC_SINK_DSN", None)
+    if sink_dsn is not None:
+        env["CDC_SINK_DSN"] = sink_dsn
+    env.pop("CDC_SOURCE__SLOT", None)
+    if slot is not None:
+        env["CDC_SOURCE__SLOT"] = slot  # slot names are the cluster's, not the database's
     env.pop("CDC_CONFIG", None)
     return env
 
 
-def cdc_setup(source_dsn: str) -> str:
+def cdc_setup(source_dsn: str, *, sink_dsn: str | None = None, slot: str | None = None) -> str:
     """``cdc setup``; returns what it printed. Raises with its stderr when it fails."""
     done = subprocess.run(
-        cdc_command("setup"), env=cdc_env(source_dsn), capture_output=True, text=True, check=False
+        cdc_command("setup"),
+        env=cdc_env(source_dsn, sink_dsn=sink_dsn, slot=slot),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"cdc setup failed (exit {done.returncode}): {done.stderr.strip()}")
@@ -98,9 +111,18 @@ class DaemonProcess:
     """``cdc run [--drain]`` in the background, with its resident memory watched."""
 
     def __init__(
-        self, source_dsn: str, log_path: Path, *, drain: bool = False, config: Path = CONFIG_PATH
+        self,
+        source_dsn: str,
+        log_path: Path,
+        *,
+        drain: bool = False,
+        config: Path = CONFIG_PATH,
+        sink_dsn: str | None = None,
+        slot: str = SLOT,
     ) -> None:
         self.source_dsn = source_dsn
+        self.sink_dsn = sink_dsn
+        self.slot = slot
         self.log_path = log_path
         self.drain = drain
         self.config = config
@@ -120,7 +142,11 @@ class DaemonProcess:
         self._started = time.monotonic()
         self._proc = subprocess.Popen(
             cdc_command(*args, config=self.config),
-            env=cdc_env(self.source_dsn),
+            env=cdc_env(
+                self.source_dsn,
+                sink_dsn=self.sink_dsn,
+                slot=None if self.slot == SLOT else self.slot,
+            ),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -144,7 +170,7 @@ class DaemonProcess:
             if not self.running():
                 raise RuntimeError(f"cdc run exited early: {self._tail()}")
             row = conn.execute(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (SLOT,)
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (self.slot,)
             ).fetchone()
             if row and row[0]:
                 return

@@ -48,11 +48,12 @@ def _write(ax: Axes, section: dict[str, Any] | None) -> None:
     if _unavailable(ax, title, section):
         return
     assert section is not None
-    modes = ["none", "triggers", "cdc"]
+    modes = [m for m in ("none", "triggers", "cdc", "cdc_apart") if m in section["modes"]]
     tps = [section["modes"][mode]["tps"] for mode in modes]
-    ratios = [1.0, section["ratios_to_none"]["triggers"], section["ratios_to_none"]["cdc"]]
+    ratios = [1.0, *(section["ratios_to_none"][mode] for mode in modes[1:])]
     met = section["targets"][0]["met"]
-    bars = ax.bar(modes, tps, color=[BASE, OTHER, MET if met else MISSED])
+    colors = [BASE, OTHER, *([MET if met else MISSED] * (len(modes) - 2))]
+    bars = ax.bar(modes, tps, color=colors)
     _label_bars(ax, bars, [f"{value:,.0f}\nx{r:.2f}" for value, r in zip(tps, ratios, strict=True)])
     ax.axhline(tps[0] * 0.9, color=OURS, linestyle="--", linewidth=1, label="target 0.90 x none")
     ax.set_ylabel("transactions / s")

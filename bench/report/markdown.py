@@ -88,11 +88,15 @@ def _targets(results: dict[str, Any]) -> list[str]:
     return ["## Targets", "", *_table(["promise", "measured", "target", "verdict"], rows)]
 
 
+# the write path's modes, in report order (results made before cdc_apart existed lack it)
+WRITE_MODES = ("none", "triggers", "cdc", "cdc_apart")
+
+
 def _write(section: Section) -> list[str]:
     modes = section["modes"]
     ratios = section["ratios_to_none"]
     rows = []
-    for mode in ("none", "triggers", "cdc"):
+    for mode in [m for m in WRITE_MODES if m in modes]:
         data = modes[mode]
         rows.append(
             [
@@ -130,8 +134,23 @@ def _database_cpu(section: Section) -> list[str]:
     cdc = modes["cdc"]
     rows = [
         [mode, _num(modes[mode].get("cluster_cpu_us_per_change"), 1)]
-        for mode in ("none", "triggers", "cdc")
+        for mode in WRITE_MODES
+        if mode in modes
     ]
+    apart = section.get("database_cpu_per_change_store_apart")
+    apart_line = []
+    if apart and "cdc_apart" in modes:
+        cdc_apart = modes["cdc_apart"]
+        apart_line = [
+            f"The store in another database of the cluster (`cdc_apart`): walsender "
+            f"{_num(cdc_apart.get('walsender_cpu_us_per_change'), 1)} + sink backend "
+            f"{_num(cdc_apart.get('sink_backend_cpu_us_per_change'), 1)} = "
+            f"{_num(apart.get('cdc_walsender_sink_us'), 1)} µs/change, "
+            f"x{_num(apart.get('ratio_cdc_to_triggers_added'), 2)} of the triggers' addition; "
+            f"TPS ratio {_num(section['ratios_to_none'].get('cdc_apart'), 3)}; daemon "
+            f"{_num(cdc_apart.get('daemon_cpu_us_per_change'), 1)} µs/change.",
+            "",
+        ]
     return [
         "Server CPU per row change (the whole PostgreSQL cluster from /proc, pgbench's run):",
         "",
@@ -146,6 +165,7 @@ def _database_cpu(section: Section) -> list[str]:
         f"{_num(section['ratios_to_none'].get('cdc'), 3)}. Daemon: "
         f"{_num(cdc.get('daemon_cpu_us_per_change'), 1)} µs/change.",
         "",
+        *apart_line,
     ]
 
 

@@ -1,11 +1,13 @@
-"""1. Write path: the platform's transactions under three kinds of auditing, same run.
+"""1. Write path: the platform's transactions under four kinds of auditing, same run.
 
-Three copies of the seeded platform, one per mode:
+Four copies of the seeded platform, one per mode:
 
 * ``none``: no auditing at all, the ceiling;
 * ``triggers``: the 64 legacy audit triggers (``sql/demo/legacy_audit.sql``);
 * ``cdc``: ``cdc setup`` (publication, REPLICA IDENTITY FULL, store, slot) and ``cdc run``
-  streaming into the store of the same database while the workload runs.
+  streaming into the store of the same database while the workload runs;
+* ``cdc_apart``: the same with the store in another database of the same cluster
+  (``[sink] dsn``): the walsender skips the store's own WAL records before decoding them.
 
 Each round runs every mode once, in a rotated order, after a CHECKPOINT; the daemon is started
 before its run and has caught up with all WAL (including the other modes') before pgbench
@@ -16,8 +18,11 @@ behind it was when pgbench ended and how long it took to catch up are reported w
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
+
+import psycopg
 
 from bench.cdc_process import SLOT, DaemonProcess, cdc_setup
 from bench.cluster_cpu import (
@@ -35,7 +40,9 @@ from bench.slots import commit_marker, confirmed_flush, insert_lsn, lsn_bytes, w
 from bench.stats import median, ratio
 from bench.workload import PLATFORM_MIX, PgbenchOptions, PgbenchResult, run_pgbench
 
-MODES: tuple[str, ...] = ("none", "triggers", "cdc")
+MODES: tuple[str, ...] = ("none", "triggers", "cdc", "cdc_apart")
+CDC_MODES: tuple[str, ...] = ("cdc", "cdc_apart")
+APART_SLOT = f"{SLOT}_apart"  # slot names are the cluster's: one per daemon
 WARMUP_S = 3.0
 TPS_TARGET = 0.90  # CDC keeps at least this share of the TPS without auditing
 # The server CPU CDC costs per change (walsender + sink backend: what a user pays when the
@@ -48,8 +55,11 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "none": create_platform_db(ctx.server, "write_none"),
         "triggers": create_platform_db(ctx.server, "write_triggers", legacy_triggers=True),
         "cdc": create_platform_db(ctx.server, "write_cdc"),
+        "cdc_apart": create_platform_db(ctx.server, "write_cdc_apart"),
     }
+    store_apart = ctx.server.create_database(_store_db("cdc_apart"))
     cdc_setup(dsns["cdc"])
+    cdc_setup(dsns["cdc_apart"], sink_dsn=store_apart, slot=APART_SLOT)
     warmup_s = min(WARMUP_S, ctx.sizes.write_seconds)
     for mode in MODES:  # warm caches and plans; not recorded
         _run_mode(ctx, mode, dsns[mode], seconds=warmup_s, label="warmup")
@@ -71,7 +81,17 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             )
     for name in dsns:
         ctx.server.drop_database(f"write_{name}")
+    ctx.server.drop_database(_store_db("cdc_apart"))
     return _summarise(ctx, runs)
+
+
+def _store_db(mode: str) -> str:
+    """The database of a CDC mode's store."""
+    return "write_cdc_apart_store" if mode == "cdc_apart" else f"write_{mode}"
+
+
+def _slot(mode: str) -> str:
+    return APART_SLOT if mode == "cdc_apart" else SLOT
 
 
 def _run_mode(
@@ -80,15 +100,24 @@ def _run_mode(
     dbname = f"write_{mode}"
     ctx.server.checkpoint()
     daemon: DaemonProcess | None = None
-    with ctx.server.connect(dbname) as conn:
+    store: psycopg.Connection[Any] | None = None  # where the mode's records are
+    with contextlib.ExitStack() as stack, ctx.server.connect(dbname) as conn:
         try:
-            if mode == "cdc":
-                daemon = DaemonProcess(dsn, ctx.logdir / f"write-cdc-{label}.log").start()
+            if mode in CDC_MODES:
+                daemon = DaemonProcess(
+                    dsn,
+                    ctx.logdir / f"write-{mode}-{label}.log",
+                    sink_dsn=ctx.server.dsn(_store_db(mode)) if mode == "cdc_apart" else None,
+                    slot=_slot(mode),
+                ).start()
                 daemon.wait_streaming(conn)
-                wait_recorded(conn, commit_marker(conn))
+                store = stack.enter_context(ctx.server.connect(_store_db(mode)))
+                wait_recorded(store, commit_marker(conn))
             postmaster = postmaster_pid(conn)
             known = children(postmaster)  # everything but pgbench's backends-to-be
-            backends = daemon_backends(conn, dbname=dbname, slot=SLOT) if daemon else {}
+            backends = (
+                daemon_backends(conn, dbname=_store_db(mode), slot=_slot(mode)) if daemon else {}
+            )
             changes_before = platform_change_counts(conn)
             wal_before = insert_lsn(conn)
             cpu_before = daemon.usage_now() if daemon else None
@@ -111,9 +140,10 @@ def _run_mode(
                 # How far behind the daemon was when the workload stopped, and how long it
                 # needed to catch up: it must keep up, not just not slow the writers down.
                 run["daemon_lag_bytes_at_end"] = lsn_bytes(
-                    conn, wal_after, confirmed_flush(conn, SLOT)
+                    conn, wal_after, confirmed_flush(conn, _slot(mode))
                 )
-                run["daemon_catch_up_s"] = round(wait_recorded(conn, commit_marker(conn)), 3)
+                assert store is not None
+                run["daemon_catch_up_s"] = round(wait_recorded(store, commit_marker(conn)), 3)
                 if cpu_before and cpu_after:
                     run["daemon_cpu_share"] = round(
                         (cpu_after.cpu_s - cpu_before.cpu_s) / max(result.duration_s, 1e-9), 3
@@ -204,30 +234,34 @@ def _summarise(ctx: BenchContext, runs: dict[str, list[dict[str, Any]]]) -> dict
         }
     # Ratios within a round (the modes of one round ran minutes apart), then their median.
     ratios: dict[str, float] = {}
-    for mode in ("triggers", "cdc"):
+    for mode in ("triggers", *CDC_MODES):
         per_round = [
             ratio(mine["tps"], base["tps"])
             for mine, base in zip(runs[mode], runs["none"], strict=True)
         ]
         ratios[mode] = round(median(per_round), 4)
         summary[mode]["tps_ratio_per_round"] = [round(value, 4) for value in per_round]
-    cdc_runs = runs["cdc"]
-    summary["cdc"]["daemon_catch_up_s"] = median([r["daemon_catch_up_s"] for r in cdc_runs])
-    summary["cdc"]["daemon_lag_bytes_at_end"] = median(
-        [r["daemon_lag_bytes_at_end"] for r in cdc_runs]
-    )
-    summary["cdc"]["daemon_cpu_share"] = median([r.get("daemon_cpu_share", 0.0) for r in cdc_runs])
+    for mode in CDC_MODES:
+        cdc_runs = runs[mode]
+        summary[mode]["daemon_catch_up_s"] = median([r["daemon_catch_up_s"] for r in cdc_runs])
+        summary[mode]["daemon_lag_bytes_at_end"] = median(
+            [r["daemon_lag_bytes_at_end"] for r in cdc_runs]
+        )
+        summary[mode]["daemon_cpu_share"] = median(
+            [r.get("daemon_cpu_share", 0.0) for r in cdc_runs]
+        )
+        for key in (
+            "walsender_cpu_us_per_change",
+            "sink_backend_cpu_us_per_change",
+            "daemon_cpu_us_per_change",
+        ):
+            summary[mode][key] = _median_of(cdc_runs, key)
     for mode in MODES:
         summary[mode]["cluster_cpu_us_per_change"] = _median_of(
             runs[mode], "cluster_cpu_us_per_change"
         )
-    for key in (
-        "walsender_cpu_us_per_change",
-        "sink_backend_cpu_us_per_change",
-        "daemon_cpu_us_per_change",
-    ):
-        summary["cdc"][key] = _median_of(cdc_runs, key)
-    database_cpu = _database_cpu(runs)
+    database_cpu = _database_cpu(runs, "cdc")
+    database_cpu_apart = _database_cpu(runs, "cdc_apart")
     return {
         "status": "ok",
         "workload": {
@@ -248,8 +282,16 @@ def _summarise(ctx: BenchContext, runs: dict[str, list[dict[str, Any]]]) -> dict
                 DATABASE_CPU_TARGET,
                 "ratio",
             ),
+            target(
+                "the same, the store in another database of the cluster",
+                database_cpu_apart["ratio_cdc_to_triggers_added"],
+                "<=",
+                DATABASE_CPU_TARGET,
+                "ratio",
+            ),
         ],
         "database_cpu_per_change": database_cpu,
+        "database_cpu_per_change_store_apart": database_cpu_apart,
         "compared": {"triggers_tps_ratio": ratios["triggers"]},
     }
 
@@ -258,12 +300,13 @@ def _median_of(mode_runs: list[dict[str, Any]], key: str) -> float:
     return round(median([r.get(key, math.nan) for r in mode_runs]), 2)
 
 
-def _database_cpu(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def _database_cpu(runs: dict[str, list[dict[str, Any]]], mode: str) -> dict[str, Any]:
     """What each kind of auditing costs the database per row change, in µs of server CPU,
-    per round (the three modes of a round ran minutes apart), then the median: the triggers'
-    and CDC's additions to the cluster's CPU over no auditing, and CDC's own server processes."""
+    per round (the modes of a round ran minutes apart), then the median: the triggers' and
+    CDC's (``mode``) additions to the cluster's CPU over no auditing, and CDC's own server
+    processes."""
     rounds: list[dict[str, float]] = []
-    for none, triggers, cdc in zip(runs["none"], runs["triggers"], runs["cdc"], strict=True):
+    for none, triggers, cdc in zip(runs["none"], runs["triggers"], runs[mode], strict=True):
         base = none["cluster_cpu_us_per_change"]
         triggers_added = triggers["cluster_cpu_us_per_change"] - base
         cdc_own = cdc.get("walsender_cpu_us_per_change", math.nan) + cdc.get(
