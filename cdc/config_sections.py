@@ -133,7 +133,7 @@ class BatchSettings(_Strict):
     # writes (low latency when quiet, large batches under load), and at most one such batch
     # per idle_flush_interval_ms; false: only max_rows and max_delay_ms.
     flush_when_idle: bool = True
-    idle_flush_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
+    idle_flush_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 25
     # While the daemon keeps up with the stream it reads it at most once per read_interval_ms:
     # what the walsender sends meanwhile waits in the socket and is read, mapped and written
     # together. Under a steady trickle of small transactions that turns a wake-up of the
