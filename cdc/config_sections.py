@@ -131,7 +131,9 @@ class BatchSettings(_Strict):
     # Also write a batch as soon as the stream has nothing more to read and the sink has no
     # batch in flight, keeping the sink busy at most half of the time with these early
     # writes (low latency when quiet, large batches under load), and at most one such batch
-    # per idle_flush_interval_ms; false: only max_rows and max_delay_ms.
+    # per idle_flush_interval_ms (25 by default: under a steady trickle each sink transaction
+    # then carries ~25 ms of changes rather than a few, sharing its fixed costs, for at most
+    # 25 ms more latency); false: only max_rows and max_delay_ms.
     flush_when_idle: bool = True
     idle_flush_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 25
     # While the daemon keeps up with the stream it reads it at most once per read_interval_ms:
