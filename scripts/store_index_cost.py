@@ -37,7 +37,8 @@ from cdc.demo.embedded import EmbeddedPostgres
 from cdc.lsn import Lsn, format_lsn
 from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
 from cdc.pipeline.batching import Checkpoint, Flush
-from cdc.pipeline.sink import Sink, encode_copy_rows
+from cdc.pipeline.rollups import upsert_parameters
+from cdc.pipeline.sink import PreparedFlush, Sink, encode_copy_rows
 from cdc.sqlfiles import sql_template
 
 SCHEMA = "activity"
@@ -219,22 +220,11 @@ def copy_batches(dsn: str, batches: list[str]) -> Sample:
         return measured(conn, work)
 
 
-class _NoRollups:
-    def apply(
-        self,
-        conn: psycopg.Connection[Any],
-        records: list[ActivityRecord],
-        parameters: dict[str, list[Any]] | None = None,
-    ) -> None:
-        pass
-
-
 def sink_batches(dsn: str, batches: list[list[ActivityRecord]], *, rollups: bool) -> Sample:
     """Through Sink.write: encoding, COPY, rollups (unless switched off, to measure them) and
     checkpoint, one transaction per batch."""
     sink = Sink(dsn, schema=SCHEMA, table="records", slot="bench")
-    if not rollups:
-        sink._rollups = _NoRollups()  # type: ignore[assignment]
+    no_counts = upsert_parameters([])
     sink.open()
     try:
         conn = sink._conn
@@ -244,7 +234,9 @@ def sink_batches(dsn: str, batches: list[list[ActivityRecord]], *, rollups: bool
             for records in batches:
                 lsn = Lsn.parse(records[-1].commit_lsn)
                 at = datetime.fromisoformat(records[-1].occurred_at)
-                sink.write(Flush(records, Checkpoint(lsn, lsn + 1, at)))
+                flush = Flush(records, Checkpoint(lsn, lsn + 1, at))
+                # counts made ahead, and none: the rollups add nothing (switched off)
+                sink.write(flush if rollups else PreparedFlush(flush, None, None, None, no_counts))
 
         return measured(conn, work)
     finally:

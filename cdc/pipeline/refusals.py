@@ -3,13 +3,20 @@ constraint) or the connection's, and the one-line error that names the change.""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from cdc.connect import server_message
 from cdc.errors import CdcError, ConnectError, SinkError
+from cdc.pipeline.activity import ActivityRecord
 from cdc.pipeline.batching import Flush
+
+log = logging.getLogger("cdc.sink")  # the sink's log lines keep the sink's name
 
 MAX_PARKED_PER_FLUSH = 100  # more refusals than this in one batch is not bad rows: stop
 
@@ -54,4 +61,46 @@ def sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
         f"the sink refused a batch of {len(flush.records)} records{where}: {message}{sqlstate}; "
         "nothing of it was written or acknowledged: fix the cause and restart (the changes are "
         "still in the slot)"
+    )
+
+
+def park_refused(
+    conn: psycopg.Connection[Any],
+    park_sql: sql.Composed,
+    slot: str,
+    schema: str,
+    record: ActivityRecord,
+    exc: psycopg.Error,
+) -> None:
+    """Park a record the sink refused in ``<schema>.dead_letters`` with the error, loudly
+    (``[sink] on_refused = "dead_letter"``), in the caller's transaction."""
+    message = server_message(exc)
+    conn.execute(
+        park_sql,
+        {
+            "slot": slot,
+            "commit_lsn": record.commit_lsn,
+            "seq": record.seq,
+            "schema_name": record.schema_name,
+            "table_name": record.table_name,
+            "entity_id": record.entity_id,
+            "operation": record.operation,
+            "error": message,
+            "sqlstate": exc.sqlstate,
+            "record": json.dumps(record._asdict(), ensure_ascii=False),
+        },
+    )
+    log.error(
+        "the sink refused the change to %s.%s key %s (%s, commit %s, seq %s): %s [SQLSTATE %s];"
+        ' parked in %s.dead_letters ([sink] on_refused = "dead_letter"): it is NOT in '
+        "the activity records until you fix it and insert it from there",
+        record.schema_name,
+        record.table_name,
+        record.entity_id,
+        record.operation,
+        record.commit_lsn,
+        record.seq,
+        message,
+        exc.sqlstate,
+        schema,
     )

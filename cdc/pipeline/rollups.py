@@ -1,9 +1,10 @@
 """Rollups: how many records per UTC minute and per UTC hour, by source, category, severity,
 table and operation, for dashboards and ``cdc stats``.
 
-Kept incrementally by the sink: after the COPY of a flush, :meth:`Rollups.apply` adds the
-flush's counts with one upsert, in the same sink transaction. The counts therefore commit or
-roll back together with the records they count:
+Kept incrementally by the sink: after the COPY of a flush, the flush's counts
+(:func:`upsert_parameters`) are added by the statement that also moves the chain's head and
+stores the checkpoint (``sql/store/flush_end.sql``), in the same sink transaction. The counts
+therefore commit or roll back together with the records they count:
 
 * a flush with a checkpoint commits records, counts and checkpoint at once;
 * the chunks of a large source transaction are flushed without a checkpoint into one open sink
@@ -25,10 +26,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-import psycopg
-
 from cdc.pipeline.activity import ActivityRecord
-from cdc.sqlfiles import sql_template
 
 # bucket, source, category, severity, schema_name, table_name, operation ('' for no table)
 RollupKey = tuple[datetime, str, str, str, str, str, str]
@@ -95,7 +93,7 @@ def _utc_minute(text: str) -> tuple[datetime, datetime]:
 
 
 def as_columns(counts: Mapping[RollupKey, int], prefix: str) -> dict[str, list[Any]]:
-    """The counts as one array per column: the parameters of ``store/rollup_upsert.sql``."""
+    """The counts as one array per column: the parameters of ``store/flush_end.sql``."""
     names = ("bucket", "source", "category", "severity", "schema_name", "table_name", "operation")
     columns: dict[str, list[Any]] = {f"{prefix}{name}": [] for name in (*names, "n")}
     for key, n in counts.items():
@@ -105,27 +103,8 @@ def as_columns(counts: Mapping[RollupKey, int], prefix: str) -> dict[str, list[A
     return columns
 
 
-class Rollups:
-    """Adds the counts of each flush to ``<schema>.activity_per_minute`` and ``_per_hour``."""
-
-    def __init__(self, schema: str) -> None:
-        self._upsert = sql_template("store/rollup_upsert.sql", schema=schema)
-
-    def apply(
-        self,
-        conn: psycopg.Connection[Any],
-        records: list[ActivityRecord],
-        parameters: dict[str, list[Any]] | None = None,
-    ) -> None:
-        """One statement in the caller's open transaction; psycopg errors propagate to the
-        sink, which rolls the transaction back. ``parameters``: the records' counts already
-        made by :func:`upsert_parameters` (the sink's encoder thread counts ahead)."""
-        if not records:
-            return
-        conn.execute(self._upsert, parameters or upsert_parameters(records))
-
-
 def upsert_parameters(records: list[ActivityRecord]) -> dict[str, list[Any]]:
-    """The records' counts as the parameters of ``store/rollup_upsert.sql`` (pure)."""
+    """The records' counts as the parameters of ``store/flush_end.sql`` (pure); no records,
+    empty arrays: nothing is added."""
     counts = count_records(records)
     return {**as_columns(counts.per_minute, "m_"), **as_columns(counts.per_hour, "h_")}

@@ -36,7 +36,6 @@ the GIL during I/O).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -45,12 +44,11 @@ import psycopg
 from psycopg import sql
 
 from cdc import failpoints
-from cdc.connect import server_message
 from cdc.dsn import connect_failure, describe_target, require_parsable
 from cdc.errors import ConnectError, SinkError
 from cdc.lsn import Lsn, format_lsn
 from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
-from cdc.pipeline.batching import Flush
+from cdc.pipeline.batching import Checkpoint, Flush
 from cdc.pipeline.copy_lines import (
     CHAINED_COLUMNS,
     ChainHead,
@@ -58,10 +56,16 @@ from cdc.pipeline.copy_lines import (
     encode_chained_rows,
     encode_copy_rows,
 )
-from cdc.pipeline.refusals import MAX_PARKED_PER_FLUSH, is_row_error, refused_line, sink_failure
-from cdc.pipeline.rollups import Rollups, upsert_parameters
+from cdc.pipeline.refusals import (
+    MAX_PARKED_PER_FLUSH,
+    is_row_error,
+    park_refused,
+    refused_line,
+    sink_failure,
+)
+from cdc.pipeline.rollups import upsert_parameters
 from cdc.pipeline.sinks import StoredCheckpoint
-from cdc.sqlfiles import sql_template
+from cdc.sqlfiles import sql_template, sql_text
 from cdc.store.chain import iso_utc_text
 
 # the COPY encoders (and a flush prepared with them) live in cdc.pipeline.copy_lines
@@ -114,9 +118,21 @@ class Sink:
             "SELECT hash, position FROM {}.{} WHERE one FOR UPDATE"
         ).format(sql.Identifier(schema), head_table)
         self._move_head_sql = sql.SQL(
-            "UPDATE {}.{} SET hash = %s, position = %s, commit_lsn = %s, seq = %s, "
-            "updated_at = now() WHERE one"
+            "UPDATE {}.{} SET hash = %(head_hash)s, position = %(head_position)s, "
+            "commit_lsn = %(head_commit_lsn)s, seq = %(head_seq)s, updated_at = now() WHERE one"
         ).format(sql.Identifier(schema), head_table)
+        # After a flush's COPY: its rollup counts, the head moved (or not) and the checkpoint
+        # (if any), in one statement
+        self._end_sql = {
+            moves: sql.SQL(sql_text("store/flush_end.sql")).format(
+                schema=sql.Identifier(schema),
+                checkpoints=sql.Identifier("checkpoints"),
+                move_head=sql.SQL(", head AS ({})").format(self._move_head_sql)
+                if moves
+                else sql.SQL(""),
+            )
+            for moves in (False, True)
+        }
         self._server_times_sql = sql.SQL(
             "SELECT t, to_char(t::timestamptz AT TIME ZONE 'UTC', {}) FROM unnest(%s::text[]) t"
         ).format(sql.Literal('YYYY-MM-DD"T"HH24:MI:SS.US'))
@@ -127,10 +143,6 @@ class Sink:
         # The head :meth:`prepare` chains the next flush from: where the last prepared flush
         # left it (None: unknown, the write encodes). Only the encoder thread touches it.
         self._predicted: ChainHead | None = None
-        self._checkpoint_sql = sql_template(
-            "checkpoint_upsert.sql", schema=schema, checkpoints="checkpoints"
-        )
-        self._rollups = Rollups(schema)
 
     def open(self) -> None:
         require_parsable(self._dsn, "sink")
@@ -225,10 +237,40 @@ class Sink:
     def _move_head(self, conn: psycopg.Connection[Any]) -> None:
         """The head to the last record chained in this transaction, if any (it is locked)."""
         if self._head_at is not None:
-            assert self._head is not None
-            conn.execute(
-                self._move_head_sql, (self._head.hash, self._head.position, *self._head_at)
-            )
+            conn.execute(self._move_head_sql, self._head_parameters())
+
+    def _head_parameters(self) -> dict[str, Any]:
+        assert self._head is not None and self._head_at is not None
+        commit_lsn, seq = self._head_at
+        return {
+            "head_hash": self._head.hash,
+            "head_position": self._head.position,
+            "head_commit_lsn": commit_lsn,
+            "head_seq": seq,
+        }
+
+    def _end_flush(
+        self,
+        conn: psycopg.Connection[Any],
+        counts: dict[str, list[Any]],
+        checkpoint: Checkpoint | None,
+    ) -> None:
+        """One statement after the COPY (sql/store/flush_end.sql): the flush's rollup counts;
+        with a checkpoint, also the head moved (if records were chained in this transaction)
+        and the checkpoint stored, ready to commit."""
+        moves = checkpoint is not None and self._head_at is not None
+        conn.execute(
+            self._end_sql[moves],
+            {
+                **counts,
+                **(self._head_parameters() if moves else {}),
+                "slot": self.slot,
+                "checkpoint": checkpoint is not None,
+                "commit_lsn": None if checkpoint is None else format_lsn(checkpoint.commit_lsn),
+                "end_lsn": None if checkpoint is None else format_lsn(checkpoint.end_lsn),
+                "commit_time": None if checkpoint is None else checkpoint.commit_time,
+            },
+        )
 
     def read_checkpoint(self) -> StoredCheckpoint | None:
         assert self._conn is not None
@@ -328,23 +370,12 @@ class Sink:
             elif records:
                 self._write_records(conn, records, prepared)
             if records:
-                # the dashboard counts, in this transaction: they commit with the records
-                self._rollups.apply(
-                    conn, records, None if prepared is None or parked else prepared.rollups
-                )
                 self._record_modes(conn, records)
+            if records or flush.checkpoint is not None:
+                # the dashboard counts, in this transaction: they commit with the records
+                counts = prepared.rollups if prepared is not None and not parked else None
+                self._end_flush(conn, counts or upsert_parameters(records), flush.checkpoint)
             if flush.checkpoint is not None:
-                checkpoint = flush.checkpoint
-                self._move_head(conn)
-                conn.execute(
-                    self._checkpoint_sql,
-                    {
-                        "slot": self.slot,
-                        "commit_lsn": format_lsn(checkpoint.commit_lsn),
-                        "end_lsn": format_lsn(checkpoint.end_lsn),
-                        "commit_time": checkpoint.commit_time,
-                    },
-                )
                 conn.commit()
                 self._head = self._head_at = None
                 failpoints.hit("sink.after_commit")
@@ -442,46 +473,12 @@ class Sink:
                 if index is None or index > len(records):
                     raise exc from None
                 bad = records.pop(index - 1)
-                self._park(conn, bad, exc)
+                park_refused(conn, self._park_sql, self.slot, self.schema, bad, exc)
                 parked += 1
                 continue
             conn.execute("RELEASE SAVEPOINT activity_cdc_flush")
             break
         return records, parked
-
-    def _park(
-        self, conn: psycopg.Connection[Any], record: ActivityRecord, exc: psycopg.Error
-    ) -> None:
-        message = server_message(exc)
-        conn.execute(
-            self._park_sql,
-            {
-                "slot": self.slot,
-                "commit_lsn": record.commit_lsn,
-                "seq": record.seq,
-                "schema_name": record.schema_name,
-                "table_name": record.table_name,
-                "entity_id": record.entity_id,
-                "operation": record.operation,
-                "error": message,
-                "sqlstate": exc.sqlstate,
-                "record": json.dumps(record._asdict(), ensure_ascii=False),
-            },
-        )
-        log.error(
-            "the sink refused the change to %s.%s key %s (%s, commit %s, seq %s): %s [SQLSTATE %s];"
-            ' parked in %s.dead_letters ([sink] on_refused = "dead_letter"): it is NOT in '
-            "the activity records until you fix it and insert it from there",
-            record.schema_name,
-            record.table_name,
-            record.entity_id,
-            record.operation,
-            record.commit_lsn,
-            record.seq,
-            message,
-            exc.sqlstate,
-            self.schema,
-        )
 
 
 _MODE_OF_ACTION = {"migration.cutover": "cdc", "migration.rollback": "shadow"}
