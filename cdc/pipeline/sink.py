@@ -121,17 +121,23 @@ class Sink:
             "UPDATE {}.{} SET hash = %(head_hash)s, position = %(head_position)s, "
             "commit_lsn = %(head_commit_lsn)s, seq = %(head_seq)s, updated_at = now() WHERE one"
         ).format(sql.Identifier(schema), head_table)
-        # After a flush's COPY: its rollup counts, the head moved (or not) and the checkpoint
-        # (if any), in one statement
+        # After a flush's COPY, one statement: its rollup counts; with a checkpoint, the head
+        # moved (when records were chained in the transaction) and the checkpoint stored.
+        # Keyed by (stores the checkpoint, moves the head).
+        checkpoint_sql = sql_template(
+            "checkpoint_upsert.sql", schema=schema, checkpoints="checkpoints"
+        )
         self._end_sql = {
-            moves: sql.SQL(sql_text("store/flush_end.sql")).format(
+            (stores, moves): sql.SQL(sql_text("store/flush_end.sql")).format(
                 schema=sql.Identifier(schema),
-                checkpoints=sql.Identifier("checkpoints"),
                 move_head=sql.SQL(", head AS ({})").format(self._move_head_sql)
                 if moves
                 else sql.SQL(""),
+                store_checkpoint=sql.SQL(", checkpoint AS ({})").format(checkpoint_sql)
+                if stores
+                else sql.SQL(""),
             )
-            for moves in (False, True)
+            for stores, moves in ((False, False), (True, False), (True, True))
         }
         self._server_times_sql = sql.SQL(
             "SELECT t, to_char(t::timestamptz AT TIME ZONE 'UTC', {}) FROM unnest(%s::text[]) t"
@@ -258,17 +264,19 @@ class Sink:
         """One statement after the COPY (sql/store/flush_end.sql): the flush's rollup counts;
         with a checkpoint, also the head moved (if records were chained in this transaction)
         and the checkpoint stored, ready to commit."""
-        moves = checkpoint is not None and self._head_at is not None
+        if checkpoint is None:  # a chunk: the head moves, and the checkpoint is stored, later
+            conn.execute(self._end_sql[False, False], counts)
+            return
+        moves = self._head_at is not None
         conn.execute(
-            self._end_sql[moves],
+            self._end_sql[True, moves],
             {
                 **counts,
                 **(self._head_parameters() if moves else {}),
                 "slot": self.slot,
-                "checkpoint": checkpoint is not None,
-                "commit_lsn": None if checkpoint is None else format_lsn(checkpoint.commit_lsn),
-                "end_lsn": None if checkpoint is None else format_lsn(checkpoint.end_lsn),
-                "commit_time": None if checkpoint is None else checkpoint.commit_time,
+                "commit_lsn": format_lsn(checkpoint.commit_lsn),
+                "end_lsn": format_lsn(checkpoint.end_lsn),
+                "commit_time": checkpoint.commit_time,
             },
         )
 
