@@ -19,6 +19,9 @@ filter                       index
 --follow                     the primary key ``(commit_lsn, seq, occurred_at)``
 ===========================  ============================================================
 
+A page of a search is probed newest window first (``window``, :mod:`cdc.store.search_windows`):
+the same page, without rechecking every candidate of the whole store.
+
 Pages are keyset pages: the next page is "before the last row's (occurred_at, commit_lsn,
 seq)", a row comparison the btree answers directly; no OFFSET, so page 1000 costs what page 1
 costs.
@@ -33,6 +36,7 @@ from typing import Any
 from psycopg import sql
 
 from cdc.store.model import STORED_COLUMNS, RecordCursor, RecordFilter
+from cdc.store.search_windows import Window, search_condition, window_conditions
 
 # Newest first, and its reverse; the cursor compares the same three columns. Qualified with
 # the table's alias ``r``: a bare ``commit_lsn`` in ORDER BY would name the output column
@@ -68,10 +72,12 @@ def search_document(schema: str, *, values: bool) -> sql.Composable:
 
 
 def conditions(
-    f: RecordFilter, schema: str, *, search_values: bool = False
+    f: RecordFilter, schema: str, *, search_values: bool = False, window: Window | None = None
 ) -> tuple[list[sql.Composable], list[Any]]:
     """The WHERE conditions of a filter and their parameters (positional). ``search_values``:
-    search the values too (only when their index exists: see :class:`~cdc.store.Store`)."""
+    search the values too (only when their index exists: see :class:`~cdc.store.Store`);
+    ``window``: the search as a probe of that window asks it (the window's bounds are
+    :func:`page_query`'s)."""
     parts: list[sql.Composable] = []
     params: list[Any] = []
 
@@ -105,12 +111,11 @@ def conditions(
             parts.append(sql.SQL(f"occurred_at {operator} %s"))
             params.append(bound)
     if f.search is not None:
-        parts.append(
-            sql.SQL("{} @@ websearch_to_tsquery('simple', %s)").format(
-                search_document(schema, values=search_values)
-            )
+        condition, search_params = search_condition(
+            search_document(schema, values=search_values), f.search, window
         )
-        params.append(f.search)
+        parts.append(condition)
+        params += search_params
     return parts, params
 
 
@@ -127,8 +132,10 @@ def page_query(
     limit: int | None,
     search_values: bool = False,
     columns: sql.Composable | None = None,
+    window: Window | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
-    """Up to ``limit`` records of the filter, newest first, strictly before the cursor.
+    """Up to ``limit`` records of the filter, newest first, strictly before the cursor;
+    ``window``: only those of that window, a probe of a search (:mod:`cdc.store.search_windows`).
 
     Several severities (``--min-severity``) become one branch per severity, each newest first
     through the ``(category, severity, occurred_at, ...)`` or ``(severity, occurred_at)``
@@ -152,6 +159,7 @@ def page_query(
                 before=before,
                 limit=limit,
                 search_values=search_values,
+                window=window,
             )
             branches.append(sql.SQL("({})").format(branch))
             params += branch_params
@@ -160,8 +168,9 @@ def page_query(
         )
         return query, [*params, limit]
     return _page(
-        selected, table, schema, f, before=before, limit=limit, search_values=search_values
-    )
+        selected, table, schema, f, before=before, limit=limit, search_values=search_values,
+        window=window,
+    )  # fmt: skip
 
 
 def _page(
@@ -173,11 +182,16 @@ def _page(
     before: RecordCursor | None,
     limit: int | None,
     search_values: bool,
+    window: Window | None,
 ) -> tuple[sql.Composed, list[Any]]:
-    parts, params = conditions(f, schema, search_values=search_values)
+    parts, params = conditions(f, schema, search_values=search_values, window=window)
     if before is not None:
         parts.append(sql.SQL("(occurred_at, commit_lsn, seq) < (%s, %s::pg_lsn, %s)"))
         params += [before.occurred_at, before.commit_lsn, before.seq]
+    if window is not None:
+        bounds, bound_params = window_conditions(f, before, window)
+        parts += bounds
+        params += bound_params
     query = sql.SQL("SELECT {} FROM {} AS r{} ORDER BY {} LIMIT %s").format(
         columns, table, _where(parts), NEWEST_FIRST
     )
@@ -229,16 +243,18 @@ def first_page_query(
     slack: timedelta,
     search_values: bool = False,
     columns: list[tuple[str, sql.Composable]] | None = None,
+    window: Window | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     """The newest ``limit`` records of the filter and the head of the whole table (what
     :func:`head_query` reads, from ``slack`` before now) in ONE statement: one snapshot, so a
     live view that goes on from the head neither repeats nor skips a record, and one round
     trip. Each row is the head's ``(commit_lsn, seq)`` then a record's ``columns`` (default:
     the stored ones); there is one row with the record's columns NULL when no record matches,
-    and the head NULL when the table has nothing that recent."""
+    and the head NULL when the table has nothing that recent. ``window``: as
+    :func:`page_query`'s."""
     named = column_expressions() if columns is None else columns
     page, params = page_query(
-        table, schema, f, before=None, limit=limit, search_values=search_values,
+        table, schema, f, before=None, limit=limit, search_values=search_values, window=window,
         columns=sql.SQL("{}, r.occurred_at AS order_at, r.commit_lsn AS order_lsn, "
                         "r.seq AS order_seq").format(columns_of(named)),
     )  # fmt: skip

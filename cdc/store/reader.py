@@ -8,7 +8,7 @@ Driver errors become :class:`~cdc.errors.SinkError` (or ``ConnectError``) here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from cdc.lsn import Lsn
 from cdc.store import queries
 from cdc.store.indexes import values_search_indexes
 from cdc.store.model import RecordCursor, RecordFilter, StoredRecord, split_table
+from cdc.store.search_windows import Window, first_span, next_span, relaxed_tsquery
 
 # What reading a store that "cdc setup" has not (fully) made raises.
 _STORE_MISSING = (
@@ -39,6 +40,8 @@ _API_JSON = queries.api_columns()[0][1]
 FETCH_ROWS = 1000
 # The size of the pieces an export is handed on in.
 EXPORT_PIECE_BYTES = 256 * 1024
+# How many searches' relaxed tsqueries a store (or the web server) keeps.
+RELAXED_KEPT = 1024
 
 
 class Store:
@@ -50,6 +53,8 @@ class Store:
         self.schema = settings.sink.schema_name
         self.table = sql.Identifier(settings.sink.schema_name, settings.sink.table_name)
         self._search_values: bool | None = None
+        # search text -> its relaxed tsquery (search_windows.relaxed_tsquery), asked once
+        self.relaxed_tsqueries: dict[str, str | None] = {}
 
     @property
     def search_values(self) -> bool:
@@ -108,15 +113,45 @@ class Store:
         self, f: RecordFilter, *, before: RecordCursor | None = None, limit: int = 50
     ) -> list[StoredRecord]:
         """One page: up to ``limit`` records newest first, before the cursor if given."""
-        query, params = queries.page_query(
-            self.table,
-            self.schema,
-            f,
-            before=before,
-            limit=limit,
-            search_values=self._searches_values(f),
-        )
-        return self.fetch_records(query, params)
+        rows = self._windowed(
+            f, limit, lambda window: queries.page_query(
+                self.table, self.schema, f, before=before, limit=limit,
+                search_values=self._searches_values(f), window=window,
+            ),
+        )  # fmt: skip
+        return [StoredRecord(*row) for row in rows]
+
+    def _windowed(
+        self,
+        f: RecordFilter,
+        limit: int,
+        build: Callable[[Window | None], tuple[sql.Composed, list[Any]]],
+        found: Callable[[list[tuple[Any, ...]]], int] = len,
+    ) -> list[tuple[Any, ...]]:
+        """The rows of the page statement ``build`` makes, probed in the windows of
+        :mod:`cdc.store.search_windows` (:func:`first_span`, :func:`next_span`): the first
+        whose page holds ``limit`` records (``found`` counts them), else the unbounded
+        statement's. A full page in a window is
+        the unbounded page of its snapshot, so the result is the unbounded query's."""
+        span = first_span(f)
+        relaxed = self._relaxed_tsquery(f.search) if f.search is not None and span else None
+        while span is not None:
+            rows = self.fetch(*build(Window(span, relaxed)))
+            count = found(rows)
+            if count >= limit:
+                return rows
+            span = next_span(f, span, count, limit)
+        return self.fetch(*build(None))
+
+    def _relaxed_tsquery(self, search: str) -> str | None:
+        """:func:`relaxed_tsquery` of the search as the store parses it (kept per text)."""
+        known = self.relaxed_tsqueries
+        if search not in known:
+            row = self.fetch(sql.SQL("SELECT websearch_to_tsquery('simple', %s)::text"), [search])
+            if len(known) >= RELAXED_KEPT:
+                known.clear()
+            known[search] = relaxed_tsquery(row[0][0])
+        return known[search]
 
     # -- the records as the web API gives them (JSON text rendered by PostgreSQL) -------------
     def first_page_json(self, f: RecordFilter, *, limit: int) -> tuple[list[tuple[str, str]], str]:
@@ -124,16 +159,14 @@ class Store:
         cursor)`` (:func:`queries.api_columns`), and the position a live view goes on from
         (``commit_lsn,seq``: give it to :meth:`Follower.resume`), read in one statement: one
         snapshot, one round trip (the monitor's first page)."""
-        query, params = queries.first_page_query(
-            self.table,
-            self.schema,
-            f,
-            limit=limit,
-            slack=Follower.SLACK,
-            search_values=self._searches_values(f),
-            columns=queries.api_columns(),
-        )
-        rows = self.fetch(query, params)
+        rows = self._windowed(
+            f, limit, lambda window: queries.first_page_query(
+                self.table, self.schema, f, limit=limit, slack=Follower.SLACK,
+                search_values=self._searches_values(f), columns=queries.api_columns(),
+                window=window,
+            ),
+            found=lambda rows: sum(1 for row in rows if row[2] is not None),
+        )  # fmt: skip
         # nothing written within the slack: a live view takes whatever comes next
         lsn, seq = (rows[0][0], rows[0][1]) if rows[0][0] is not None else ("0/0", 0)
         return [(row[2], row[3]) for row in rows if row[2] is not None], f"{lsn},{seq}"
@@ -142,16 +175,14 @@ class Store:
         self, f: RecordFilter, *, before: RecordCursor | None, limit: int
     ) -> list[tuple[str, str]]:
         """:meth:`records` as ``(JSON text, cursor)`` pairs."""
-        query, params = queries.page_query(
-            self.table,
-            self.schema,
-            f,
-            before=before,
-            limit=limit,
-            search_values=self._searches_values(f),
-            columns=queries.columns_of(queries.api_columns()),
-        )
-        return [(row[0], row[1]) for row in self.fetch(query, params)]
+        rows = self._windowed(
+            f, limit, lambda window: queries.page_query(
+                self.table, self.schema, f, before=before, limit=limit,
+                search_values=self._searches_values(f),
+                columns=queries.columns_of(queries.api_columns()), window=window,
+            ),
+        )  # fmt: skip
+        return [(row[0], row[1]) for row in rows]
 
     def record_json(self, commit_lsn: str, seq: int) -> str | None:
         """:meth:`record` as JSON text."""
@@ -252,16 +283,13 @@ class Store:
     ) -> RecordCursor | None:
         """The cursor of the ``limit``-th record of the filter before ``before`` (None when
         there are fewer): where the page after an export of ``limit`` starts."""
-        query, params = queries.page_query(
-            self.table,
-            self.schema,
-            f,
-            before=before,
-            limit=limit,
-            search_values=self._searches_values(f),
-            columns=sql.SQL("r.occurred_at, r.commit_lsn::text, r.seq"),
-        )
-        rows = self.fetch(query, params)
+        rows = self._windowed(
+            f, limit, lambda window: queries.page_query(
+                self.table, self.schema, f, before=before, limit=limit,
+                search_values=self._searches_values(f),
+                columns=sql.SQL("r.occurred_at, r.commit_lsn::text, r.seq"), window=window,
+            ),
+        )  # fmt: skip
         return RecordCursor(*rows[-1]) if len(rows) == limit else None
 
     def history(

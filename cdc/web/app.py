@@ -91,6 +91,7 @@ class Web:
     live_views: int = 0  # open now; counted on the event loop's thread only
     _search_values: bool | None = field(default=None, repr=False)
     _health_tables: tuple[float, frozenset[str]] | None = field(default=None, repr=False)
+    _relaxed_tsqueries: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     def health_tables(self, store: Store) -> frozenset[str]:
         """The health's optional tables the reader may read (asked again every minute: a
@@ -108,6 +109,7 @@ class Web:
                 store = Store(conn, self.settings)
                 if self._search_values is not None:
                     store._search_values = self._search_values
+                store.relaxed_tsqueries = self._relaxed_tsqueries  # kept across requests
                 yield store
                 self._search_values = store._search_values
         except PoolTimeout:
