@@ -74,9 +74,13 @@ class Store:
         with self.errors(), self.conn.cursor(row_factory=args_row(StoredRecord)) as cur:
             return cur.execute(query, params).fetchall()
 
-    def fetch(self, query: sql.Composed | sql.SQL, params: Any = None) -> list[tuple[Any, ...]]:
+    def fetch(
+        self, query: sql.Composed | sql.SQL, params: Any = None, *, prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The rows of a statement. ``prepare`` False: never as a prepared statement (psycopg
+        prepares one run 5 times, and the server may then plan it once for any parameters)."""
         with self.errors():
-            return self.conn.execute(query, params).fetchall()
+            return self.conn.execute(query, params, prepare=prepare).fetchall()
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
@@ -136,7 +140,7 @@ class Store:
         span = first_span(f)
         relaxed = self._relaxed_tsquery(f.search) if f.search is not None and span else None
         while span is not None:
-            rows = self.fetch(*build(Window(span, relaxed)))
+            rows = self.fetch(*build(Window(span, relaxed)), prepare=False)
             count = found(rows)
             if count >= limit:
                 return rows

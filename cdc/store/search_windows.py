@@ -37,9 +37,10 @@ from psycopg import sql
 
 from cdc.store.model import RecordCursor, RecordFilter
 
-# The first window of a search's page; a window wider than the last is the unbounded query.
+# The first window of a search's page; a window wider than the last is the unbounded query
+# (a wide window reads about what the unbounded query reads: its partitions' candidates).
 FIRST_SPAN = timedelta(days=1)
-LAST_SPAN = timedelta(days=64)
+LAST_SPAN = timedelta(days=8)
 # How much wider the next window is than what the matches of the last one ask for
 # (limit / found of its span), so that one more probe is mostly the last.
 WIDEN_MARGIN = 1.5

@@ -250,9 +250,9 @@ def test_a_search_over_sparse_matches_widens_to_the_unbounded_query_and_a_busy_o
     statements: list[str] = []
     real_fetch = store.fetch
 
-    def counting(query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+    def counting(query: Any, params: Any = None, **options: Any) -> list[tuple[Any, ...]]:
         statements.append(query.as_string(store.conn))
-        return real_fetch(query, params)
+        return real_fetch(query, params, **options)
 
     def probes() -> list[str]:
         found = [s for s in statements if "ORDER BY" in s]
