@@ -189,6 +189,10 @@ def decode_fast(bytes data not None, bint in_stream):
     ``cdc.pipeline.pgoutput.fast.fast_decode`` reads them; None for any other kind. Raises
     ``ValueError`` (or ``OverflowError`` for a timestamp) on anything malformed: the caller then
     reads the message with the checked decoder."""
+    return _decode_fast(data, in_stream)
+
+
+cdef object _decode_fast(bytes data, bint in_stream):
     cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t offset
@@ -302,6 +306,9 @@ def decode_tuple(bytes data not None, Py_ssize_t offset):
         else:
             raise ValueError("tuple: unknown column kind")
     return tuple(values), offset
+
+
+include "_decoder.pxi"
 
 
 include "_documents.pxi"

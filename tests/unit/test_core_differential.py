@@ -194,6 +194,41 @@ def test_decode_fast_on_arbitrary_bytes_fails_or_agrees(data: bytes, in_stream: 
     assert compiled == reference or "error" in (compiled[0], reference[0])
 
 
+def _decoded_by(decoder: Any, payloads: list[bytes | bytearray]) -> list[tuple[Any, bool]]:
+    """Each payload's message (or its DecodeError's text) and ``in_stream`` after it."""
+    seen: list[tuple[Any, bool]] = []
+    for payload in payloads:
+        try:
+            seen.append((decoder.decode(payload), decoder.in_stream))
+        except DecodeError as exc:
+            seen.append((str(exc), decoder.in_stream))
+    return seen
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(
+        st.one_of(
+            messages.map(encode),
+            st.sampled_from([b"S\x00\x00\x00\x07\x01", b"E", b"I", b"C\x00"]),
+            st.binary(max_size=30),
+        ),
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_the_compiled_decoder_reads_a_stream_as_the_reference_does(
+    payloads: list[bytes], as_bytearray: bool
+) -> None:
+    """Stream Start (S) and Stop (E) switch ``in_stream`` for what follows; a payload that fails
+    leaves it as it was; a bytearray is read as its bytes."""
+    fed: list[bytes | bytearray] = [bytearray(p) if as_bytearray else p for p in payloads]
+    compiled = cdc.pipeline.pgoutput.decode.Decoder()
+    assert type(compiled) is not cdc.pipeline.pgoutput.decode.PyDecoder
+    reference = cdc.pipeline.pgoutput.decode.PyDecoder()
+    assert _decoded_by(compiled, fed) == _decoded_by(reference, fed)
+
+
 @given(messages)
 def test_messages_the_compiled_core_builds_are_ordinary_frozen_dataclasses(
     message: PgOutputMessage,

@@ -58,10 +58,12 @@ def decode_message(
     return decode_checked(buf, in_stream)
 
 
-class Decoder:
+class PyDecoder:
     """Decodes a sequence of messages, tracking Stream Start / Stream Stop for ``in_stream``.
 
-    Still pure: no I/O, and a message that fails to decode leaves the state unchanged.
+    Still pure: no I/O, and a message that fails to decode leaves the state unchanged. The
+    reference of the compiled ``Decoder`` (cdc/pipeline/_decoder.pxi), which does the same
+    without the two Python frames (this method and :func:`decode_message`) per payload.
     """
 
     __slots__ = ("_in_stream",)
@@ -82,3 +84,7 @@ class Decoder:
         elif kind is StreamStop:
             self._in_stream = False
         return message
+
+
+# The decoder the pipeline uses: compiled where it was built (cdc.pipeline.core chooses, once).
+Decoder: Final[type[PyDecoder]] = compiled.Decoder if compiled is not None else PyDecoder
