@@ -127,3 +127,25 @@ def replay(object assembler, object txn, list messages, object end_lsn):
         assembler._seq = seq
     changes.append(_make3(_TransactionEnd, txn, end_lsn, seq))
     return changes
+
+
+def join_open_transaction(object assembler, object message, object payload):
+    """``ChangeAssembler._py_join_open_transaction`` (bound as the assembler's
+    ``join_open_transaction``): an Insert, Update or Delete of an open ordinary transaction joins
+    it; False, nothing done, for any other message. Past ``IN_MEMORY_MESSAGES`` the
+    transaction's own ``add`` spills it, as in the reference."""
+    cdef list messages
+    _unchanged()
+    _load_assembly()
+    open_txn = assembler._open
+    if open_txn is None or assembler._stream_xid is not None:
+        return False
+    kind = type(message)
+    if kind is not _Insert.cls and kind is not _Update.cls and kind is not _Delete.cls:
+        return False
+    messages = open_txn.messages
+    if len(messages) < _changes_module.IN_MEMORY_MESSAGES or not payload:
+        messages.append(message)
+    else:
+        open_txn.add(message, payload, assembler.spill.spill_dir)
+    return True

@@ -257,14 +257,18 @@ class ChangeAssembler:
                 kind.__name__, "(message)", 0, "two-phase messages were not requested"
             )
 
-    def join_open_transaction(self, message: PgOutputMessage, payload: bytes) -> bool:
+    def _py_join_open_transaction(self, message: PgOutputMessage, payload: bytes) -> bool:
         """An Insert, Update or Delete of an open ordinary transaction joins it (its change is
-        made at the Commit), without a generator; False, nothing done, for any other message."""
+        made at the Commit), without a generator; False, nothing done, for any other message.
+        The reference of the compiled one (_assembly.pxi), bound below as
+        ``join_open_transaction``."""
         open_txn, kind = self._open, type(message)
         if open_txn is None or self._stream_xid is not None or kind not in _ROWS:
             return False
         open_txn.add(message, payload, self.spill.spill_dir)
         return True
+
+    join_open_transaction = _py_join_open_transaction
 
     def _describe(self, message: Relation) -> None:
         self.relations[message.relation_id] = relation_info(message, self._key_lookup)
@@ -411,6 +415,9 @@ def _py_has_unchanged_toast(values: TupleData) -> bool:
 _has_unchanged_toast: Callable[[TupleData], bool] = (
     compiled.has_unchanged_toast if compiled is not None else _py_has_unchanged_toast
 )
+
+if compiled is not None:  # a change joins its transaction without two Python frames
+    ChangeAssembler.join_open_transaction = compiled.join_open_transaction
 
 _replay_in_memory: Callable[
     [ChangeAssembler, TransactionInfo, list[PgOutputMessage], int], list[Change]

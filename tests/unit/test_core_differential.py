@@ -51,10 +51,19 @@ from cdc.pipeline.changes import (
 from cdc.pipeline.copy_lines import ChainHead, _py_encode_chained_rows, encode_chained_rows
 from cdc.pipeline.pgoutput import (
     UNCHANGED_TOAST,
+    Begin,
     ColumnValue,
+    Commit,
+    Delete,
+    Insert,
     Message,
+    Origin,
     PgOutputMessage,
+    StreamCommit,
+    StreamStart,
+    StreamStop,
     TupleData,
+    Update,
     decode_message,
 )
 from cdc.pipeline.spill import SpillStore
@@ -417,6 +426,67 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
         activity._map_row_change, changes._replay_in_memory = saved_map, saved_replay
         changes._info_in_memory = saved_info
     assert len(compiled) > 20
+    assert compiled == reference
+
+
+# --- a change joining its open transaction (_assembly.pxi join_open_transaction) -------------
+
+_THINGS = relation(16700, "things", ["id", "note"])
+_POOL: list[PgOutputMessage] = [
+    _THINGS,
+    Begin(0x800, datetime(2026, 12, 4, tzinfo=UTC), 9),
+    Insert(16700, ("1", "a")),
+    Update(16700, ("1", "b"), ("1", "a"), "O"),
+    Delete(16700, ("1", None), "K"),
+    Insert(16701, ("2", "c")),  # never described: its change fails at the Commit
+    Message(True, 0x7F0, "cdc.context", b'{"actor_id": "7"}'),
+    Origin(0x10, "replica"),
+    Commit(0, 0x800, 0x830, datetime(2026, 12, 4, tzinfo=UTC)),
+    StreamStart(31, True),
+    Insert(16700, ("3", "d"), xid=31),
+    StreamStop(),
+    StreamCommit(31, 0, 0x900, 0x930, datetime(2026, 12, 4, tzinfo=UTC)),
+]
+
+
+def _fed_as_the_pipeline_feeds(
+    join: Callable[..., bool], messages: list[PgOutputMessage]
+) -> list[Any]:
+    """Join first, else feed (cdc.pipeline.loop.Pipeline.feed): what each message gave."""
+    spill = SpillStore()
+    assembler = ChangeAssembler(lambda oid, s, t: ("id",), spill=spill)
+    seen: list[Any] = []
+    try:
+        for message in messages:
+            payload = encode(message)
+            try:
+                if join(assembler, message, payload):
+                    seen.append("joined")
+                    continue
+                seen.append(list(assembler.feed(message, payload)))
+            except DecodeError as exc:
+                seen.append(str(exc))
+    finally:
+        if assembler._open is not None:  # ended inside a transaction: its overflow file
+            assembler._open.close()
+        spill.close()
+    return seen
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from(_POOL), max_size=16), st.sampled_from([1, 2, 10_000]))
+def test_a_change_joins_its_transaction_as_the_reference_joins_it(
+    messages: list[PgOutputMessage], in_memory: int
+) -> None:
+    """Inside an open transaction, a stream block, none; past IN_MEMORY_MESSAGES (spilled)."""
+    saved = cdc.pipeline.changes.IN_MEMORY_MESSAGES
+    cdc.pipeline.changes.IN_MEMORY_MESSAGES = in_memory
+    try:
+        compiled = _fed_as_the_pipeline_feeds(ChangeAssembler.join_open_transaction, messages)
+        reference = _fed_as_the_pipeline_feeds(ChangeAssembler._py_join_open_transaction, messages)
+    finally:
+        cdc.pipeline.changes.IN_MEMORY_MESSAGES = saved
+    assert ChangeAssembler.join_open_transaction is not ChangeAssembler._py_join_open_transaction
     assert compiled == reference
 
 
