@@ -41,18 +41,52 @@ _PAST_TENSE = {
     "truncate": "truncated",
 }
 
+from cpython.object cimport PyObject
+
 cdef object _ActivityRecord = None
 cdef object _text_value = None  # cdc.pipeline.activity._text_value: a text column's rule value
 cdef object _tuple_new = tuple.__new__
 
 
-cdef inline str _row(object mapper, tuple values, object positions):
+cdef class TablePlan:
+    """What ``map_row_change`` reads of a TableMapper and its relation, as C fields: built once
+    per TableMapper (one relation version, never changed after), so a change reads them
+    without an attribute lookup each (~20 a change). The TableMapper keeps it (``plan``)."""
+
+    cdef object relation
+    cdef tuple json_keys, changed_keys, kinds, converters, order, key_order, column_names
+    cdef tuple key_positions
+    cdef object ignore_positions, actions, severities, categories, transitions
+    cdef bint actor_columns, key_redacted, one_key
+    cdef Py_ssize_t key_position
+    cdef str entity_type, source, schema, table
+
+    def __init__(self, mapper):
+        relation = mapper.relation
+        self.relation = relation
+        self.json_keys, self.changed_keys = mapper.json_keys, mapper.changed_keys
+        self.kinds, self.converters = mapper.kinds, mapper.converters
+        self.order, self.key_order = mapper.order, mapper.key_order
+        self.column_names = relation.column_names
+        self.schema, self.table = relation.schema, relation.table
+        self.ignore_positions = mapper.ignore_positions
+        self.actions, self.severities = mapper.actions, mapper.severities
+        self.categories, self.transitions = mapper.categories, mapper.transitions
+        self.actor_columns = len(mapper.actor_positions) > 0
+        self.key_positions = mapper.key_positions
+        self.key_redacted = mapper.key_redacted
+        self.one_key = self.key_positions is not None and len(self.key_positions) == 1
+        self.key_position = self.key_positions[0] if self.one_key else -1
+        self.entity_type, self.source = mapper.entity_type, mapper.source
+
+
+cdef inline str _row(TablePlan plan, tuple values, object positions):
     """TableMapper.row_json: every column in jsonb's order, or those at ``positions``."""
     if positions is None:
-        positions = mapper.order
+        positions = plan.order
         if len(values) != len(<tuple>positions):
             positions = tuple([i for i in positions if i < len(values)])
-    return _row_json(mapper.json_keys, mapper.kinds, mapper.converters, values, positions)
+    return _row_json(plan.json_keys, plan.kinds, plan.converters, values, positions)
 
 
 cdef inline void _digits(char* out, int value, int width) noexcept:
@@ -141,93 +175,178 @@ cdef object _transition(object mapper, str operation, object old, tuple new):
     return None
 
 
+# A RowChange's fields read from its slots (as cdc/pipeline/_core.pyx writes them): the class
+# is a slots dataclass whose offsets are read once from its member descriptors.
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+cdef object _RowChange = None
+cdef object _TableTruncate = None
+cdef object _TransactionMessage = None
+cdef Py_ssize_t _TXN, _SEQ, _RELATION, _OPERATION, _OLD, _NEW, _OLD_KIND, _UNAVAILABLE
+
+
+cdef Py_ssize_t _offset(type cls, str name) except -1:
+    descriptor = cls.__dict__[name]
+    if type(descriptor).__name__ != "member_descriptor":
+        raise TypeError(f"{cls.__name__}.{name} is not a slot")
+    return (<PyMemberDescrObject*>descriptor).d_member.offset
+
+
+cdef inline object _slot(object obj, Py_ssize_t offset):
+    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
+    if value == NULL:
+        raise AttributeError("a RowChange field is not set")
+    return <object>value
+
+
+cdef _load():
+    global _ActivityRecord, _text_value, _RowChange, _TableTruncate, _TransactionMessage
+    global _TXN, _SEQ, _RELATION, _OPERATION, _OLD, _NEW, _OLD_KIND, _UNAVAILABLE
+    from cdc.pipeline import activity, change_values
+
+    _ActivityRecord, _text_value = activity.ActivityRecord, activity._text_value
+    cls = change_values.RowChange
+    _TXN, _SEQ, _RELATION = _offset(cls, "transaction"), _offset(cls, "seq"), _offset(cls, "relation")
+    _OPERATION, _OLD, _NEW = _offset(cls, "operation"), _offset(cls, "old"), _offset(cls, "new")
+    _OLD_KIND, _UNAVAILABLE = _offset(cls, "old_kind"), _offset(cls, "unavailable")
+    _TableTruncate, _TransactionMessage = change_values.TableTruncate, change_values.TransactionMessage
+    _RowChange = cls
+
+
+def map_change(object self, object change):
+    """``ActivityMapper._py_map`` (bound as the mapper's ``map``): a row change's record made
+    here without a Python frame; a truncate or a logical message by the mapper's methods."""
+    if _RowChange is None:
+        _load()
+    kind = type(change)
+    if kind is _RowChange:
+        return _map_row_change(self, change)
+    if kind is _TableTruncate:
+        return self._truncate(change)
+    if kind is _TransactionMessage:
+        return self._message(change)
+    return None
+
+
 def map_row_change(object self, object change):
     """The record of a RowChange (None: only ignored columns changed), as
     ``ActivityMapper._py_row_change`` makes it. ``self`` is the ActivityMapper."""
-    global _ActivityRecord, _text_value
-    cdef str operation = change.operation
-    cdef object old = change.old
-    cdef object new = change.new
-    cdef object old_json = None
-    cdef object new_json = None
-    cdef object changes_json = None
-    cdef list changed_names = None
-    cdef list changed
-    cdef tuple order, names, positions
-    cdef str summary
-    if _ActivityRecord is None:
-        from cdc.pipeline import activity
+    if _RowChange is None:
+        _load()
+    return _map_row_change(self, change)
 
-        _ActivityRecord, _text_value = activity.ActivityRecord, activity._text_value
-    relation = change.relation
+
+cdef object _map_row_change(object self, object change):
+    cdef str operation
+    cdef object old, new, relation, old_kind, txn, unavailable, seq
+    cdef TablePlan plan
+    if type(change) is _RowChange:
+        operation = <str>_slot(change, _OPERATION)
+        old, new = _slot(change, _OLD), _slot(change, _NEW)
+        relation, old_kind = _slot(change, _RELATION), _slot(change, _OLD_KIND)
+        txn, unavailable, seq = _slot(change, _TXN), _slot(change, _UNAVAILABLE), _slot(change, _SEQ)
+    else:
+        operation, old, new = change.operation, change.old, change.new
+        relation, old_kind = change.relation, change.old_kind
+        txn, unavailable, seq = change.transaction, change.unavailable, change.seq
     mapper = self._mappers.get(relation.relation_id)
     if mapper is None or mapper.relation is not relation:
         mapper = self.table_mapper(relation)
-    old_kind = change.old_kind
-    if operation == "update":
-        if old is not None and old_kind == "O":
-            order = mapper.order
-            if len(<tuple>new) != len(order):
-                order = tuple([i for i in order if i < len(<tuple>new)])
-            old_json, new_json, changed, diffs = _update_json(
-                mapper.json_keys, mapper.changed_keys, mapper.kinds, mapper.converters,
-                old, new, order
-            )
-            changed.sort()
-            ignore = mapper.ignore_positions
-            if ignore and all([index in ignore for index in changed]):
-                return None  # only ignored columns (e.g. updated_at) changed
-            names = relation.column_names
-            changed_names = [names[index] for index in changed]
-            changes_json = "{" + ", ".join(diffs) + "}"
-        else:
-            new_json = _row(mapper, new, None)
-            if old is not None:  # 'K': the key changed; only key columns carry values
-                old_json = _row(mapper, old, mapper.key_order)
-    elif operation == "insert":
-        new_json = _row(mapper, new, None)
-    else:
-        old_json = _row(mapper, old, None if old_kind == "O" else mapper.key_order)
+    plan = mapper.plan
+    if plan is None or plan.relation is not relation:
+        plan = TablePlan(mapper)
+    documents = _documents(plan, operation, old, new, old_kind)
+    if documents is None:
+        return None  # only ignored columns (e.g. updated_at) changed
+    old_json, new_json, changes_json, changed_names = documents
     # the entity: one plain key column is the common case
     key_row = new if new is not None else old
-    positions = mapper.key_positions
-    if key_row is not None and positions is not None and len(positions) == 1 and not mapper.key_redacted:
-        entity_id = (<tuple>key_row)[<Py_ssize_t>positions[0]]
+    if key_row is not None and plan.one_key and not plan.key_redacted:
+        entity_id = (<tuple>key_row)[plan.key_position]
         if type(entity_id) is not str:
             entity_id = None
     else:
         entity_id = mapper.entity_id(key_row)
-    txn = change.transaction
     if txn is self._txn:
         occurred_at = self._txn_occurred_at
         commit_lsn = self._txn_lsn
     else:
         occurred_at, commit_lsn = self._transaction_fields(txn)
-    unavailable = change.unavailable
     if unavailable:
         self.counts.toast_unavailable += len(unavailable)
     txn_actor = self._txn_actor
     actor = txn_actor
-    if actor is None and mapper.actor_positions:
+    if actor is None and plan.actor_columns:
         actor = mapper.actor_id(new, old)
     origin = txn.origin
     if origin or unavailable or txn_actor is not None:
         context = self._record_context(origin, unavailable, txn_actor is not None)
     else:
         context = self._txn_context_json
-    action = mapper.actions[operation]
-    severity = mapper.severities[operation]
-    category = mapper.categories
-    if mapper.transitions and new is not None:
+    action = plan.actions[operation]
+    severity = plan.severities[operation]
+    category = plan.categories
+    if plan.transitions and new is not None:
         rule = _transition(mapper, operation, old if old_kind == "O" else None, new)
         if rule is not None:
             action = rule.action
             severity = rule.severity or severity
             category = rule.category or category
-    # What full-text search finds by default (docs/store.md): the entity, the actor, the
-    # changed columns and the action.
-    summary = (
-        f"{mapper.entity_type} {entity_id if entity_id is not None else '(no key)'} "
+    return _tuple_new(
+        _ActivityRecord,
+        (
+            occurred_at, plan.source, operation, action, category, severity, plan.schema,
+            plan.table, plan.entity_type, entity_id, actor, context, old_json, new_json,
+            changes_json, _summary(plan, operation, entity_id, actor, changed_names, action),
+            txn.xid, commit_lsn, seq,
+        ),
+    )
+
+
+cdef object _documents(TablePlan plan, str operation, object old, object new, object old_kind):
+    """(old JSON, new JSON, changes JSON, changed column names) of a change, or None when only
+    ignored columns changed."""
+    cdef list changed
+    cdef tuple order, names
+    old_json = new_json = changes_json = changed_names = None
+    if operation == "update":
+        if old is not None and old_kind == "O":
+            order = plan.order
+            if len(<tuple>new) != len(order):
+                order = tuple([i for i in order if i < len(<tuple>new)])
+            old_json, new_json, changed, diffs = _update_json(
+                plan.json_keys, plan.changed_keys, plan.kinds, plan.converters, old, new, order
+            )
+            changed.sort()
+            ignore = plan.ignore_positions
+            if ignore and all([index in ignore for index in changed]):
+                return None
+            names = plan.column_names
+            changed_names = [names[index] for index in changed]
+            changes_json = "{" + ", ".join(diffs) + "}"
+        else:
+            new_json = _row(plan, new, None)
+            if old is not None:  # 'K': the key changed; only key columns carry values
+                old_json = _row(plan, old, plan.key_order)
+    elif operation == "insert":
+        new_json = _row(plan, new, None)
+    else:
+        old_json = _row(plan, old, None if old_kind == "O" else plan.key_order)
+    return old_json, new_json, changes_json, changed_names
+
+
+cdef str _summary(
+    TablePlan plan, str operation, object entity_id, object actor, object changed_names,
+    object action
+):
+    """What full-text search finds by default (docs/store.md): the entity, the actor, the
+    changed columns and the action."""
+    cdef str summary = (
+        f"{plan.entity_type} {entity_id if entity_id is not None else '(no key)'} "
         f"{_PAST_TENSE[operation]}"
     )
     if actor is not None:
@@ -235,27 +354,4 @@ def map_row_change(object self, object change):
     if changed_names:
         summary += ": " + ", ".join(changed_names)
     summary += f" ({action})"
-    return _tuple_new(
-        _ActivityRecord,
-        (
-            occurred_at,
-            mapper.source,
-            operation,
-            action,
-            category,
-            severity,
-            relation.schema,
-            relation.table,
-            mapper.entity_type,
-            entity_id,
-            actor,
-            context,
-            old_json,
-            new_json,
-            changes_json,
-            summary,
-            txn.xid,
-            commit_lsn,
-            change.seq,
-        ),
-    )
+    return summary

@@ -29,6 +29,7 @@ from cdc.metrics import MappingCounts
 from cdc.pipeline.activity_record import (
     CUTOVER_PREFIX,
     HEARTBEAT_PREFIX,
+    PAST_TENSE,
     RECORD_COLUMNS,
     SOURCE_DATABASE,
     SOURCE_SHADOW,
@@ -71,13 +72,6 @@ __all__ = ["RECORD_COLUMNS", "ActivityMapper", "ActivityRecord", "TableMapper"]
 
 log = logging.getLogger("cdc.activity")  # log lines keep the name they had
 
-_PAST_TENSE = {
-    "insert": "created",
-    "update": "updated",
-    "delete": "deleted",
-    "truncate": "truncated",
-}
-
 
 class TableMapper:
     """Everything needed to map rows of one relation version; built once per Relation."""
@@ -97,6 +91,7 @@ class TableMapper:
         "key_redacted",
         "kinds",
         "order",
+        "plan",
         "redact",
         "relation",
         "rules",
@@ -176,6 +171,7 @@ class TableMapper:
             if relation.key_positions is not None
             else None
         )
+        self.plan = None if mapping is None else mapping.TablePlan(self)  # its fields, in C
 
     def row_json(self, values: TupleData, positions: tuple[int, ...] | None = None) -> str:
         """The row's columns (or those at ``positions``, given in jsonb's key order)."""
@@ -326,8 +322,9 @@ class ActivityMapper:
             merged["actor_source"] = "context"
         return jsonb_text(merged)
 
-    def map(self, change: Change) -> ActivityRecord | None:
-        """The record for a change, or None when the change makes no record."""
+    def _py_map(self, change: Change) -> ActivityRecord | None:
+        """The record for a change, or None when the change makes no record (the reference
+        of _mapping.pyx's ``map_change``, bound below as ``map`` where it was built)."""
         if type(change) is RowChange:
             return _map_row_change(self, change)
         if type(change) is TableTruncate:
@@ -335,6 +332,8 @@ class ActivityMapper:
         if type(change) is TransactionMessage:
             return self._message(change)
         return None
+
+    map = _py_map
 
     def _message(self, change: TransactionMessage) -> ActivityRecord | None:
         prefix = change.prefix
@@ -409,7 +408,7 @@ class ActivityMapper:
         # changed columns and the action.
         summary = (
             f"{mapper.entity_type} {entity_id if entity_id is not None else '(no key)'} "
-            f"{_PAST_TENSE[operation]}"
+            f"{PAST_TENSE[operation]}"
         )
         if actor is not None:
             summary += f" by {actor}"
@@ -479,6 +478,8 @@ class ActivityMapper:
 _map_row_change: Callable[[ActivityMapper, RowChange], ActivityRecord | None] = (
     mapping.map_row_change if mapping is not None else ActivityMapper._py_row_change
 )
+if mapping is not None:  # a row change's record made without a Python frame
+    ActivityMapper.map = mapping.map_change
 
 
 def _rule_value(converter: JsonConverter) -> Callable[[object], object]:

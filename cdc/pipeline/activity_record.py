@@ -18,6 +18,12 @@ SOURCE_APPLICATION = "application"
 SOURCE_MIGRATION = "migration"
 CUTOVER_PREFIX = "cdc.cutover"
 HEARTBEAT_PREFIX = "cdc.heartbeat"
+PAST_TENSE = {
+    "insert": "created",
+    "update": "updated",
+    "delete": "deleted",
+    "truncate": "truncated",
+}
 SEVERITIES = SEVERITY_LEVELS
 
 

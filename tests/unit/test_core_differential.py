@@ -108,7 +108,9 @@ py_update_json = cdc.pipeline.documents._py_update_json
 
 
 def test_the_compiled_core_is_the_one_in_use() -> None:
-    assert core.IMPLEMENTATION == "compiled"
+    assert core.IMPLEMENTATION == "compiled" and core.mapping is not None
+    assert ActivityMapper.map is core.mapping.map_change
+    assert ChangeAssembler.join_open_transaction is not ChangeAssembler._py_join_open_transaction
     assert cdc.pipeline.pgoutput.decode._fast is decode_fast
     assert cdc.pipeline.activity._row_json is row_json
 
@@ -407,8 +409,11 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
     pgoutput = cdc.pipeline.pgoutput.decode
     saved = activity._row_json, activity._update_json, pgoutput._fast, changes._has_unchanged_toast
     saved_map, saved_replay = activity._map_row_change, changes._replay_in_memory
-    saved_info = changes._info_in_memory
+    saved_info, saved_join = changes._info_in_memory, ChangeAssembler.join_open_transaction
     changes._info_in_memory = changes._transaction_info
+    ChangeAssembler.join_open_transaction = ChangeAssembler._py_join_open_transaction  # type: ignore[method-assign]
+    saved_dispatch = ActivityMapper.map
+    ActivityMapper.map = ActivityMapper._py_map  # type: ignore[method-assign]
     activity._row_json, activity._update_json = py_row_json, py_update_json
     activity._map_row_change = ActivityMapper._py_row_change
     changes._replay_in_memory = ChangeAssembler._py_replay_in_memory
@@ -425,6 +430,8 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
         ) = saved
         activity._map_row_change, changes._replay_in_memory = saved_map, saved_replay
         changes._info_in_memory = saved_info
+        ChangeAssembler.join_open_transaction = saved_join  # type: ignore[method-assign]
+        ActivityMapper.map = saved_dispatch  # type: ignore[method-assign]
     assert len(compiled) > 20
     assert compiled == reference
 
@@ -572,6 +579,8 @@ def test_a_row_change_maps_to_the_record_the_reference_makes(
     mapper._txn = None  # the reference starts from the same state: nothing cached
     assert compiled == outcome(ActivityMapper._py_row_change, mapper, change)
     assert mapper.toast_unavailable == 2 * unavailable
+    mapper._txn = None
+    assert outcome(mapper.map, change) == compiled  # the compiled dispatch (map_change)
 
 
 @settings(max_examples=500)
