@@ -23,6 +23,7 @@ tests/unit/test_core_differential.py proves both implementations give identical 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
 from json.encoder import encode_basestring as _encode
@@ -177,11 +178,23 @@ cdef inline unsigned long long _u64(const unsigned char* p) noexcept:
 
 def has_unchanged_toast(tuple values not None):
     """Whether a row holds an unchanged TOAST value (by identity: no comparisons)."""
+    return _has_unchanged(values)
+
+
+cdef bint _has_unchanged(tuple values) except -1:
     unchanged = _unchanged()
     for value in values:
         if value is unchanged:
             return True
     return False
+
+
+cdef inline object _field(object obj, _Slots slots, Py_ssize_t index):
+    """A message's field read from its slot (the class is ``slots.cls`` exactly)."""
+    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>obj) + slots.offsets[index]))[0]
+    if value == NULL:
+        raise AttributeError(f"{slots.cls.__name__} field {index} is not set")
+    return <object>value
 
 
 def decode_fast(bytes data not None, bint in_stream):
@@ -220,7 +233,7 @@ cdef object _decode_fast(bytes data, bint in_stream):
         if kind == 73:
             if marker != 78:  # 'N'
                 raise ValueError("marker")
-            new, offset = decode_tuple(data, offset)
+            new = _decode_tuple(data, &offset)
             if offset != size:
                 raise ValueError("trailing bytes")
             return _make3(_Insert, relation_id, new, xid)
@@ -228,14 +241,14 @@ cdef object _decode_fast(bytes data, bint in_stream):
             if marker == 78:
                 old = old_kind = None
             elif marker == 79 or marker == 75:  # 'O', 'K'
-                old, offset = decode_tuple(data, offset)
+                old = _decode_tuple(data, &offset)
                 old_kind = "O" if marker == 79 else "K"
                 if offset >= size or buf[offset] != 78:
                     raise ValueError("marker")
                 offset += 1
             else:
                 raise ValueError("marker")
-            new, offset = decode_tuple(data, offset)
+            new = _decode_tuple(data, &offset)
             if offset != size:
                 raise ValueError("trailing bytes")
             return _make5(_Update, relation_id, new, old, old_kind, xid)
@@ -245,7 +258,7 @@ cdef object _decode_fast(bytes data, bint in_stream):
             old_kind = "K"
         else:
             raise ValueError("marker")
-        old, offset = decode_tuple(data, offset)
+        old = _decode_tuple(data, &offset)
         if offset != size:
             raise ValueError("trailing bytes")
         return _make4(_Delete, relation_id, old, old_kind, xid)
@@ -264,48 +277,54 @@ cdef object _decode_fast(bytes data, bint in_stream):
 
 def decode_tuple(bytes data not None, Py_ssize_t offset):
     """(values, offset after the tuple) of the TupleData at ``offset``."""
+    values = _decode_tuple(data, &offset)
+    return values, offset
+
+
+cdef tuple _decode_tuple(bytes data, Py_ssize_t* at):
+    """The TupleData at ``at[0]``, made as the tuple itself (no list copied into one); ``at[0]``
+    moves past it."""
     cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t count, i
+    cdef Py_ssize_t count, i, offset = at[0]
     cdef Py_ssize_t length
     cdef unsigned char kind
-    cdef list values
+    cdef tuple values
+    cdef object value
     unchanged = _unchanged()
     if offset < 0 or offset + 2 > size:
         raise ValueError("tuple: no column count")
     count = (<Py_ssize_t>buf[offset] << 8) | buf[offset + 1]
     offset += 2
-    values = [None] * count
+    values = PyTuple_New(count)  # its unset items are NULL: freed as such if this raises
     for i in range(count):
         if offset >= size:
             raise ValueError("tuple: no column kind")
         kind = buf[offset]
-        if kind == 116:  # 't'
+        if kind == 116 or kind == 98:  # 't', 'b'
             if offset + 5 > size:
                 raise ValueError("tuple: no length")
             length = _u32(buf + offset + 1)
             offset += 5
             if length > size - offset:
                 raise ValueError("tuple: value past the end")
-            values[i] = PyUnicode_DecodeUTF8(<const char*>buf + offset, length, NULL)
+            if kind == 116:
+                value = PyUnicode_DecodeUTF8(<const char*>buf + offset, length, NULL)
+            else:
+                value = PyBytes_FromStringAndSize(<const char*>buf + offset, length)
             offset += length
         elif kind == 110:  # 'n'
+            value = None
             offset += 1
         elif kind == 117:  # 'u'
-            values[i] = unchanged
+            value = unchanged
             offset += 1
-        elif kind == 98:  # 'b'
-            if offset + 5 > size:
-                raise ValueError("tuple: no length")
-            length = _u32(buf + offset + 1)
-            offset += 5
-            if length > size - offset:
-                raise ValueError("tuple: value past the end")
-            values[i] = PyBytes_FromStringAndSize(<const char*>buf + offset, length)
-            offset += length
         else:
             raise ValueError("tuple: unknown column kind")
-    return tuple(values), offset
+        Py_INCREF(value)  # PyTuple_SET_ITEM steals a reference
+        PyTuple_SET_ITEM(values, i, value)
+    at[0] = offset
+    return values
 
 
 include "_decoder.pxi"
