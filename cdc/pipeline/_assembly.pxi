@@ -24,30 +24,33 @@ cdef object _make8(
     return _store(obj, slots.offsets[7], h)
 
 
-cdef object _row_change(object assembler, object txn, object message, object seq):
-    """``ChangeAssembler._row_change``: one Insert, Update or Delete as a RowChange."""
+cdef object _row_change(object assembler, dict relations, object txn, object message, object seq):
+    """``ChangeAssembler._row_change``: one Insert, Update or Delete as a RowChange. Its fields
+    are read from the message's slots (Insert: relation_id, new; Update: relation_id, new, old,
+    old_kind; Delete: relation_id, old, old_kind); the relation from the assembler's cache,
+    or by ``_relation`` (which names the error) when it is not there."""
     cdef object kind = type(message)
-    relation = assembler._relation(message.relation_id, kind.__name__)
-    if kind is _Insert.cls:
-        new = message.new
-        if has_unchanged_toast(new):
+    cdef _Slots slots = _Insert if kind is _Insert.cls else (_Update if kind is _Update.cls else _Delete)
+    relation_id = _field(message, slots, 0)
+    relation = relations.get(relation_id)
+    if relation is None:
+        relation = assembler._relation(relation_id, kind.__name__)
+    if slots is _Insert:
+        new = _field(message, slots, 1)
+        if _has_unchanged(new):
             new, unavailable = _changes_module.resolve_unchanged_toast(relation, new, None, False)
             return _make8(_RowChange, txn, seq, relation, "insert", None, new, None, unavailable)
         return _make8(_RowChange, txn, seq, relation, "insert", None, new, None, ())
-    if kind is _Update.cls:
-        new = message.new
-        old_kind = message.old_kind
-        if has_unchanged_toast(new):
+    if slots is _Update:
+        new, old, old_kind = _field(message, slots, 1), _field(message, slots, 2), _field(message, slots, 3)
+        if _has_unchanged(new):
             new, unavailable = _changes_module.resolve_unchanged_toast(
-                relation, new, message.old, old_kind == "O"
+                relation, new, old, old_kind == "O"
             )
-            return _make8(
-                _RowChange, txn, seq, relation, "update", message.old, new, old_kind, unavailable
-            )
-        return _make8(_RowChange, txn, seq, relation, "update", message.old, new, old_kind, ())
-    return _make8(
-        _RowChange, txn, seq, relation, "delete", message.old, None, message.old_kind, ()
-    )
+            return _make8(_RowChange, txn, seq, relation, "update", old, new, old_kind, unavailable)
+        return _make8(_RowChange, txn, seq, relation, "update", old, new, old_kind, ())
+    old, old_kind = _field(message, slots, 1), _field(message, slots, 2)
+    return _make8(_RowChange, txn, seq, relation, "delete", old, None, old_kind, ())
 
 
 cdef _load_assembly():
@@ -95,12 +98,13 @@ def replay(object assembler, object txn, list messages, object end_lsn):
     _unchanged()
     _load_assembly()
     insert, update, delete = _Insert.cls, _Update.cls, _Delete.cls
+    relations = assembler.relations  # the same dict throughout: _describe sets its items
     assembler._seq = 0
     try:
         for message in messages:
             kind = type(message)
             if kind is insert or kind is update or kind is delete:
-                changes.append(_row_change(assembler, txn, message, seq))
+                changes.append(_row_change(assembler, relations, txn, message, seq))
                 seq += 1
             elif kind is _Relation:
                 assembler._describe(message)
