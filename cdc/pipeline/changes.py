@@ -187,9 +187,25 @@ class ChangeAssembler:
                 f"relation {relation_id} was never described by a Relation message in this stream",
             ) from None
 
-    def feed(self, message: PgOutputMessage, payload: bytes = b"") -> Iterator[Change]:
+    def feed(self, message: PgOutputMessage, payload: bytes = b"") -> Iterable[Change]:
         """The changes a message completes. ``payload`` (the message's bytes) is needed only
-        inside a stream block, where messages are spilled rather than decoded into changes."""
+        inside a stream block, where messages are spilled rather than decoded into changes.
+
+        The Commit of a transaction held in memory gives its changes as a list, made at once
+        (the messages are in memory already: no generator resumed per change); any other
+        message gives a generator, run as it is iterated."""
+        open_txn = self._open
+        if (
+            type(message) is Commit
+            and open_txn is not None
+            and open_txn.overflow is None
+            and self._stream_xid is None
+        ):
+            assert isinstance(message, Commit)
+            return self._commit_in_memory(open_txn, message)
+        return self._feed(message, payload)
+
+    def _feed(self, message: PgOutputMessage, payload: bytes) -> Iterator[Change]:
         kind = type(message)
         if self._stream_xid is not None and kind is not StreamStop:
             self._spill(message, payload)
@@ -273,23 +289,19 @@ class ChangeAssembler:
     def _describe(self, message: Relation) -> None:
         self.relations[message.relation_id] = relation_info(message, self._key_lookup)
 
-    def _commit(self, open_txn: _OpenTransaction, message: Commit) -> Iterator[Change]:
+    def _commit_in_memory(self, open_txn: _OpenTransaction, message: Commit) -> list[Change]:
+        """All in memory: the changes and the TransactionEnd, compiled where built."""
         self._open = None
-        if message.commit_lsn != open_txn.commit_lsn:
-            raise DecodeError(
-                "Commit",
-                "commit_lsn",
-                2,
-                f"commit LSN {message.commit_lsn:X} does not match Begin's {open_txn.commit_lsn:X}",
-            )
+        _same_commit_lsn(open_txn, message)
+        messages = open_txn.messages
+        txn = _info_in_memory(open_txn.xid, message.commit_lsn, message.commit_time, messages)
+        return _replay_in_memory(self, txn, messages, message.end_lsn)
+
+    def _commit(self, open_txn: _OpenTransaction, message: Commit) -> Iterator[Change]:
+        """A transaction that overflowed to disk (feed takes the others' Commit)."""
+        self._open = None
+        _same_commit_lsn(open_txn, message)
         try:
-            if open_txn.overflow is None:  # all in memory: compiled where built
-                messages = open_txn.messages
-                txn = _info_in_memory(
-                    open_txn.xid, message.commit_lsn, message.commit_time, messages
-                )
-                yield from _replay_in_memory(self, txn, messages, message.end_lsn)
-                return
             txn = _transaction_info(
                 open_txn.xid,
                 message.commit_lsn,
@@ -404,6 +416,16 @@ class ChangeAssembler:
             return RowChange(txn, seq, relation, "update", message.old, new, message.old_kind)
         assert isinstance(message, Delete)
         return RowChange(txn, seq, relation, "delete", message.old, None, message.old_kind)
+
+
+def _same_commit_lsn(open_txn: _OpenTransaction, message: Commit) -> None:
+    if message.commit_lsn != open_txn.commit_lsn:
+        raise DecodeError(
+            "Commit",
+            "commit_lsn",
+            2,
+            f"commit LSN {message.commit_lsn:X} does not match Begin's {open_txn.commit_lsn:X}",
+        )
 
 
 def _py_has_unchanged_toast(values: TupleData) -> bool:

@@ -611,3 +611,21 @@ def test_a_large_ordinary_transaction_overflows_to_disk_and_replays_in_order(
     assert [r.new[0] for r in rows] == [str(i) for i in range(10)]
     assert rows[0].transaction.messages == (context,)
     assert isinstance(out[-1], TransactionEnd) and out[-1].changes == 11
+
+
+def test_the_commit_of_a_transaction_in_memory_gives_its_changes_as_a_list() -> None:
+    asm = assembler()
+    for message in (USERS, begin(0x900), Insert(16401, ("1", "a", None))):
+        assert list(asm.feed(message)) == []
+    changes = asm.feed(commit(0x900))
+    assert type(changes) is list  # made at once: nothing to resume per change
+    assert [type(c) for c in changes] == [RowChange, TransactionEnd]
+    assert not asm.in_transaction
+
+
+def test_a_commit_that_does_not_match_its_begin_fails_when_it_is_fed() -> None:
+    asm = assembler()
+    feed_all(asm, [USERS, begin(0x900), Insert(16401, ("1", "a", None))])
+    with pytest.raises(DecodeError, match="does not match Begin's 900"):
+        asm.feed(commit(0x901))
+    assert not asm.in_transaction
