@@ -339,12 +339,77 @@ cdef object _documents(TablePlan plan, str operation, object old, object new, ob
     return old_json, new_json, changes_json, changed_names
 
 
+include "_buffer.pxi"
+
+from cpython.mem cimport PyMem_Free
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object)
+    void* PyUnicode_DATA(object)
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+    const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
+
+
+cdef int _put_text(Buffer* buf, str text) except -1:
+    """A str's UTF-8: its own storage when it is ASCII (most text), else its cached UTF-8."""
+    cdef Py_ssize_t n
+    cdef const char* data
+    if PyUnicode_IS_ASCII(text):
+        return _put(buf, <const char*>PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
+    data = PyUnicode_AsUTF8AndSize(text, &n)  # UnicodeEncodeError for a lone surrogate
+    return _put(buf, data, n)
+
+
 cdef str _summary(
     TablePlan plan, str operation, object entity_id, object actor, object changed_names,
     object action
 ):
     """What full-text search finds by default (docs/store.md): the entity, the actor, the
-    changed columns and the action."""
+    changed columns and the action; written as UTF-8 into one buffer, one str made of it."""
+    cdef Buffer buf
+    cdef Py_ssize_t i
+    if (
+        (entity_id is not None and type(entity_id) is not str)
+        or (actor is not None and type(actor) is not str)
+        or type(action) is not str
+    ):
+        return _summary_text(plan, operation, entity_id, actor, changed_names, action)
+    buf.data = NULL
+    buf.size = buf.capacity = 0
+    try:
+        _put_text(&buf, plan.entity_type)
+        _put_char(&buf, b" ")
+        if entity_id is None:
+            _put(&buf, b"(no key)", 8)
+        else:
+            _put_text(&buf, <str>entity_id)
+        _put_char(&buf, b" ")
+        _put_text(&buf, <str>_PAST_TENSE[operation])
+        if actor is not None:
+            _put(&buf, b" by ", 4)
+            _put_text(&buf, <str>actor)
+        if changed_names:
+            _put(&buf, b": ", 2)
+            for i in range(len(<list>changed_names)):
+                if i:
+                    _put(&buf, b", ", 2)
+                _put_text(&buf, <str>(<list>changed_names)[i])
+        _put(&buf, b" (", 2)
+        _put_text(&buf, <str>action)
+        _put_char(&buf, b")")
+        return PyUnicode_DecodeUTF8(buf.data, buf.size, NULL)
+    except UnicodeEncodeError:  # a lone surrogate (an actor from JSON context): as the f-string
+        return _summary_text(plan, operation, entity_id, actor, changed_names, action)
+    finally:
+        PyMem_Free(buf.data)
+
+
+cdef str _summary_text(
+    TablePlan plan, str operation, object entity_id, object actor, object changed_names,
+    object action
+):
+    """The summary as ``ActivityMapper._py_row_change`` writes it (f-strings)."""
     cdef str summary = (
         f"{plan.entity_type} {entity_id if entity_id is not None else '(no key)'} "
         f"{_PAST_TENSE[operation]}"

@@ -545,7 +545,18 @@ def row_changes(draw: st.DrawFn) -> tuple[ActivityMapper, RowChange]:
     )
     messages = []
     if draw(st.booleans()):
-        body = draw(st.sampled_from(['{"actor_id": "u1"}', '{"request": 1}', "not json"]))
+        body = draw(
+            st.sampled_from(
+                # an actor in the summary: ASCII, not, a lone surrogate (JSON allows one)
+                [
+                    '{"actor_id": "u1"}',
+                    '{"actor_id": "Zoë"}',
+                    '{"actor_id": "\\ud800"}',
+                    '{"request": 1}',
+                    "not json",
+                ]
+            )
+        )
         messages.append(Message(True, 10, "cdc.context", body.encode()))
     txn = TransactionInfo(
         77,
