@@ -55,7 +55,7 @@ cdef class TablePlan:
 
     cdef object relation
     cdef tuple json_keys, changed_keys, kinds, converters, order, key_order, column_names
-    cdef tuple key_positions
+    cdef tuple key_positions, actor_positions
     cdef object ignore_positions, actions, severities, categories, transitions
     cdef bint actor_columns, key_redacted, one_key
     cdef Py_ssize_t key_position
@@ -72,7 +72,8 @@ cdef class TablePlan:
         self.ignore_positions = mapper.ignore_positions
         self.actions, self.severities = mapper.actions, mapper.severities
         self.categories, self.transitions = mapper.categories, mapper.transitions
-        self.actor_columns = len(mapper.actor_positions) > 0
+        self.actor_positions = mapper.actor_positions
+        self.actor_columns = len(self.actor_positions) > 0
         self.key_positions = mapper.key_positions
         self.key_redacted = mapper.key_redacted
         self.one_key = self.key_positions is not None and len(self.key_positions) == 1
@@ -281,7 +282,7 @@ cdef object _map_row_change(object self, object change):
     txn_actor = self._txn_actor
     actor = txn_actor
     if actor is None and plan.actor_columns:
-        actor = mapper.actor_id(new, old)
+        actor = _actor(plan, new, old)
     origin = txn.origin
     if origin or unavailable or txn_actor is not None:
         context = self._record_context(origin, unavailable, txn_actor is not None)
@@ -305,6 +306,19 @@ cdef object _map_row_change(object self, object change):
             txn.xid, commit_lsn, seq,
         ),
     )
+
+
+cdef object _actor(TablePlan plan, object new, object old):
+    """``TableMapper.actor_id``: the first actor column holding text, in the new row, then
+    the old."""
+    for row in (new, old):
+        if row is None:
+            continue
+        for position in plan.actor_positions:
+            value = row[position]
+            if type(value) is str:
+                return value
+    return None
 
 
 cdef object _documents(TablePlan plan, str operation, object old, object new, object old_kind):
