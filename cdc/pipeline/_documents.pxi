@@ -176,6 +176,13 @@ cdef int _put_value(Buffer* buf, int kind, object converter, str text) except -1
     return _put_str(buf, converter(text))
 
 
+cdef inline int _put_json(Buffer* buf, int kind, object converter, object value) except -1:
+    """A column value (text, NULL or binary) as JSON, into the buffer."""
+    if type(value) is str:
+        return _put_value(buf, kind, converter, <str>value)
+    return _put_str(buf, _other_json(value))
+
+
 cdef inline str _text(Buffer* buf):
     return PyUnicode_DecodeUTF8(buf.data, buf.size, NULL)
 
@@ -219,14 +226,16 @@ def update_json(
 ):
     """An update with the whole old row: (old row JSON, new row JSON, positions of the changed
     columns, their diffs), in one pass, the columns taken in ``order`` (jsonb's key order)."""
-    cdef Buffer old_buf, new_buf
+    cdef Buffer old_buf, new_buf, diff
     cdef list changed = []
     cdef list diffs = []
     cdef Py_ssize_t index, n = len(new), start
-    cdef str after_json, before_json, key
+    cdef Py_ssize_t after_start, after_end, before_start, before_end
+    cdef str key
     cdef int kind
-    old_buf.data = new_buf.data = NULL
+    old_buf.data = new_buf.data = diff.data = NULL
     old_buf.size = old_buf.capacity = new_buf.size = new_buf.capacity = 0
+    diff.size = diff.capacity = 0
     unchanged = _unchanged()
     if len(old) != n:
         raise ValueError("the old and the new row have different numbers of columns")
@@ -257,35 +266,40 @@ def update_json(
                     _put_str(&new_buf, _other_json(after))
                 _put(&old_buf, new_buf.data + start, new_buf.size - start)
                 continue
+            # a changed column: each value converted into its row, the diff made of those
+            # bytes (one str per diff, no str per value)
             kind = <int>kinds[index]
-            if type(after) is str:
-                after_json = _convert(kind, converters[index], <str>after)
-            else:
-                after_json = _other_json(after)
             _put_str(&new_buf, key)
-            _put_str(&new_buf, after_json)
-            before_json = "null"
+            after_start = new_buf.size
+            _put_json(&new_buf, kind, converters[index], after)
+            after_end = new_buf.size
+            before_start = before_end = -1
             if before is not unchanged:
-                if type(before) is str:
-                    before_json = _convert(kind, converters[index], <str>before)
-                else:
-                    before_json = _other_json(before)
                 if old_buf.size > 1:
                     _put(&old_buf, b", ", 2)
                 _put_str(&old_buf, key)
-                _put_str(&old_buf, before_json)
+                before_start = old_buf.size
+                _put_json(&old_buf, kind, converters[index], before)
+                before_end = old_buf.size
             changed.append(index)
             # the diff shows a value that is not text (binary, unavailable) as null
-            diffs.append(
-                <str>changed_keys[index]
-                + (after_json if type(after) is str or after is None else "null")
-                + ', "old": '
-                + (before_json if type(before) is str or before is None else "null")
-                + "}"
-            )
+            diff.size = 0
+            _put_str(&diff, <str>changed_keys[index])
+            if type(after) is str or after is None:
+                _put(&diff, new_buf.data + after_start, after_end - after_start)
+            else:
+                _put(&diff, b"null", 4)
+            _put(&diff, b', "old": ', 9)
+            if before_start >= 0 and (type(before) is str or before is None):
+                _put(&diff, old_buf.data + before_start, before_end - before_start)
+            else:
+                _put(&diff, b"null", 4)
+            _put_char(&diff, b"}")
+            diffs.append(_text(&diff))
         _put_char(&old_buf, b"}")
         _put_char(&new_buf, b"}")
         return _text(&old_buf), _text(&new_buf), changed, diffs
     finally:
         PyMem_Free(old_buf.data)
         PyMem_Free(new_buf.data)
+        PyMem_Free(diff.data)
