@@ -99,6 +99,10 @@ cdef inline void _digits(char* out, int value, int width) noexcept:
 
 def iso_datetime(moment):
     """``moment.isoformat()``, written here for a datetime in UTC (every commit time)."""
+    return _iso(moment)
+
+
+cdef str _iso(object moment):
     cdef char text[32]
     cdef int size = 19
     cdef int micro
@@ -140,6 +144,10 @@ cdef int _hex(char* out, unsigned long long value) noexcept:
 
 def lsn_text(unsigned long long value):
     """``cdc.lsn.format_lsn``: ``16/B374D848``."""
+    return _lsn(value)
+
+
+cdef str _lsn(unsigned long long value):
     cdef char text[20]
     cdef int size = _hex(text, value >> 32)
     text[size] = b"/"
@@ -187,6 +195,7 @@ cdef extern from "Python.h":
 cdef object _RowChange = None
 cdef object _TableTruncate = None
 cdef object _TransactionMessage = None
+cdef object _TransactionInfo = None
 cdef Py_ssize_t _TXN, _SEQ, _RELATION, _OPERATION, _OLD, _NEW, _OLD_KIND, _UNAVAILABLE
 
 
@@ -206,6 +215,7 @@ cdef inline object _slot(object obj, Py_ssize_t offset):
 
 cdef _load():
     global _ActivityRecord, _text_value, _RowChange, _TableTruncate, _TransactionMessage
+    global _TransactionInfo
     global _TXN, _SEQ, _RELATION, _OPERATION, _OLD, _NEW, _OLD_KIND, _UNAVAILABLE
     from cdc.pipeline import activity, change_values
 
@@ -215,6 +225,7 @@ cdef _load():
     _OPERATION, _OLD, _NEW = _offset(cls, "operation"), _offset(cls, "old"), _offset(cls, "new")
     _OLD_KIND, _UNAVAILABLE = _offset(cls, "old_kind"), _offset(cls, "unavailable")
     _TableTruncate, _TransactionMessage = change_values.TableTruncate, change_values.TransactionMessage
+    _TransactionInfo = change_values.TransactionInfo
     _RowChange = cls
 
 
@@ -276,7 +287,7 @@ cdef object _map_row_change(object self, object change):
         occurred_at = self._txn_occurred_at
         commit_lsn = self._txn_lsn
     else:
-        occurred_at, commit_lsn = self._transaction_fields(txn)
+        occurred_at, commit_lsn = _transaction_fields(self, txn)
     if unavailable:
         self.counts.toast_unavailable += len(unavailable)
     txn_actor = self._txn_actor
@@ -306,6 +317,19 @@ cdef object _map_row_change(object self, object change):
             txn.xid, commit_lsn, seq,
         ),
     )
+
+
+cdef tuple _transaction_fields(object self, object txn):
+    """``ActivityMapper._transaction_fields`` for a new transaction. One without logical
+    messages (most) has no context and no actor (``context_of`` gives None, None): its fields
+    are set here; any other is read by the mapper's method."""
+    if type(txn) is not _TransactionInfo or txn.messages:
+        return self._transaction_fields(txn)
+    occurred_at, commit_lsn = _iso(txn.commit_time), _lsn(txn.commit_lsn)
+    self._txn = txn
+    self._txn_occurred_at, self._txn_lsn = occurred_at, commit_lsn
+    self._txn_context = self._txn_context_json = self._txn_actor = None
+    return occurred_at, commit_lsn
 
 
 cdef object _actor(TablePlan plan, object new, object old):
