@@ -36,6 +36,7 @@ import cdc.pipeline.changes
 import cdc.pipeline.documents
 import cdc.pipeline.pgoutput.decode
 import cdc.pipeline.pgoutput.fast
+import cdc.pipeline.values
 from cdc.config import settings_from_mapping
 from cdc.errors import DecodeError
 from cdc.lsn import format_lsn
@@ -319,6 +320,23 @@ def test_row_json_renders_every_row_as_the_reference_does(
     )
     args = (mapper.json_keys, mapper.kinds, mapper.converters, values, positions)
     assert outcome(row_json, *args) == outcome(py_row_json, *args)
+
+
+def test_a_text_column_is_escaped_wherever_its_special_characters_fall() -> None:
+    """The compiled escaping tests eight bytes at a time: a quote, a backslash, a control
+    character or a multi-byte character at every offset of runs longer than one word."""
+    keys, kinds, converters = ('"t": ',), (core.STRING,), (cdc.pipeline.values.as_string,)
+    for special in ['"', "\\", "\x00", "\x1f", "\n", " ", "\x7f", "é", "\u2028", "!", "#", "]"]:
+        for length in range(0, 26):
+            for at in range(length + 1):
+                text = "abcdefghijklmnopqrstuvwxyz"[:length]
+                text = text[:at] + special + text[at:]
+                args = (keys, kinds, converters, (text,), None)
+                assert (
+                    row_json(*args)
+                    == py_row_json(*args)
+                    == "{" + keys[0] + encode_json_string(text) + "}"
+                )
 
 
 @settings(max_examples=300)
