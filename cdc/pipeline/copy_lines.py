@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from cdc.pipeline.activity import RECORD_COLUMNS, ActivityRecord
 from cdc.pipeline.batching import Flush
@@ -203,4 +202,4 @@ class PreparedFlush:
     copy_data: str | bytes | None
     head: ChainHead | None  # the head the lines are chained from (None: chain off)
     moved: ChainHead | None  # the head after them
-    rollups: dict[str, list[Any]] | None
+    rollups: dict[str, str] | None  # the rollup counts as array literals (rollups.py)

@@ -103,8 +103,22 @@ def as_columns(counts: Mapping[RollupKey, int], prefix: str) -> dict[str, list[A
     return columns
 
 
-def upsert_parameters(records: list[ActivityRecord]) -> dict[str, list[Any]]:
-    """The records' counts as the parameters of ``store/flush_end.sql`` (pure); no records,
-    empty arrays: nothing is added."""
+def array_literal(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal of ``values`` (text, ints, or datetimes as ISO 8601), every
+    element quoted: ``'{"a","b \\"c\\""}'``. The statement casts it (``%(m_source)s::text[]``),
+    so the server reads it with ``array_in`` as it would read psycopg's own text dump of a
+    list, while the daemon builds it with one join instead of a dumper call per element
+    (psycopg's list dumping was ~30% of the sink thread's CPU under a trickle)."""
+    parts = []
+    for value in values:
+        text = value.isoformat() if isinstance(value, datetime) else str(value)
+        parts.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(parts) + "}"
+
+
+def upsert_parameters(records: list[ActivityRecord]) -> dict[str, str]:
+    """The records' counts as the parameters of ``store/flush_end.sql`` (pure): one array
+    literal per column; no records, empty arrays: nothing is added."""
     counts = count_records(records)
-    return {**as_columns(counts.per_minute, "m_"), **as_columns(counts.per_hour, "h_")}
+    columns = {**as_columns(counts.per_minute, "m_"), **as_columns(counts.per_hour, "h_")}
+    return {name: array_literal(values) for name, values in columns.items()}

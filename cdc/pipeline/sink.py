@@ -258,7 +258,7 @@ class Sink:
     def _end_flush(
         self,
         conn: psycopg.Connection[Any],
-        counts: dict[str, list[Any]],
+        counts: dict[str, str],
         checkpoint: Checkpoint | None,
     ) -> None:
         """One statement after the COPY (sql/store/flush_end.sql): the flush's rollup counts;
