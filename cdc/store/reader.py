@@ -207,15 +207,7 @@ class Store:
         self, table: str, entity_id: str, *, entity_type: str | None = None
     ) -> list[str]:
         """:meth:`history` as JSON texts."""
-        schema_name, table_name, configured_type = resolve_table(self.settings, table)
-        query, params = queries.history_query(
-            self.table,
-            entity_type=entity_type or configured_type,
-            entity_id=entity_id,
-            schema_name=schema_name,
-            table_name=table_name,
-            columns=_API_JSON,
-        )
+        query, params = self._history_query(table, entity_id, entity_type, _API_JSON)
         return [row[0] for row in self.fetch(query, params)]
 
     def iter_records(
@@ -301,31 +293,36 @@ class Store:
     ) -> list[StoredRecord]:
         """Every record of one row, oldest first. ``table`` is ``schema.table`` or a configured
         table's bare name; the entity type is the table's (from its rules) unless given."""
-        schema_name, table_name, configured_type = resolve_table(self.settings, table)
-        query, params = queries.history_query(
-            self.table,
-            entity_type=entity_type or configured_type,
-            entity_id=entity_id,
-            schema_name=schema_name,
-            table_name=table_name,
-        )
-        return self.fetch_records(query, params)
+        return self.fetch_records(*self._history_query(table, entity_id, entity_type))
 
     def history_export(
         self, table: str, entity_id: str, *, entity_type: str | None = None, fmt: str = "jsonl"
     ) -> Generator[bytes, None, int]:
         """:meth:`history` as the export writes records (a bad ``table`` raises ValueError
         here, not when the pieces are read)."""
+        query, params = self._history_query(
+            table, entity_id, entity_type, queries.export_columns(fmt)
+        )
+        return self.copy(*queries.copy_statement(query, params, fmt=fmt))
+
+    def _history_query(
+        self,
+        table: str,
+        entity_id: str,
+        entity_type: str | None,
+        columns: sql.Composable | None = None,
+    ) -> tuple[sql.Composed, list[Any]]:
+        """The history statement of one row: ``table`` resolved against the configured
+        tables (ValueError when unknown), the entity type the table's unless given."""
         schema_name, table_name, configured_type = resolve_table(self.settings, table)
-        query, params = queries.history_query(
+        return queries.history_query(
             self.table,
             entity_type=entity_type or configured_type,
             entity_id=entity_id,
             schema_name=schema_name,
             table_name=table_name,
-            columns=queries.export_columns(fmt),
+            columns=columns,
         )
-        return self.copy(*queries.copy_statement(query, params, fmt=fmt))
 
     def record(self, commit_lsn: str, seq: int) -> StoredRecord | None:
         """The record at ``(commit_lsn, seq)``, or None."""

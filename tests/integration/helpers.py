@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from cdc.config import Settings, settings_from_mapping
@@ -28,6 +29,21 @@ def setup_and_settings(
     settings = make_settings(pg, tables, **sections)
     setup(settings)
     return settings
+
+
+def run_in_thread(daemon: Daemon) -> tuple[threading.Thread, list[BaseException]]:
+    """``daemon.run()`` in a started thread; whatever it raises is appended to the list."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            daemon.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
 
 
 def drain(settings: Settings) -> RunStats:

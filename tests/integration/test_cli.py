@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from cdc.lsn import Lsn
 from cdc.pipeline.publication_guard import PublicationGuard
 from cdc.service.daemon import Daemon
 from tests.fix_pg import PgDatabase
-from tests.integration.helpers import make_settings
+from tests.integration.helpers import make_settings, run_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.every_server]
 
@@ -243,9 +242,7 @@ def test_server_error_mid_stream_becomes_a_typed_error(pg: PgDatabase) -> None:
 
     setup(settings)
     daemon = Daemon(settings)
-    errors: list[BaseException] = []
-    thread = threading.Thread(target=lambda: _capture(daemon, errors))
-    thread.start()
+    thread, errors = run_in_thread(daemon)
     try:
         _wait_active(pg)
         pg.execute(f'DROP PUBLICATION "{pg.publication}"')
@@ -273,9 +270,7 @@ def test_publication_created_again_mid_stream_stops_before_acknowledging_the_gap
 
     setup(settings)
     daemon = Daemon(settings)
-    errors: list[BaseException] = []
-    thread = threading.Thread(target=lambda: _capture(daemon, errors))
-    thread.start()
+    thread, errors = run_in_thread(daemon)
     try:
         _wait_active(pg)
         before_drop = Lsn.parse(pg.execute("SELECT pg_current_wal_lsn()::text")[0][0])
@@ -344,13 +339,6 @@ def test_publication_guard_allows_only_what_was_received_before_a_check(
             guard.allowed(250, received_lsn=300, force=True)
     finally:
         guard.close()
-
-
-def _capture(daemon: Daemon, errors: list[BaseException]) -> None:
-    try:
-        daemon.run()
-    except BaseException as exc:
-        errors.append(exc)
 
 
 def _wait_active(pg: PgDatabase) -> None:

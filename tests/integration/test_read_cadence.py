@@ -4,20 +4,12 @@ rather than one (or a few) per source commit."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 from cdc.control.setup import setup
 from cdc.service.daemon import Daemon
 from tests.fix_pg import PgDatabase
-from tests.integration.helpers import make_settings
-
-
-def _run(daemon: Daemon, errors: list[BaseException]) -> None:
-    try:
-        daemon.run()
-    except BaseException as exc:
-        errors.append(exc)
+from tests.integration.helpers import make_settings, run_in_thread
 
 
 def _wait_for_records(pg: PgDatabase, n: int, deadline_s: float = 60.0) -> None:
@@ -40,9 +32,7 @@ def test_commits_arriving_within_the_read_interval_are_written_in_one_sink_trans
     )
     setup(settings)
     daemon = Daemon(settings)
-    errors: list[BaseException] = []
-    thread = threading.Thread(target=lambda: _run(daemon, errors))
-    thread.start()
+    thread, errors = run_in_thread(daemon)
     try:
         pg.execute("INSERT INTO t VALUES (0, 'first')")
         _wait_for_records(pg, 1)  # read, written, and the socket now left for 3 s
