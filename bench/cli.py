@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.code_tree import is_commit
 from bench.context import BenchContext, log
 from bench.machine import machine_facts
 from bench.platform_db import SeedCounts, build_template
@@ -113,7 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             print(f"unknown part(s): {', '.join(unknown)}; --compare runs {COMPARE_PARTS}")
             return 2
+        if not is_commit(args.compare):
+            print(
+                f"--compare {args.compare}: not a commit of this repository; give a branch, "
+                "a tag or a commit (git log --oneline)"
+            )
+            return 2
         sizes = _sizes(args, COMPARE_PRESETS)
+        if sizes is None:
+            return 2
         return compare.run(args.compare, sizes, out, parts=args.parts or list(COMPARE_PARTS))
     unknown = [part for part in args.parts if part not in PARTS]
     if unknown:
@@ -121,16 +130,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parts = [part for part in PARTS if part in args.parts] if args.parts else list(PARTS)
     sizes = _sizes(args, PRESETS)
+    if sizes is None:
+        return 2
     return run(parts, sizes, out, preset="quick" if args.quick else "full")
 
 
-def _sizes(args: argparse.Namespace, presets: dict[str, Sizes]) -> Sizes:
+def _sizes(args: argparse.Namespace, presets: dict[str, Sizes]) -> Sizes | None:
+    """The preset with the size flags applied; None (said on one line) when a flag's value
+    is not a number of its kind."""
     sizes = presets["quick" if args.quick else "full"]
     changes = {}
     for field_ in size_fields():
         text = getattr(args, f"size_{field_.name}")
         if text is not None:
-            changes[field_.name] = parse_size(field_, text)
+            try:
+                changes[field_.name] = parse_size(field_, text)
+            except ValueError:
+                kind = (
+                    "comma-separated integers"
+                    if isinstance(field_.default, tuple)
+                    else ("a number" if isinstance(field_.default, float) else "an integer")
+                )
+                flag = "--" + field_.name.replace("_", "-")
+                print(f"{flag} {text}: give {kind}, 0 or more (python -m bench --help)")
+                return None
     return sizes.replace(**changes)
 
 

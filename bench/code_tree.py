@@ -87,6 +87,16 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
+def is_commit(ref: str) -> bool:
+    """Whether ``ref`` names a commit of this repository."""
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
 def this_checkout() -> CodeTree:
     commit = _git("rev-parse", "--short=12", "HEAD")
     if _git("status", "--porcelain", "--untracked-files=no"):

@@ -97,10 +97,15 @@ def size_fields() -> list[dataclasses.Field[Any]]:
 
 
 def parse_size(field_: dataclasses.Field[Any], text: str) -> Any:
-    """A flag's text → the field's type (tuples are comma-separated integers)."""
+    """A flag's text → the field's type (tuples are comma-separated integers); ValueError
+    for text that is not one, or a negative number."""
     default = field_.default
     if isinstance(default, tuple):
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    if isinstance(default, float):
-        return float(text)
-    return int(text)
+        values: tuple[float, ...] = tuple(int(part) for part in text.split(",") if part.strip())
+    elif isinstance(default, float):
+        values = (float(text),)
+    else:
+        values = (int(text),)
+    if any(value < 0 for value in values):
+        raise ValueError(f"negative: {text}")
+    return values if isinstance(default, tuple) else values[0]
