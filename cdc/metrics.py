@@ -187,6 +187,9 @@ class Metrics:
             ["table", "operation"],
             registry=registry,
         )
+        # Each (table, operation)'s child of _records, looked up once: labels() takes a lock
+        # and builds its key every time (3.4 µs, against 0.8 for the cached child's inc()).
+        self._records_of: dict[tuple[str, str], Counter] = {}
         self._batch_rows = Histogram(
             "activity_cdc_batch_rows",
             "Records per written batch.",
@@ -293,8 +296,11 @@ class Metrics:
         (``schema.table``, operation) to its records (see :func:`tally`)."""
         self._batch_rows.observe(rows)
         self._batch_seconds.observe(seconds)
-        for (table, operation), n in by_table_op.items():
-            self._records.labels(table=table, operation=operation).inc(n)
+        for key, n in by_table_op.items():
+            child = self._records_of.get(key)
+            if child is None:
+                child = self._records_of[key] = self._records.labels(table=key[0], operation=key[1])
+            child.inc(n)
 
     def positions(
         self,
