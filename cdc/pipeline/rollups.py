@@ -69,8 +69,8 @@ def count_records(records: Iterable[ActivityRecord]) -> RollupCounts:
         for text in map(itemgetter(_OCCURRED_AT), records)
     ]
     counted = Counter(zip(minutes, map(_DIMENSIONS, records), strict=True))
-    per_minute: Counter[RollupKey] = Counter()
-    per_hour: Counter[RollupKey] = Counter()
+    per_minute: dict[RollupKey, int] = {}
+    per_hour: dict[RollupKey, int] = {}
     seen: dict[str, tuple[datetime, datetime]] = {}
     for (minute_text, dimensions), n in counted.items():
         found = seen.get(minute_text)
@@ -79,11 +79,14 @@ def count_records(records: Iterable[ActivityRecord]) -> RollupCounts:
                 _utc_minute(minute_text) if len(minute_text) == 16 else buckets(minute_text)
             )
         minute, hour = found
-        source, category, severity, schema, table, operation = dimensions
-        rest = (source, category, severity, schema or "", table or "", operation)
-        per_minute[(minute, *rest)] += n
-        per_hour[(hour, *rest)] += n
-    return RollupCounts(dict(per_minute), dict(per_hour))
+        if dimensions[3] is None or dimensions[4] is None:  # an event: '' for no table
+            source, category, severity, schema, table, operation = dimensions
+            dimensions = (source, category, severity, schema or "", table or "", operation)
+        key = (minute, *dimensions)
+        per_minute[key] = per_minute.get(key, 0) + n
+        key = (hour, *dimensions)
+        per_hour[key] = per_hour.get(key, 0) + n
+    return RollupCounts(per_minute, per_hour)
 
 
 def _utc_minute(text: str) -> tuple[datetime, datetime]:
@@ -92,15 +95,7 @@ def _utc_minute(text: str) -> tuple[datetime, datetime]:
     return minute, minute.replace(minute=0)
 
 
-def as_columns(counts: Mapping[RollupKey, int], prefix: str) -> dict[str, list[Any]]:
-    """The counts as one array per column: the parameters of ``store/flush_end.sql``."""
-    names = ("bucket", "source", "category", "severity", "schema_name", "table_name", "operation")
-    columns: dict[str, list[Any]] = {f"{prefix}{name}": [] for name in (*names, "n")}
-    for key, n in counts.items():
-        for name, value in zip(names, key, strict=True):
-            columns[f"{prefix}{name}"].append(value)
-        columns[f"{prefix}n"].append(n)
-    return columns
+_COLUMNS = ("bucket", "source", "category", "severity", "schema_name", "table_name", "operation")
 
 
 def array_literal(values: Iterable[Any]) -> str:
@@ -109,16 +104,37 @@ def array_literal(values: Iterable[Any]) -> str:
     so the server reads it with ``array_in`` as it would read psycopg's own text dump of a
     list, while the daemon builds it with one join instead of a dumper call per element
     (psycopg's list dumping was ~30% of the sink thread's CPU under a trickle)."""
-    parts = []
-    for value in values:
-        text = value.isoformat() if isinstance(value, datetime) else str(value)
-        parts.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
-    return "{" + ",".join(parts) + "}"
+    texts = [value.isoformat() if isinstance(value, datetime) else str(value) for value in values]
+    return _quoted(texts)
+
+
+def _quoted(texts: list[str]) -> str:
+    """:func:`array_literal` of texts: joined at once when none holds a quote or a backslash
+    (the common case: names and numbers), escaped one by one otherwise."""
+    if not texts:
+        return "{}"
+    whole = "".join(texts)
+    if "\\" in whole or '"' in whole:
+        texts = [text.replace("\\", "\\\\").replace('"', '\\"') for text in texts]
+    return '{"' + '","'.join(texts) + '"}'
+
+
+def _literals(counts: Mapping[RollupKey, int], prefix: str) -> dict[str, str]:
+    """The counts as one array literal per column (:func:`array_literal` of each column's
+    values, in the counts' order): the columns transposed in C, each bucket's text made once."""
+    if not counts:
+        return {f"{prefix}{name}": "{}" for name in (*_COLUMNS, "n")}
+    buckets, *dimensions = zip(*counts, strict=True)
+    iso = {bucket: bucket.isoformat() for bucket in set(buckets)}
+    literals = {f"{prefix}bucket": _quoted([iso[bucket] for bucket in buckets])}
+    for name, column in zip(_COLUMNS[1:], dimensions, strict=True):
+        literals[f"{prefix}{name}"] = _quoted(list(column))
+    literals[f"{prefix}n"] = _quoted(list(map(str, counts.values())))
+    return literals
 
 
 def upsert_parameters(records: list[ActivityRecord]) -> dict[str, str]:
     """The records' counts as the parameters of ``store/flush_end.sql`` (pure): one array
     literal per column; no records, empty arrays: nothing is added."""
     counts = count_records(records)
-    columns = {**as_columns(counts.per_minute, "m_"), **as_columns(counts.per_hour, "h_")}
-    return {name: array_literal(values) for name, values in columns.items()}
+    return {**_literals(counts.per_minute, "m_"), **_literals(counts.per_hour, "h_")}

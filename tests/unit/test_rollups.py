@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cdc.pipeline.activity import ActivityRecord
-from cdc.pipeline.rollups import as_columns, buckets, count_records
+from cdc.pipeline.rollups import buckets, count_records, upsert_parameters
 from cdc.store.stats import HOUR, MINUTE, Window, trend_of, window_for
 
 
@@ -106,30 +106,6 @@ def test_a_record_without_a_table_is_counted_under_empty_schema_and_table_names(
 def test_no_records_make_no_counts() -> None:
     counts = count_records([])
     assert counts.per_minute == {} and counts.per_hour == {}
-
-
-def test_counts_become_one_array_per_column_in_the_same_order() -> None:
-    counts = count_records(
-        [record("2026-11-26T10:00:00+00:00"), record("2026-11-26T11:00:00+00:00", severity="error")]
-    )
-    columns = as_columns(counts.per_hour, "h_")
-    assert set(columns) == {
-        "h_bucket",
-        "h_source",
-        "h_category",
-        "h_severity",
-        "h_schema_name",
-        "h_table_name",
-        "h_operation",
-        "h_n",
-    }
-    rows = list(zip(*columns.values(), strict=True))
-    assert sorted(rows) == [
-        (at("2026-11-26T10:00:00+00:00"), "database", "accounts", "info", "public", "accounts",
-         "insert", 1),
-        (at("2026-11-26T11:00:00+00:00"), "database", "accounts", "error", "public", "accounts",
-         "insert", 1),
-    ]  # fmt: skip
 
 
 _records = st.lists(
@@ -237,3 +213,43 @@ def test_the_trend_is_zero_filled_and_merges_buckets_beyond_48_points() -> None:
     assert step == 4 * HOUR and len(trend) == 42
     assert trend[0] == (window.start, 12) and trend[-1] == (window.end - 4 * HOUR, 1)
     assert sum(n for _, n in trend) == 13 and sum(1 for _, n in trend if n == 0) == 40
+
+
+_hostile_records = st.lists(
+    st.builds(
+        record,
+        st.datetimes(
+            min_value=datetime(2026, 1, 1),
+            max_value=datetime(2026, 1, 1, 3),
+            timezones=st.just(UTC),
+        ).map(datetime.isoformat),
+        # quotes and backslashes take the literal's escaping path, the rest its plain join
+        category=st.one_of(st.sampled_from(["accounts", "finance"]), st.text(max_size=8)),
+        source=st.sampled_from(["database", 'a "quoted" source', "back\\slash"]),
+        table=st.sampled_from(["a", "b", None]),
+    ),
+    max_size=60,
+)
+
+
+@given(_hostile_records)
+def test_the_flush_end_parameters_are_each_column_of_the_counts_as_an_array_literal(
+    records: list[ActivityRecord],
+) -> None:
+    # upsert_parameters transposes the counts and quotes whole columns at once; the literal it
+    # must give, element by element (the server reads such literals back exactly:
+    # tests/integration/test_rollup_literals.py)
+    def literal(values: list[object]) -> str:
+        texts = [v.isoformat() if isinstance(v, datetime) else str(v) for v in values]
+        escaped = ['"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in texts]
+        return "{" + ",".join(escaped) + "}"
+
+    counts = count_records(records)
+    parameters = upsert_parameters(records)
+    names = ("bucket", "source", "category", "severity", "schema_name", "table_name", "operation")
+    assert len(parameters) == 2 * (len(names) + 1)
+    for prefix, per in (("m_", counts.per_minute), ("h_", counts.per_hour)):
+        keys = list(per)
+        for index, name in enumerate(names):
+            assert parameters[prefix + name] == literal([key[index] for key in keys])
+        assert parameters[prefix + "n"] == literal(list(per.values()))
