@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The compiled COPY lines of the chained sink: records in, the bytes COPY sends out.
+"""The compiled COPY data of the sink: records in, the bytes COPY sends out, in PostgreSQL's
+binary format (:func:`encode_binary_rows`, in _copy_binary.pxi) or its text format (here).
 
 Mirrors ``cdc.pipeline.copy_lines._py_encode_chained_rows`` (the reference, and the fallback
 where this was not built): each record's fields as COPY text, chained to the record before by the
@@ -17,7 +18,13 @@ Anything that is not the shape the reference handles (a field that is not ``str`
 is expected) raises ``TypeError``; the caller then encodes with the reference, so a record
 is never encoded differently, at most more slowly.
 
-tests/unit/test_core_differential.py proves the bytes identical to the reference's.
+The binary rows (reference: ``cdc.pipeline.copy_lines._py_encode_binary_rows``) carry each
+field's binary form: text and json as their UTF-8 bytes, jsonb as a version byte (1) and its
+text, timestamptz as microseconds since 2000-01-01 UTC, bigint, integer and pg_lsn as big-endian
+integers, bytea as its bytes; the chain's hashes are over the same canonical text as the
+lines'. A value they do not carry makes the whole call return None (the sink sends text).
+
+tests/unit/test_core_differential.py proves the bytes identical to the references'.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -273,3 +280,6 @@ def encode_chained_rows(
         PyMem_Free(line.data)
         PyMem_Free(canon.data)
     return data, prev, position
+
+
+include "_copy_binary.pxi"  # the binary rows: encode_binary_rows

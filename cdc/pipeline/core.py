@@ -59,8 +59,9 @@ def _load(name: str) -> ModuleType | None:
 
 
 compiled: Final[ModuleType | None] = _load("_core")
-# The chained sink's COPY lines (cdc/pipeline/_copy_lines.pyx; reference:
-# cdc.pipeline.copy_lines._py_encode_chained_rows), built and chosen with the core.
+# The sink's COPY data (cdc/pipeline/_copy_lines.pyx; references:
+# cdc.pipeline.copy_lines._py_encode_chained_rows and _py_encode_binary_rows), built and chosen
+# with the core.
 copy_lines: Final[ModuleType | None] = _load("_copy_lines") if compiled is not None else None
 # A row change's record (cdc/pipeline/_mapping.pyx; reference:
 # cdc.pipeline.activity.ActivityMapper._py_row_change).

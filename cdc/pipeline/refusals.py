@@ -22,7 +22,8 @@ MAX_PARKED_PER_FLUSH = 100  # more refusals than this in one batch is not bad ro
 
 
 def refused_line(exc: psycopg.Error) -> int | None:
-    """The 1-based COPY line of the refused row, from the error's context."""
+    """The 1-based COPY line of the refused row, from the error's context (binary COPY
+    numbers its tuples as lines too: ``COPY records, line 3, column new``)."""
     line = COPY_LINE.search(exc.diag.context or "")
     return int(line.group(1)) if line else None
 

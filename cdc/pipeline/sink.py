@@ -16,10 +16,12 @@ The contract (what makes "nothing lost, nothing duplicated" hold):
 The sink session forces ``synchronous_commit = on``: an acknowledged LSN must mean the
 records are on disk, whatever the server's default.
 
+COPY sends PostgreSQL's binary format, or text where binary cannot (cdc/pipeline/sink_copy.py).
+
 With ``[sink] hash_chain`` (the default) the sink chains the records itself as it encodes them:
-each COPY line carries ``recorded_at``, ``chain_position``, ``prev_hash`` and ``hash`` =
-sha256(prev_hash || canonical text) over exactly the text it sends (cdc.store.chain), and COPY goes
-straight into the records: no staging table, no second statement. The chain's head is read
+each COPY row carries ``recorded_at``, ``chain_position``, ``prev_hash`` and ``hash`` =
+sha256(prev_hash || canonical text) over exactly the values it sends (cdc.store.chain), and COPY
+goes straight into the records: no staging table, no second statement. The chain's head is read
 ``FOR UPDATE`` at the start of each sink transaction (a second writer of the same records
 waits, then chains after it: the chain never forks) and moved in that transaction, with the
 checkpoint. Nothing of the chain lives only in memory: a rolled-back transaction leaves the
@@ -64,6 +66,7 @@ from cdc.pipeline.refusals import (
     sink_failure,
 )
 from cdc.pipeline.rollups import upsert_parameters
+from cdc.pipeline.sink_copy import CopyFormat
 from cdc.pipeline.sinks import StoredCheckpoint
 from cdc.sqlfiles import sql_template, sql_text
 from cdc.store.chain import iso_utc_text
@@ -106,13 +109,7 @@ class Sink:
         self.dead_letter = dead_letter
         self._park_sql = sql_template("dead_letter_insert.sql", schema=schema)
         self._conn: psycopg.Connection[Any] | None = None
-        self._copy_sql = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
-            sql.Identifier(schema),
-            sql.Identifier(table),
-            sql.SQL(", ").join(
-                map(sql.Identifier, CHAINED_COLUMNS if hash_chain else RECORD_COLUMNS)
-            ),
-        )
+        self._format = CopyFormat(schema, table, CHAINED_COLUMNS if hash_chain else RECORD_COLUMNS)
         head_table = sql.Identifier(f"{table}_chain_head")
         self._lock_head_sql = sql.SQL(
             "SELECT hash, position FROM {}.{} WHERE one FOR UPDATE"
@@ -140,7 +137,6 @@ class Sink:
             for stores, moves in ((False, False), (True, False), (True, True))
         }
         # What _render makes of the statements above once connected; these until then.
-        self._copy_query: bytes | sql.Composed = self._copy_sql
         self._lock_head_query: bytes | sql.Composed = self._lock_head_sql
         self._end_query: dict[tuple[bool, bool], bytes | sql.Composed] = dict(self._end_sql)
         self._server_times_sql = sql.SQL(
@@ -161,8 +157,8 @@ class Sink:
                 self._dsn, application_name="activity-cdc sink", connect_timeout=10
             )
             self._conn.execute("SET synchronous_commit = on")
-            # The chained lines are sent as UTF-8 bytes (cdc/pipeline/_copy_lines.pyx), so the
-            # session must read them as UTF-8, whatever the database's default.
+            # The COPY rows' text is sent as UTF-8 bytes (cdc/pipeline/_copy_lines.pyx), in
+            # binary as in text, so the session must read it as UTF-8, whatever the default.
             self._conn.execute("SET client_encoding TO 'UTF8'")
             # A daemon that vanished mid-batch must not hold the rows (and their locks) of the
             # records the next daemon writes again.
@@ -171,6 +167,7 @@ class Sink:
             self._conn.execute(
                 "SELECT set_config('activity_cdc.source_id', %s, false)", (self.source_id,)
             )
+            self._format.read_types(self._conn)
             self._conn.commit()
         except psycopg.Error as exc:
             raise ConnectError(
@@ -185,7 +182,7 @@ class Sink:
         """The statements of every flush as bytes, rendered once for this connection: a
         ``Composed`` is rendered again at each execute, its identifiers quoted through libpq
         (py-spy on a live daemon: ~11% of the sink thread's CPU)."""
-        self._copy_query = self._copy_sql.as_bytes(conn)
+        self._format.render(conn)
         self._lock_head_query = self._lock_head_sql.as_bytes(conn)
         self._end_query = {
             key: statement.as_bytes(conn) for key, statement in self._end_sql.items()
@@ -356,7 +353,7 @@ class Sink:
             )
 
     def prepare(self, flush: Flush) -> PreparedFlush:
-        """The CPU work of a write, done ahead without I/O: the COPY text, chained from where
+        """The CPU work of a write, done ahead without I/O: the COPY data, chained from where
         the previously prepared flush left the head, and the rollup counts. Flushes must be
         prepared in the order they are written; the write checks the head it locks against
         the one predicted here and encodes again if another writer moved it meanwhile."""
@@ -367,8 +364,14 @@ class Sink:
         if self.dead_letter:
             return PreparedFlush(flush, None, None, None, rollups)  # refusals re-encode anyway
         if not self.hash_chain:
-            return PreparedFlush(flush, encode_copy_rows(records), None, None, rollups)
+            data, binary = self._format.plain_rows(records)
+            return PreparedFlush(flush, data, None, None, rollups, binary=binary)
         head = self._predicted
+        if head is not None:
+            found = self._format.binary_rows(records, head)
+            if found is not None:
+                self._predicted = found[1]
+                return PreparedFlush(flush, found[0], head, found[1], rollups, binary=True)
         if head is None or any(iso_utc_text(at) is None for at in {r.occurred_at for r in records}):
             self._predicted = None  # the write encodes this one, and the next ones
             return PreparedFlush(flush, None, None, None, rollups)
@@ -406,7 +409,7 @@ class Sink:
             self._head = self._head_at = None
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
-            raise sink_failure(flush, exc) from None
+            raise self._format.failure(conn, flush, exc) from None
         except SinkError:
             self._head = self._head_at = None
             with contextlib.suppress(psycopg.Error):
@@ -421,12 +424,10 @@ class Sink:
         prepared: PreparedFlush | None = None,
     ) -> None:
         if not self.hash_chain:
-            with conn.cursor() as cur, cur.copy(self._copy_query) as copy:
-                copy.write(
-                    prepared.copy_data
-                    if prepared is not None and prepared.copy_data is not None
-                    else encode_copy_rows(records)
-                )
+            if prepared is not None and prepared.copy_data is not None:
+                self._format.send(conn, prepared.copy_data, prepared.binary)
+            else:
+                self._format.send(conn, *self._format.plain_rows(records))
             return
         head = self._head
         if head is None:
@@ -445,13 +446,17 @@ class Sink:
             and prepared.head == head
             and prepared.moved is not None
         ):
-            data, moved = prepared.copy_data, prepared.moved
+            data, moved, binary = prepared.copy_data, prepared.moved, prepared.binary
         else:  # not prepared, or chained from a head that is not the one locked: encode here
-            data, moved = encode_chained_rows(
-                records, head, datetime.now(UTC), self._server_times(conn, records)
-            )
-        with conn.cursor() as cur, cur.copy(self._copy_query) as copy:
-            copy.write(data)
+            found = self._format.binary_rows(records, head)
+            if found is not None and found[1] is not None:
+                data, moved, binary = found[0], found[1], True
+            else:
+                data, moved = encode_chained_rows(
+                    records, head, datetime.now(UTC), self._server_times(conn, records)
+                )
+                binary = False
+        self._format.send(conn, data, binary)
         # only now: a COPY refused (and rolled back to a savepoint) leaves the head as it was
         self._head = moved
         self._head_at = (records[-1].commit_lsn, records[-1].seq)
@@ -492,6 +497,8 @@ class Sink:
                 conn.execute("ROLLBACK TO SAVEPOINT activity_cdc_flush")
                 if not is_row_error(exc) or parked >= MAX_PARKED_PER_FLUSH:
                     raise
+                if self._format.types_changed(conn):  # migration 0022 under the sink: resend
+                    continue
                 index = refused_line(exc)
                 if index is None or index > len(records):
                     raise exc from None

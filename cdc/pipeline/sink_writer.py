@@ -20,7 +20,7 @@ from cdc.pipeline.sinks import RecordSink
 
 class SinkWriter:
     """Runs a :class:`~cdc.pipeline.sinks.RecordSink` in two background threads, a pipeline: for the
-    PostgreSQL sink the encoder prepares the next flush (COPY text, chain hashes, rollup
+    PostgreSQL sink the encoder prepares the next flush (COPY data, chain hashes, rollup
     counts: :meth:`Sink.prepare`) while the writer sends the previous one and waits for its
     commit (psycopg releases the GIL while it waits); other sinks get their flushes as they are.
 

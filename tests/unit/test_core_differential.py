@@ -49,7 +49,13 @@ from cdc.pipeline.changes import (
     TransactionInfo,
     relation_info,
 )
-from cdc.pipeline.copy_lines import ChainHead, _py_encode_chained_rows, encode_chained_rows
+from cdc.pipeline.copy_lines import (
+    ChainHead,
+    _py_encode_binary_rows,
+    _py_encode_chained_rows,
+    encode_binary_rows,
+    encode_chained_rows,
+)
 from cdc.pipeline.pgoutput import (
     UNCHANGED_TOAST,
     Begin,
@@ -700,6 +706,72 @@ def test_a_record_of_another_shape_is_encoded_by_the_reference() -> None:
     assert encode_chained_rows(odd, head, at) == _py_encode_chained_rows(odd, head, at)
 
 
+# --- the binary COPY rows (cdc/pipeline/_copy_lines.pyx) -----------------------------------------
+
+_edge_records = st.tuples(
+    _chain_records,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "occurred_at": st.sampled_from(
+                [
+                    "2026-02-29T00:00:00.000000+00:00",
+                    "2024-02-29T23:59:59.999999+00:00",
+                    "2026-12-31T23:59:60.000000+00:00",
+                    "2026-12-05T24:00:00.000000+00:00",
+                    "0000-01-01T00:00:00.000000+00:00",
+                    "0001-01-01T00:00:00.000000+00:00",
+                    "0001-01-01T00:00:00+00:01",
+                    "9999-12-31T23:59:59.999999-00:01",
+                ]
+            ),
+            "xid": st.integers(-(2**63) - 1, 2**64),
+            "seq": st.integers(-(2**31) - 1, 2**32),
+            "commit_lsn": st.one_of(
+                st.from_regex(r"[0-9a-fA-F]{0,10}/?[0-9a-fA-Fg/ ]{0,10}", fullmatch=True),
+                st.sampled_from(["FFFFFFFF/FFFFFFFF", "0/0", "00000000/00000001", "\uff11/1"]),
+            ),
+            "summary": st.sampled_from([1, b"x", "\x00", "\x00\ufeff"]),
+        },
+    ),
+).map(lambda pair: pair[0]._replace(**pair[1]))
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(_edge_records, max_size=6),
+    st.none() | st.binary(min_size=0, max_size=40),
+    st.integers(0, 2**62),
+    st.datetimes(timezones=st.just(UTC)),
+    st.integers(0, 15),
+)
+def test_binary_copy_rows_are_the_bytes_of_the_reference(
+    records: list[ActivityRecord],
+    prev: bytes | None,
+    position: int,
+    recorded_at: datetime,
+    jsonb: int,
+) -> None:
+    """The same bytes and head, or None (the flush goes as text) for the same records: hostile
+    text, NULLs, numbers and LSNs in and out of their columns' range, times only the server
+    reads, chained or plain."""
+    head = None if prev is None else ChainHead(prev, position)
+    assert core.copy_lines is not None
+    expected = _py_encode_binary_rows(records, head, recorded_at, jsonb)
+    assert encode_binary_rows(records, head, recorded_at, jsonb) == expected
+
+
+def test_binary_copy_rows_of_the_captured_records_are_the_reference_bytes() -> None:
+    records = list(_vector_records())
+    recorded_at = datetime(2026, 12, 4, 18, 0, 0, 1, tzinfo=UTC)
+    head = ChainHead(bytes(range(32)), 7)
+    for jsonb in (0, 1, 15):
+        expected = _py_encode_binary_rows(records, head, recorded_at, jsonb)
+        assert expected is not None
+        assert encode_binary_rows(records, head, recorded_at, jsonb) == expected
+        assert expected[1] == encode_chained_rows(records, head, recorded_at)[1]
+
+
 # --- the suites again, on the pure implementation ---------------------------------------------
 
 PURE_SUITES = (
@@ -710,6 +782,7 @@ PURE_SUITES = (
     "tests/unit/test_activity_mapping.py",
     "tests/unit/test_values.py",
     "tests/unit/test_sink_encoding.py",
+    "tests/unit/test_copy_binary.py",
 )
 
 
