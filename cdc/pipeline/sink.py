@@ -67,8 +67,8 @@ from cdc.pipeline.refusals import (
 )
 from cdc.pipeline.rollups import upsert_parameters
 from cdc.pipeline.sink_copy import CopyFormat
+from cdc.pipeline.sink_statements import SinkStatements
 from cdc.pipeline.sinks import StoredCheckpoint
-from cdc.sqlfiles import sql_template, sql_text
 from cdc.store.chain import iso_utc_text
 
 # the COPY encoders (and a flush prepared with them) live in cdc.pipeline.copy_lines
@@ -107,41 +107,9 @@ class Sink:
         self.slot = slot
         self.hash_chain = hash_chain
         self.dead_letter = dead_letter
-        self._park_sql = sql_template("dead_letter_insert.sql", schema=schema)
         self._conn: psycopg.Connection[Any] | None = None
         self._format = CopyFormat(schema, table, CHAINED_COLUMNS if hash_chain else RECORD_COLUMNS)
-        head_table = sql.Identifier(f"{table}_chain_head")
-        self._lock_head_sql = sql.SQL(
-            "SELECT hash, position FROM {}.{} WHERE one FOR UPDATE"
-        ).format(sql.Identifier(schema), head_table)
-        self._move_head_sql = sql.SQL(
-            "UPDATE {}.{} SET hash = %(head_hash)s, position = %(head_position)s, "
-            "commit_lsn = %(head_commit_lsn)s, seq = %(head_seq)s, updated_at = now() WHERE one"
-        ).format(sql.Identifier(schema), head_table)
-        # After a flush's COPY, one statement: its rollup counts; with a checkpoint, the head
-        # moved (when records were chained in the transaction) and the checkpoint stored.
-        # Keyed by (stores the checkpoint, moves the head).
-        checkpoint_sql = sql_template(
-            "checkpoint_upsert.sql", schema=schema, checkpoints="checkpoints"
-        )
-        self._end_sql = {
-            (stores, moves): sql.SQL(sql_text("store/flush_end.sql")).format(
-                schema=sql.Identifier(schema),
-                move_head=sql.SQL(", head AS ({})").format(self._move_head_sql)
-                if moves
-                else sql.SQL(""),
-                store_checkpoint=sql.SQL(", checkpoint AS ({})").format(checkpoint_sql)
-                if stores
-                else sql.SQL(""),
-            )
-            for stores, moves in ((False, False), (True, False), (True, True))
-        }
-        # What _render makes of the statements above once connected; these until then.
-        self._lock_head_query: bytes | sql.Composed = self._lock_head_sql
-        self._end_query: dict[tuple[bool, bool], bytes | sql.Composed] = dict(self._end_sql)
-        self._server_times_sql = sql.SQL(
-            "SELECT t, to_char(t::timestamptz AT TIME ZONE 'UTC', {}) FROM unnest(%s::text[]) t"
-        ).format(sql.Literal('YYYY-MM-DD"T"HH24:MI:SS.US'))
+        self._sql = SinkStatements(schema, table)
         # The chain's head in the open sink transaction (None: not read yet in this one), and
         # the commit LSN and seq of the last record chained in it (None: the head has not moved).
         self._head: ChainHead | None = None
@@ -174,25 +142,16 @@ class Sink:
                 f"cannot connect to the sink database {describe_target(self._dsn)}: "
                 f"{connect_failure(exc, self._dsn)}; check [sink] dsn or CDC_SINK_DSN"
             ) from None
-        self._render(self._conn)
+        self._format.render(self._conn)
+        self._sql.render(self._conn)
         if self.hash_chain:
             self._open_chain()
-
-    def _render(self, conn: psycopg.Connection[Any]) -> None:
-        """The statements of every flush as bytes, rendered once for this connection: a
-        ``Composed`` is rendered again at each execute, its identifiers quoted through libpq
-        (py-spy on a live daemon: ~11% of the sink thread's CPU)."""
-        self._format.render(conn)
-        self._lock_head_query = self._lock_head_sql.as_bytes(conn)
-        self._end_query = {
-            key: statement.as_bytes(conn) for key, statement in self._end_sql.items()
-        }
 
     def _open_chain(self) -> None:
         conn = self._conn
         assert conn is not None
         try:
-            head = conn.execute(self._lock_head_sql).fetchone()
+            head = conn.execute(self._sql.lock_head_sql).fetchone()
             conn.commit()
             if head is not None:
                 self._predicted = ChainHead(bytes(head[0]), int(head[1]))
@@ -255,7 +214,7 @@ class Sink:
     def _move_head(self, conn: psycopg.Connection[Any]) -> None:
         """The head to the last record chained in this transaction, if any (it is locked)."""
         if self._head_at is not None:
-            conn.execute(self._move_head_sql, self._head_parameters())
+            conn.execute(self._sql.move_head_sql, self._head_parameters())
 
     def _head_parameters(self) -> dict[str, Any]:
         assert self._head is not None and self._head_at is not None
@@ -277,11 +236,11 @@ class Sink:
         with a checkpoint, also the head moved (if records were chained in this transaction)
         and the checkpoint stored, ready to commit."""
         if checkpoint is None:  # a chunk: the head moves, and the checkpoint is stored, later
-            conn.execute(self._end_query[False, False], counts)
+            conn.execute(self._sql.end[False, False], counts)
             return
         moves = self._head_at is not None
         conn.execute(
-            self._end_query[True, moves],
+            self._sql.end[True, moves],
             {
                 **counts,
                 **(self._head_parameters() if moves else {}),
@@ -433,7 +392,7 @@ class Sink:
         if head is None:
             # First records of this sink transaction: lock the head; it stays locked (and
             # ours to move) until the commit.
-            row = conn.execute(self._lock_head_query).fetchone()
+            row = conn.execute(self._sql.lock_head).fetchone()
             if row is None:
                 raise SinkError(
                     f"{self.schema}.{self.table}_chain_head has no row: the hash chain "
@@ -471,7 +430,7 @@ class Sink:
             return None
         conn.execute("SAVEPOINT activity_cdc_times")
         try:
-            rows = conn.execute(self._server_times_sql, (sorted(unread),)).fetchall()
+            rows = conn.execute(self._sql.server_times_sql, (sorted(unread),)).fetchall()
         except psycopg.errors.DataException:
             # Not a time at all: COPY refuses that record by its line (what it is hashed
             # with does not matter, it is never stored).
@@ -503,7 +462,7 @@ class Sink:
                 if index is None or index > len(records):
                     raise exc from None
                 bad = records.pop(index - 1)
-                park_refused(conn, self._park_sql, self.slot, self.schema, bad, exc)
+                park_refused(conn, self._sql.park_sql, self.slot, self.schema, bad, exc)
                 parked += 1
                 continue
             conn.execute("RELEASE SAVEPOINT activity_cdc_flush")
