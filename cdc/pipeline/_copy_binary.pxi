@@ -258,7 +258,9 @@ def encode_binary_rows(
                 _put_int8(&out, recorded)
                 _put_int8(&out, position)
                 _put_bytea(&out, prev)
-                digest = _sha256(PyBytes_FromStringAndSize(canon.data, canon.size)).digest()
+                hashed = _SHA256.copy()  # not sha256() per record: see _copy_lines.pyx
+                hashed.update(PyBytes_FromStringAndSize(canon.data, canon.size))
+                digest = hashed.digest()
                 _put_bytea(&out, digest)
                 prev = digest
         _put(&out, b"\xff\xff", 2)
