@@ -329,6 +329,9 @@ cdef tuple _decode_tuple(bytes data, Py_ssize_t* at):
 
 include "_decoder.pxi"
 
+# The stream's XLogData messages read in C (the reference: cdc.pipeline.stream).
+include "_frames.pxi"
+
 
 include "_documents.pxi"
 

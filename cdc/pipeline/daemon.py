@@ -36,7 +36,7 @@ from cdc.pipeline.publication_guard import PublicationGuard
 from cdc.pipeline.sink_writer import SinkWriter
 from cdc.pipeline.sinks import open_sink
 from cdc.pipeline.spill import SpillStore
-from cdc.pipeline.stream import Keepalive, ReplicationStream, XLogData
+from cdc.pipeline.stream import Frame, Keepalive, ReplicationStream
 
 log = logging.getLogger("cdc.daemon")  # log lines keep the name they had
 
@@ -340,7 +340,7 @@ def _timeout(core: Pipeline, stream: ReplicationStream, status_interval_s: float
 
 
 def _take(
-    frames: list[XLogData | Keepalive],
+    frames: list[Frame],
     core: Pipeline,
     stream: ReplicationStream,
     send: Callable[[Flush | None], None],
@@ -352,8 +352,8 @@ def _take(
     reply = False
     now_ms = now * 1000
     for frame in frames:
-        if type(frame) is XLogData:
-            for flush in core.feed(frame.payload, now_ms):
+        if type(frame) is bytes:  # an XLogData's payload
+            for flush in core.feed(frame, now_ms):
                 if flush is not None:
                     send(flush)
                 else:  # a long replay: keep the walsender from timing us out

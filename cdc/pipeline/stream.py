@@ -19,7 +19,7 @@ import logging
 import select
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +41,11 @@ from cdc.errors import (
     first_line,
 )
 from cdc.lsn import format_lsn
+from cdc.pipeline.core import compiled
 
 log = logging.getLogger("cdc.stream")  # log lines keep the name they had
 
-_XLOGDATA = struct.Struct("!QQq")  # after b'w': WAL start, WAL end, send time
+_WAL_END = struct.Struct("!Q")  # an XLogData's WAL end, after b'w' and its WAL start
 _KEEPALIVE = struct.Struct("!QqB")  # after b'k': WAL end, send time, reply requested
 _STATUS = struct.Struct("!cQQQqB")  # b'r', write, flush, apply, client time, reply requested
 
@@ -58,22 +59,42 @@ SESSION_OPTIONS = (
 )
 
 
-# Not frozen: one is built per message received, and a frozen dataclass's __init__ (an
-# object.__setattr__ per field) costs more than the rest of receiving it. Read-only by use.
-@dataclass(slots=True)
-class XLogData:
-    wal_start: int
-    wal_end: int
-    payload: bytes
-
-
 @dataclass(slots=True)
 class Keepalive:
     wal_end: int
     reply_requested: bool
 
 
-Frame = XLogData | Keepalive
+# What a poll gives: an XLogData message as its payload alone (the pgoutput message; nothing
+# else of its header is used but the WAL end, which moves ``received_lsn``), so that no object
+# is built per message received; a primary keepalive as a Keepalive.
+Frame = bytes | Keepalive
+
+
+def _py_read_xlogdata(
+    get_copy_data: Callable[[int], tuple[int, Any]], payloads: list[Frame]
+) -> tuple[int, Any, int]:
+    """Calls ``get_copy_data(1)`` and appends the payload of each XLogData message it gives
+    (the bytes after the 25-byte header) to ``payloads``, until it gives anything else.
+    Returns ``(nbytes, data, wal_end)``: what stopped it (``nbytes`` 0: nothing more to read;
+    below 0: the end of the stream; else a message that is not a whole XLogData, for the
+    caller) and the highest WAL end of the payloads taken (0: none). The reference of
+    cdc/pipeline/_frames.pxi's ``read_xlogdata``."""
+    wal_end = 0
+    while True:
+        nbytes, data = get_copy_data(1)
+        if nbytes < 25 or len(data) < 25 or data[0] != 0x77:
+            return nbytes, data, wal_end
+        end = _WAL_END.unpack_from(data, 9)[0]
+        if end > wal_end:
+            wal_end = end
+        payloads.append(bytes(data[25:]))
+
+
+XLogDataReader = Callable[[Callable[[int], tuple[int, Any]], list[Frame]], tuple[int, Any, int]]
+_read_xlogdata: XLogDataReader = (
+    compiled.read_xlogdata if compiled is not None else _py_read_xlogdata
+)
 
 
 def pg_now_us() -> int:
@@ -241,20 +262,19 @@ class ReplicationStream:
         except psycopg.OperationalError as exc:
             raise ConnectError(f"replication connection lost: {first_line(exc)}") from None
         frames: list[Frame] = []
+        get_copy_data = pgconn.get_copy_data
         while True:
-            nbytes, data = pgconn.get_copy_data(1)
+            # The XLogData messages ('w'), read in C; what stops it is handled here.
+            nbytes, data, wal_end = _read_xlogdata(get_copy_data, frames)
+            if wal_end > self.received_lsn:
+                self.received_lsn = wal_end
             if nbytes == 0:
                 return frames
             if nbytes < 0:
                 self._raise_stream_end(pgconn)
             kind = data[0]
-            if kind == 0x77:  # 'w' XLogData
-                if nbytes < 25:
-                    raise DecodeError("XLogData", "header", 1, f"need 25 bytes, got {nbytes}")
-                wal_start, wal_end, _ = _XLOGDATA.unpack_from(data, 1)
-                if wal_end > self.received_lsn:
-                    self.received_lsn = wal_end
-                frames.append(XLogData(wal_start, wal_end, bytes(data[25:])))
+            if kind == 0x77:  # 'w' XLogData, shorter than its header
+                raise DecodeError("XLogData", "header", 1, f"need 25 bytes, got {nbytes}")
             elif kind == 0x6B:  # 'k' primary keepalive
                 if nbytes < 18:
                     raise DecodeError("Keepalive", "header", 1, f"need 18 bytes, got {nbytes}")
