@@ -7,6 +7,7 @@
 cdef _Slots _RowChange = None
 cdef _Slots _TransactionInfo = None
 cdef _Slots _TransactionEnd = None
+cdef _Slots _OpenTransaction = None
 cdef object _Origin = None
 cdef object _changes_module = None
 cdef object _Relation = None
@@ -55,7 +56,7 @@ cdef object _row_change(object assembler, dict relations, object txn, object mes
 
 cdef _load_assembly():
     global _RowChange, _TransactionInfo, _TransactionEnd, _changes_module
-    global _Relation, _Truncate, _Message, _Origin
+    global _Relation, _Truncate, _Message, _Origin, _OpenTransaction
     if _RowChange is not None:
         return
     from dataclasses import fields
@@ -70,6 +71,7 @@ cdef _load_assembly():
     _changes_module = module
     _Relation, _Truncate, _Message = pgoutput.Relation, pgoutput.Truncate, pgoutput.Message
     _Origin = pgoutput.Origin
+    _OpenTransaction = slots(module._OpenTransaction)
     _RowChange = slots(module.RowChange)
 
 
@@ -133,18 +135,30 @@ def replay(object assembler, object txn, list messages, object end_lsn):
     return changes
 
 
-def join_open_transaction(object assembler, object message, object payload):
-    """``ChangeAssembler._py_join_open_transaction`` (bound as the assembler's
-    ``join_open_transaction``): an Insert, Update or Delete of an open ordinary transaction joins
-    it; False, nothing done, for any other message. Past ``IN_MEMORY_MESSAGES`` the
-    transaction's own ``add`` spills it, as in the reference."""
+def feed_quiet(object assembler, object message, object payload):
+    """``ChangeAssembler._py_feed_quiet`` (bound as the assembler's ``feed_quiet``): an Insert,
+    Update or Delete of an open ordinary transaction joins it; a Begin with nothing open,
+    outside a stream block, past ``skip_through_lsn`` opens it (an ``_OpenTransaction`` made
+    slot by slot, as its ``__init__`` would). False, nothing done, for any other message. Past
+    ``IN_MEMORY_MESSAGES`` the transaction's own ``add`` spills it, as in the reference."""
     cdef list messages
     _unchanged()
     _load_assembly()
-    open_txn = assembler._open
-    if open_txn is None or assembler._stream_xid is not None:
+    if assembler._stream_xid is not None:
         return False
+    open_txn = assembler._open
     kind = type(message)
+    if open_txn is None:
+        if kind is not _Begin.cls or assembler._skipping:
+            return False
+        final_lsn = _field(message, _Begin, 0)
+        if final_lsn <= assembler.skip_through_lsn:
+            return False
+        assembler._open = _make5(
+            _OpenTransaction, _field(message, _Begin, 2), final_lsn, _field(message, _Begin, 1),
+            [], None,
+        )
+        return True
     if kind is not _Insert.cls and kind is not _Update.cls and kind is not _Delete.cls:
         return False
     messages = open_txn.messages

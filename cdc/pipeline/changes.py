@@ -273,18 +273,30 @@ class ChangeAssembler:
                 kind.__name__, "(message)", 0, "two-phase messages were not requested"
             )
 
-    def _py_join_open_transaction(self, message: PgOutputMessage, payload: bytes) -> bool:
-        """An Insert, Update or Delete of an open ordinary transaction joins it (its change is
-        made at the Commit), without a generator; False, nothing done, for any other message.
-        The reference of the compiled one (_assembly.pxi), bound below as
-        ``join_open_transaction``."""
+    def _py_feed_quiet(self, message: PgOutputMessage, payload: bytes) -> bool:
+        """The messages that complete nothing, taken without a generator: an Insert, Update
+        or Delete of an open ordinary transaction joins it (its change is made at the
+        Commit); a Begin with nothing open, outside a stream block, of a transaction not yet
+        recorded (past ``skip_through_lsn``) opens it. False, nothing done, for any other
+        message (:meth:`feed` takes it, as it takes these when given them). The reference of
+        the compiled one (_assembly.pxi), bound below as ``feed_quiet``."""
+        if self._stream_xid is not None:
+            return False
         open_txn, kind = self._open, type(message)
-        if open_txn is None or self._stream_xid is not None or kind not in _ROWS:
+        if open_txn is None:
+            if kind is not Begin or self._skipping:
+                return False
+            assert isinstance(message, Begin)
+            if message.final_lsn <= self.skip_through_lsn:
+                return False
+            self._open = _OpenTransaction(message.xid, message.final_lsn, message.commit_time)
+            return True
+        if kind not in _ROWS:
             return False
         open_txn.add(message, payload, self.spill.spill_dir)
         return True
 
-    join_open_transaction = _py_join_open_transaction
+    feed_quiet = _py_feed_quiet
 
     def _describe(self, message: Relation) -> None:
         self.relations[message.relation_id] = relation_info(message, self._key_lookup)
@@ -300,8 +312,8 @@ class ChangeAssembler:
     def _commit(self, open_txn: _OpenTransaction, message: Commit) -> Iterator[Change]:
         """A transaction that overflowed to disk (feed takes the others' Commit)."""
         self._open = None
-        _same_commit_lsn(open_txn, message)
         try:
+            _same_commit_lsn(open_txn, message)  # failing, it still closes the overflow
             txn = _transaction_info(
                 open_txn.xid,
                 message.commit_lsn,
@@ -438,8 +450,8 @@ _has_unchanged_toast: Callable[[TupleData], bool] = (
     compiled.has_unchanged_toast if compiled is not None else _py_has_unchanged_toast
 )
 
-if compiled is not None:  # a change joins its transaction without two Python frames
-    ChangeAssembler.join_open_transaction = compiled.join_open_transaction
+if compiled is not None:  # a change joins its transaction (a Begin opens one) in C
+    ChangeAssembler.feed_quiet = compiled.feed_quiet
 
 _replay_in_memory: Callable[
     [ChangeAssembler, TransactionInfo, list[PgOutputMessage], int], list[Change]

@@ -117,7 +117,7 @@ py_update_json = cdc.pipeline.documents._py_update_json
 def test_the_compiled_core_is_the_one_in_use() -> None:
     assert core.IMPLEMENTATION == "compiled" and core.mapping is not None
     assert ActivityMapper.map is core.mapping.map_change
-    assert ChangeAssembler.join_open_transaction is not ChangeAssembler._py_join_open_transaction
+    assert ChangeAssembler.feed_quiet is not ChangeAssembler._py_feed_quiet
     assert cdc.pipeline.pgoutput.decode._fast is decode_fast
     assert cdc.pipeline.activity._row_json is row_json
 
@@ -433,9 +433,9 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
     pgoutput = cdc.pipeline.pgoutput.decode
     saved = activity._row_json, activity._update_json, pgoutput._fast, changes._has_unchanged_toast
     saved_map, saved_replay = activity._map_row_change, changes._replay_in_memory
-    saved_info, saved_join = changes._info_in_memory, ChangeAssembler.join_open_transaction
+    saved_info, saved_join = changes._info_in_memory, ChangeAssembler.feed_quiet
     changes._info_in_memory = changes._transaction_info
-    ChangeAssembler.join_open_transaction = ChangeAssembler._py_join_open_transaction  # type: ignore[method-assign]
+    ChangeAssembler.feed_quiet = ChangeAssembler._py_feed_quiet  # type: ignore[method-assign]
     saved_dispatch = ActivityMapper.map
     ActivityMapper.map = ActivityMapper._py_map  # type: ignore[method-assign]
     activity._row_json, activity._update_json = py_row_json, py_update_json
@@ -454,18 +454,19 @@ def test_the_captured_transactions_map_to_identical_records() -> None:
         ) = saved
         activity._map_row_change, changes._replay_in_memory = saved_map, saved_replay
         changes._info_in_memory = saved_info
-        ChangeAssembler.join_open_transaction = saved_join  # type: ignore[method-assign]
+        ChangeAssembler.feed_quiet = saved_join  # type: ignore[method-assign]
         ActivityMapper.map = saved_dispatch  # type: ignore[method-assign]
     assert len(compiled) > 20
     assert compiled == reference
 
 
-# --- a change joining its open transaction (_assembly.pxi join_open_transaction) -------------
+# --- a change joining its open transaction, a Begin opening one (_assembly.pxi feed_quiet) ----
 
 _THINGS = relation(16700, "things", ["id", "note"])
 _POOL: list[PgOutputMessage] = [
     _THINGS,
     Begin(0x800, datetime(2026, 12, 4, tzinfo=UTC), 9),
+    Begin(0x700, datetime(2026, 12, 3, tzinfo=UTC), 8),  # recorded before a restart at 0x780
     Insert(16700, ("1", "a")),
     Update(16700, ("1", "b"), ("1", "a"), "O"),
     Delete(16700, ("1", None), "K"),
@@ -481,11 +482,13 @@ _POOL: list[PgOutputMessage] = [
 
 
 def _fed_as_the_pipeline_feeds(
-    join: Callable[..., bool], messages: list[PgOutputMessage]
+    join: Callable[..., bool], messages: list[PgOutputMessage], skip_through: int
 ) -> list[Any]:
-    """Join first, else feed (cdc.pipeline.loop.Pipeline.feed): what each message gave."""
+    """Quiet first, else feed (cdc.pipeline.loop.Pipeline.feed): what each message gave."""
     spill = SpillStore()
-    assembler = ChangeAssembler(lambda oid, s, t: ("id",), spill=spill)
+    assembler = ChangeAssembler(
+        lambda oid, s, t: ("id",), skip_through_lsn=skip_through, spill=spill
+    )
     seen: list[Any] = []
     try:
         for message in messages:
@@ -505,19 +508,27 @@ def _fed_as_the_pipeline_feeds(
 
 
 @settings(max_examples=400)
-@given(st.lists(st.sampled_from(_POOL), max_size=16), st.sampled_from([1, 2, 10_000]))
+@given(
+    st.lists(st.sampled_from(_POOL), max_size=16),
+    st.sampled_from([1, 2, 10_000]),
+    st.sampled_from([0, 0x780]),
+)
 def test_a_change_joins_its_transaction_as_the_reference_joins_it(
-    messages: list[PgOutputMessage], in_memory: int
+    messages: list[PgOutputMessage], in_memory: int, skip_through: int
 ) -> None:
-    """Inside an open transaction, a stream block, none; past IN_MEMORY_MESSAGES (spilled)."""
+    """Inside an open transaction, a stream block, none; past IN_MEMORY_MESSAGES (spilled); a
+    Begin opening a transaction, or one recorded before a restart (skipped), or inside
+    another, or inside a stream block."""
     saved = cdc.pipeline.changes.IN_MEMORY_MESSAGES
     cdc.pipeline.changes.IN_MEMORY_MESSAGES = in_memory
     try:
-        compiled = _fed_as_the_pipeline_feeds(ChangeAssembler.join_open_transaction, messages)
-        reference = _fed_as_the_pipeline_feeds(ChangeAssembler._py_join_open_transaction, messages)
+        compiled = _fed_as_the_pipeline_feeds(ChangeAssembler.feed_quiet, messages, skip_through)
+        reference = _fed_as_the_pipeline_feeds(
+            ChangeAssembler._py_feed_quiet, messages, skip_through
+        )
     finally:
         cdc.pipeline.changes.IN_MEMORY_MESSAGES = saved
-    assert ChangeAssembler.join_open_transaction is not ChangeAssembler._py_join_open_transaction
+    assert ChangeAssembler.feed_quiet is not ChangeAssembler._py_feed_quiet
     assert compiled == reference
 
 
