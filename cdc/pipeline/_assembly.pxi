@@ -167,3 +167,20 @@ def feed_quiet(object assembler, object message, object payload):
     else:
         open_txn.add(message, payload, assembler.spill.spill_dir)
     return True
+
+
+def quiet_run(object decode, object feed_quiet, list frames, Py_ssize_t start):
+    """``cdc.pipeline.loop._py_quiet_run``: from ``frames[start]`` on, each payload (bytes)
+    decoded by ``decode`` and given to ``feed_quiet`` while it takes them, with no Python
+    bytecode per payload. Returns ``(index, message)``: the first frame not taken, with its
+    message when it is a payload (None: not a payload, or none left)."""
+    cdef Py_ssize_t index
+    cdef Py_ssize_t count = len(frames)
+    for index in range(start, count):
+        frame = frames[index]
+        if type(frame) is not bytes:
+            return index, None
+        message = decode(frame)
+        if not feed_quiet(message, frame):
+            return index, message
+    return max(start, count), None

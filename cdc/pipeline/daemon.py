@@ -351,9 +351,17 @@ def _take(
     replay) and whether the server asked for a reply."""
     reply = False
     now_ms = now * 1000
-    for frame in frames:
-        if type(frame) is bytes:  # an XLogData's payload
-            for flush in core.feed(frame, now_ms):
+    index, count = 0, len(frames)
+    while index < count:
+        # The payloads that complete nothing (row changes, Begins), all taken in one call.
+        index, message = core.feed_quiet_run(frames, index)
+        if index == count:
+            break
+        frame = frames[index]
+        index += 1
+        if type(frame) is bytes:  # an XLogData's payload, decoded into message
+            assert message is not None
+            for flush in core.feed_message(message, frame, now_ms):
                 if flush is not None:
                     send(flush)
                 else:  # a long replay: keep the walsender from timing us out

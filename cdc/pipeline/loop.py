@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from cdc.config import Settings, TableRules
 from cdc.lsn import format_lsn
@@ -28,6 +28,7 @@ from cdc.metrics import MappingCounts
 from cdc.pipeline.activity import ActivityMapper
 from cdc.pipeline.batching import Batcher, Checkpoint, Flush
 from cdc.pipeline.changes import Change, ChangeAssembler, TransactionEnd, TransactionMessage
+from cdc.pipeline.core import compiled
 from cdc.pipeline.pgoutput import Decoder, PgOutputMessage, Relation
 from cdc.pipeline.spill import SpillStore
 from cdc.pipeline.values import TypeRegistry
@@ -75,6 +76,33 @@ class Lookups(Protocol):
     def resolve_types(self, registry: TypeRegistry, type_oids: list[int]) -> None: ...
 
     def rendered(self, registry: TypeRegistry, changes: Iterable[Change]) -> Iterator[Change]: ...
+
+
+def _py_quiet_run(
+    decode: Callable[[bytes], PgOutputMessage],
+    feed_quiet: Callable[[PgOutputMessage, bytes], bool],
+    frames: list[Any],
+    start: int,
+) -> tuple[int, PgOutputMessage | None]:
+    """From ``frames[start]`` on, each payload (bytes) decoded and given to ``feed_quiet``
+    while it takes them; returns the first frame not taken, with its message when it is a
+    payload (None: not a payload, or none left). The reference of _assembly.pxi's
+    ``quiet_run``."""
+    for index in range(start, len(frames)):
+        frame = frames[index]
+        if type(frame) is not bytes:
+            return index, None
+        message = decode(frame)
+        if not feed_quiet(message, frame):
+            return index, message
+    return max(start, len(frames)), None
+
+
+_QuietRun = Callable[
+    [Callable[[bytes], PgOutputMessage], Callable[[PgOutputMessage, bytes], bool], list[Any], int],
+    tuple[int, PgOutputMessage | None],
+]
+_quiet_run: _QuietRun = compiled.quiet_run if compiled is not None else _py_quiet_run
 
 
 def rules_by_id(settings: Settings, previous: ActivityMapper) -> dict[int, TableRules]:
@@ -164,11 +192,20 @@ class Pipeline:
         message = self._decoder.decode(payload)
         if self.assembler.feed_quiet(message, payload):
             return ()
-        return self._feed(message, payload, now_ms)
+        return self.feed_message(message, payload, now_ms)
 
-    def _feed(
+    def feed_quiet_run(self, frames: list[Any], start: int) -> tuple[int, PgOutputMessage | None]:
+        """The payloads (``bytes``) of ``frames`` from ``start`` on that complete nothing, as
+        :meth:`feed` takes them, in one call (compiled: no Python bytecode per payload): the
+        driver's way through one poll's frames. Returns ``(index, message)``: the first
+        frame not taken and, when it is a payload, its message, for :meth:`feed_message`
+        (None: not a payload, or none left)."""
+        return _quiet_run(self._decoder.decode, self.assembler.feed_quiet, frames, start)
+
+    def feed_message(
         self, message: PgOutputMessage, payload: bytes, now_ms: float
     ) -> Iterator[Flush | None]:
+        """:meth:`feed` of a payload already decoded into ``message``."""
         if type(message) is Relation:
             self._lookups.resolve_types(self.types, [c.type_oid for c in message.columns])
         batcher = self.batcher

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 import cdc.pipeline.activity
 import cdc.pipeline.changes
 import cdc.pipeline.documents
+import cdc.pipeline.loop
 import cdc.pipeline.pgoutput.decode
 import cdc.pipeline.pgoutput.fast
 import cdc.pipeline.values
@@ -529,6 +530,61 @@ def test_a_change_joins_its_transaction_as_the_reference_joins_it(
     finally:
         cdc.pipeline.changes.IN_MEMORY_MESSAGES = saved
     assert ChangeAssembler.feed_quiet is not ChangeAssembler._py_feed_quiet
+    assert compiled == reference
+
+
+def _run_as_the_driver_runs(
+    quiet_run: Callable[..., tuple[int, Any]], frames: list[Any], skip_through: int
+) -> list[Any]:
+    """One poll's frames as cdc.pipeline.daemon._take goes through them: the quiet run, then
+    the payload it stopped at fed (or the frame that is not a payload noted); what each
+    step gave."""
+    spill = SpillStore()
+    assembler = ChangeAssembler(
+        lambda oid, s, t: ("id",), skip_through_lsn=skip_through, spill=spill
+    )
+    decoder = cdc.pipeline.pgoutput.decode.PyDecoder()
+    seen: list[Any] = []
+    index = 0
+    try:
+        while index < len(frames):
+            try:
+                index, message = quiet_run(decoder.decode, assembler.feed_quiet, frames, index)
+                seen.append(("stopped at", index, message))
+                if index == len(frames):
+                    break
+                frame = frames[index]
+                index += 1
+                if type(frame) is bytes:
+                    seen.append(list(assembler.feed(message, frame)))
+            except DecodeError as exc:
+                seen.append(str(exc))
+                index += 1
+    finally:
+        if assembler._open is not None:
+            assembler._open.close()
+        spill.close()
+    return seen
+
+
+_NOT_A_PAYLOAD = object()  # what a poll gives besides payloads (a Keepalive)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.sampled_from([*_POOL, _NOT_A_PAYLOAD]), max_size=16),
+    st.sampled_from([0, 0x780]),
+)
+def test_a_poll_s_quiet_payloads_are_taken_as_the_reference_takes_them(
+    messages: list[Any], skip_through: int
+) -> None:
+    """The compiled quiet run (_assembly.pxi quiet_run) against loop._py_quiet_run: where it
+    stops, with which message, and what the driver then feeds."""
+    frames = [m if m is _NOT_A_PAYLOAD else encode(m) for m in messages]
+    assert core.compiled is not None
+    compiled = _run_as_the_driver_runs(core.compiled.quiet_run, frames, skip_through)
+    reference = _run_as_the_driver_runs(cdc.pipeline.loop._py_quiet_run, frames, skip_through)
+    assert cdc.pipeline.loop._quiet_run is core.compiled.quiet_run
     assert compiled == reference
 
 
