@@ -32,7 +32,7 @@ cdef int _put_bytea(Buffer* buf, bytes value) except -1:
     return _put(buf, PyBytes_AS_STRING(value), len(value))
 
 
-cdef int _digits(const char* text, int n) except -1:
+cdef int _digits(const char* text, int n) noexcept:
     """The ASCII decimal number of ``n`` characters; -1 when one is not a digit."""
     cdef int value = 0
     cdef int i
@@ -41,6 +41,25 @@ cdef int _digits(const char* text, int n) except -1:
             return -1
         value = value * 10 + (text[i] - 48)
     return value
+
+
+cdef object _commit_utc(object occurred_at, object occurred_utc_of):
+    """The canonical UTC text of ``occurred_at``: for a commit time as the mapper writes it
+    (ASCII ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``) its first 26 characters, which is what
+    ``occurred_utc_of`` (cdc.store.chain.iso_utc_text) gives it, without that function's
+    regular expression (a tenth of the encoder's time in a drain); anything else through
+    ``occurred_utc_of``."""
+    cdef const char* t
+    if (type(occurred_at) is str and PyUnicode_IS_ASCII(occurred_at)
+            and PyUnicode_GET_LENGTH(occurred_at) == 32):
+        t = <const char*>PyUnicode_DATA(occurred_at)
+        if (t[4] == 45 and t[7] == 45 and t[10] == 84 and t[13] == 58 and t[16] == 58
+                and t[19] == 46 and memcmp(t + 26, b"+00:00", 6) == 0  # - - T : : . +00:00
+                and _digits(t, 4) >= 0 and _digits(t + 5, 2) >= 0 and _digits(t + 8, 2) >= 0
+                and _digits(t + 11, 2) >= 0 and _digits(t + 14, 2) >= 0
+                and _digits(t + 17, 2) >= 0 and _digits(t + 20, 6) >= 0):
+            return occurred_at[:26]
+    return occurred_utc_of(occurred_at)
 
 
 cdef int64_t _utc_micros(object utc) except? -1:
@@ -221,7 +240,9 @@ def encode_binary_rows(
             occurred_at = record[0]
             if occurred_at != last_at or occurred_utc is None:
                 last_at = occurred_at
-                occurred_utc = occurred_utc_of(occurred_at) if type(occurred_at) is str else None
+                occurred_utc = (
+                    _commit_utc(occurred_at, occurred_utc_of) if type(occurred_at) is str else None
+                )
                 occurred = _utc_micros(occurred_utc)
             if record[16] is not None:
                 xid = _binary_number(record[16], _INT8_MAX)

@@ -29,7 +29,7 @@ tests/unit/test_core_differential.py proves the bytes identical to the reference
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 
 from hashlib import sha256 as _sha256
 
