@@ -183,10 +183,11 @@ def run(state: State, drain: bool) -> None:
     finish the batch in hand, acknowledge it, exit 0; a second signal exits at once (nothing
     unwritten is ever acknowledged). SIGHUP: reload the mapping, redaction and batch settings
     from the config file."""
-    from cdc.service.run import Service, quiet_collector
+    from cdc.service.run import Service, prompt_threads, quiet_collector
 
     service = Service(state.settings, drain=drain)
     quiet_collector()  # this process is the daemon's
+    prompt_threads()
     signals_seen = 0
 
     def on_hangup(_signum: int, _frame: FrameType | None) -> None:
