@@ -209,28 +209,14 @@ def _py_encode_chained_rows(
 BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # the signature, flags 0, no extension
 BINARY_TRAILER = b"\xff\xff"  # a field count of -1
 
+DOCUMENTS = ("context", "old", "new", "changes")  # bit 0, 1, 2, 3 of a jsonb mask
+
 # The type each COPY column must have for :func:`encode_binary_rows`' fields (the store's,
-# sql/migrations); the documents are json or jsonb (jsonb's binary form is a version byte, 1,
-# then the text; json's is the text).
-BINARY_COLUMN_TYPES: dict[str, tuple[str, ...]] = {
+# sql/migrations): text but for these; the documents are json or jsonb (jsonb's binary form is
+# a version byte, 1, then the text; json's is the text).
+_NOT_TEXT: dict[str, tuple[str, ...]] = {
     "occurred_at": ("timestamp with time zone",),
-    **{
-        name: ("text",)
-        for name in (
-            "source",
-            "operation",
-            "action",
-            "category",
-            "severity",
-            "schema_name",
-            "table_name",
-            "entity_type",
-            "entity_id",
-            "actor_id",
-            "summary",
-        )
-    },
-    **{name: ("json", "jsonb") for name in ("context", "old", "new", "changes")},
+    **{name: ("json", "jsonb") for name in DOCUMENTS},
     "xid": ("bigint",),
     "commit_lsn": ("pg_lsn",),
     "seq": ("integer",),
@@ -239,7 +225,9 @@ BINARY_COLUMN_TYPES: dict[str, tuple[str, ...]] = {
     "prev_hash": ("bytea",),
     "hash": ("bytea",),
 }
-DOCUMENTS = ("context", "old", "new", "changes")  # bit 0, 1, 2, 3 of a jsonb mask
+BINARY_COLUMN_TYPES: dict[str, tuple[str, ...]] = {
+    name: _NOT_TEXT.get(name, ("text",)) for name in CHAINED_COLUMNS
+}
 
 
 def jsonb_mask(column_types: dict[str, str], columns: tuple[str, ...]) -> int | None:
