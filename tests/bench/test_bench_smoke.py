@@ -54,6 +54,10 @@ def test_quick_benchmark_writes_every_section_and_both_reports(tmp_path: Path) -
     results = json.loads((out / "results.json").read_text())
     for part in PARTS:
         assert results[part]["status"] == "ok", (part, results[part].get("error"))
+    latency = results["latency"]["loads"]["500"]
+    assert latency["source_txn_p99_ms"] > 0  # the source's own transactions, for comparison
+    for run in results["latency"]["runs"]["500"]:
+        assert run["polls"] == run["poll_ms"]["count"] > 0
     for fact in ("cores", "memory_gib", "postgresql", "python"):
         assert results["machine"][fact]
     assert (out / "results.md").read_text().startswith("# activity-cdc benchmark results")
