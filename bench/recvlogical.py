@@ -8,6 +8,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import Popen
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,23 @@ def run_pg_recvlogical(
     if done.returncode != 0:
         raise RuntimeError(f"pg_recvlogical failed (exit {done.returncode}): {done.stderr.strip()}")
     return RecvlogicalRun(wall_s)
+
+
+def stream_pg_recvlogical(bindir: Path, dsn: str, *, slot: str, publication: str) -> Popen[bytes]:
+    """Stream ``slot`` into /dev/null until terminated: the consumer that does nothing, whose
+    walsender's CPU is what the server's decoding alone costs (the write path's floor)."""
+    return subprocess.Popen(
+        [
+            str(bindir / "pg_recvlogical"),
+            f"--dbname={dsn}",
+            f"--slot={slot}",
+            "--start",
+            "--file=/dev/null",
+            "--no-loop",
+            "--option=proto_version=1",
+            f"--option=publication_names={publication}",
+            "--status-interval=10",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

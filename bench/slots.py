@@ -98,3 +98,24 @@ def wait_recorded(
         if time.monotonic() - started > timeout_s:
             raise RuntimeError(f"no record at or after {marker_lsn} within {timeout_s}s")
         time.sleep(0.01)
+
+
+def wait_sent(
+    conn: psycopg.Connection[Any], slot: str, target_lsn: str, *, timeout_s: float = 300.0
+) -> float:
+    """Seconds until the walsender streaming ``slot`` has decoded and sent WAL up to
+    ``target_lsn`` (a consumer that acknowledges late, like ``pg_recvlogical``, is judged by
+    what it was sent); waits for the walsender to start first."""
+    started = time.monotonic()
+    while True:
+        row = conn.execute(
+            "SELECT coalesce(bool_or(r.sent_lsn >= %s::pg_lsn), false) "
+            "FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid "
+            "WHERE s.slot_name = %s",
+            (target_lsn, slot),
+        ).fetchone()
+        if row and row[0]:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"slot {slot} was not sent {target_lsn} within {timeout_s}s")
+        time.sleep(0.01)

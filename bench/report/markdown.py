@@ -88,8 +88,9 @@ def _targets(results: dict[str, Any]) -> list[str]:
     return ["## Targets", "", *_table(["promise", "measured", "target", "verdict"], rows)]
 
 
-# the write path's modes, in report order (results made before cdc_apart existed lack it)
-WRITE_MODES = ("none", "triggers", "cdc", "cdc_apart")
+# the write path's modes, in report order (results made before cdc_apart or recvlogical
+# existed lack them)
+WRITE_MODES = ("none", "triggers", "cdc", "cdc_apart", "recvlogical")
 
 
 def _write(section: Section) -> list[str]:
@@ -151,6 +152,16 @@ def _database_cpu(section: Section) -> list[str]:
             f"{_num(cdc_apart.get('daemon_cpu_us_per_change'), 1)} µs/change.",
             "",
         ]
+    floor_line = []
+    if "walsender_floor_us" in cpu and "recvlogical" in modes:
+        floor_line = [
+            f"The floor (`recvlogical`: `pg_recvlogical` streams the same publication into "
+            f"/dev/null): its walsender costs {_num(cpu.get('walsender_floor_us'), 1)} "
+            f"µs/change, x{_num(cpu.get('ratio_walsender_floor_to_triggers_added'), 2)} of "
+            f"the triggers' addition, before any consumer writes anything; co-located TPS "
+            f"ratio {_num(section['ratios_to_none'].get('recvlogical'), 3)}.",
+            "",
+        ]
     return [
         "Server CPU per row change (the whole PostgreSQL cluster from /proc, pgbench's run):",
         "",
@@ -166,6 +177,7 @@ def _database_cpu(section: Section) -> list[str]:
         f"{_num(cdc.get('daemon_cpu_us_per_change'), 1)} µs/change.",
         "",
         *apart_line,
+        *floor_line,
     ]
 
 

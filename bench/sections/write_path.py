@@ -7,7 +7,10 @@ Four copies of the seeded platform, one per mode:
 * ``cdc``: ``cdc setup`` (publication, REPLICA IDENTITY FULL, store, slot) and ``cdc run``
   streaming into the store of the same database while the workload runs;
 * ``cdc_apart``: the same with the store in another database of the same cluster
-  (``[sink] dsn``): the walsender skips the store's own WAL records before decoding them.
+  (``[sink] dsn``): the walsender skips the store's own WAL records before decoding them;
+* ``recvlogical``: the same source set-up streamed by ``pg_recvlogical`` into /dev/null, the
+  consumer that does nothing: its walsender's CPU per change is what the server's decoding
+  alone costs at this load, a floor under any consumer's (issue 17's database-CPU target).
 
 Each round runs every mode once, in a rotated order, after a CHECKPOINT; the daemon is started
 before its run and has caught up with all WAL (including the other modes') before pgbench
@@ -20,11 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import subprocess
 from typing import Any
 
 import psycopg
 
-from bench.cdc_process import SLOT, DaemonProcess, cdc_setup
+from bench.cdc_process import PUBLICATION, SLOT, DaemonProcess, cdc_setup
 from bench.cluster_cpu import (
     backend_cpu_s,
     children,
@@ -36,13 +40,22 @@ from bench.cluster_cpu import (
 from bench.context import BenchContext, log, platform_change_counts, rotated, target
 from bench.platform_db import create_platform_db
 from bench.process_probe import ProcessUsage
-from bench.slots import commit_marker, confirmed_flush, insert_lsn, lsn_bytes, wait_recorded
+from bench.recvlogical import stream_pg_recvlogical
+from bench.slots import (
+    commit_marker,
+    confirmed_flush,
+    insert_lsn,
+    lsn_bytes,
+    wait_recorded,
+    wait_sent,
+)
 from bench.stats import median, ratio
 from bench.workload import PLATFORM_MIX, PgbenchOptions, PgbenchResult, run_pgbench
 
-MODES: tuple[str, ...] = ("none", "triggers", "cdc", "cdc_apart")
+MODES: tuple[str, ...] = ("none", "triggers", "cdc", "cdc_apart", "recvlogical")
 CDC_MODES: tuple[str, ...] = ("cdc", "cdc_apart")
 APART_SLOT = f"{SLOT}_apart"  # slot names are the cluster's: one per daemon
+RECV_SLOT = f"{SLOT}_recv"
 WARMUP_S = 3.0
 TPS_TARGET = 0.90  # CDC keeps at least this share of the TPS without auditing
 # The server CPU CDC costs per change (walsender + sink backend: what a user pays when the
@@ -56,10 +69,12 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "triggers": create_platform_db(ctx.server, "write_triggers", legacy_triggers=True),
         "cdc": create_platform_db(ctx.server, "write_cdc"),
         "cdc_apart": create_platform_db(ctx.server, "write_cdc_apart"),
+        "recvlogical": create_platform_db(ctx.server, "write_recvlogical"),
     }
     store_apart = ctx.server.create_database(_store_db("cdc_apart"))
     cdc_setup(dsns["cdc"])
     cdc_setup(dsns["cdc_apart"], sink_dsn=store_apart, slot=APART_SLOT)
+    cdc_setup(dsns["recvlogical"], slot=RECV_SLOT)  # its store stays empty
     warmup_s = min(WARMUP_S, ctx.sizes.write_seconds)
     for mode in MODES:  # warm caches and plans; not recorded
         _run_mode(ctx, mode, dsns[mode], seconds=warmup_s, label="warmup")
@@ -91,7 +106,7 @@ def _store_db(mode: str) -> str:
 
 
 def _slot(mode: str) -> str:
-    return APART_SLOT if mode == "cdc_apart" else SLOT
+    return {"cdc_apart": APART_SLOT, "recvlogical": RECV_SLOT}.get(mode, SLOT)
 
 
 def _run_mode(
@@ -100,6 +115,7 @@ def _run_mode(
     dbname = f"write_{mode}"
     ctx.server.checkpoint()
     daemon: DaemonProcess | None = None
+    recvlogical: subprocess.Popen[bytes] | None = None
     store: psycopg.Connection[Any] | None = None  # where the mode's records are
     with contextlib.ExitStack() as stack, ctx.server.connect(dbname) as conn:
         try:
@@ -113,10 +129,17 @@ def _run_mode(
                 daemon.wait_streaming(conn)
                 store = stack.enter_context(ctx.server.connect(_store_db(mode)))
                 wait_recorded(store, commit_marker(conn))
+            if mode == "recvlogical":
+                recvlogical = stream_pg_recvlogical(
+                    ctx.server.bindir, dsn, slot=RECV_SLOT, publication=PUBLICATION
+                )
+                wait_sent(conn, RECV_SLOT, commit_marker(conn))
             postmaster = postmaster_pid(conn)
             known = children(postmaster)  # everything but pgbench's backends-to-be
             backends = (
-                daemon_backends(conn, dbname=_store_db(mode), slot=_slot(mode)) if daemon else {}
+                daemon_backends(conn, dbname=_store_db(mode), slot=_slot(mode))
+                if daemon or recvlogical
+                else {}
             )
             changes_before = platform_change_counts(conn)
             wal_before = insert_lsn(conn)
@@ -148,12 +171,18 @@ def _run_mode(
                     run["daemon_cpu_share"] = round(
                         (cpu_after.cpu_s - cpu_before.cpu_s) / max(result.duration_s, 1e-9), 3
                     )
+            if recvlogical is not None:
+                # every change of the run decoded and sent (it acknowledges every 10 s only)
+                wait_sent(conn, RECV_SLOT, wal_after)
+                walsender_s = _spent(backends_before, backend_cpu_s(backends))["walsender"]
             # The window closes once pgbench's backends are reaped (their CPU is then in the
             # postmaster's cutime) and, with CDC, once the daemon has recorded all of it.
             wait_clients_gone(conn, postmaster, known)
             cluster_s = cluster_cpu_s(postmaster) - cluster_before
             run["row_changes"] = platform_change_counts(conn) - changes_before
             run.update(_cpu_per_change(run["row_changes"], cluster_s))
+            if recvlogical is not None:
+                run["walsender_cpu_us_per_change"] = _per_change_us(walsender_s, run["row_changes"])
             if daemon is not None:
                 run.update(
                     _daemon_cpu_per_change(
@@ -170,6 +199,9 @@ def _run_mode(
         finally:
             if daemon is not None:
                 daemon.kill()
+            if recvlogical is not None:
+                recvlogical.terminate()
+                recvlogical.wait(timeout=30)
     return run
 
 
@@ -234,7 +266,7 @@ def _summarise(ctx: BenchContext, runs: dict[str, list[dict[str, Any]]]) -> dict
         }
     # Ratios within a round (the modes of one round ran minutes apart), then their median.
     ratios: dict[str, float] = {}
-    for mode in ("triggers", *CDC_MODES):
+    for mode in ("triggers", *CDC_MODES, "recvlogical"):
         per_round = [
             ratio(mine["tps"], base["tps"])
             for mine, base in zip(runs[mode], runs["none"], strict=True)
@@ -256,6 +288,10 @@ def _summarise(ctx: BenchContext, runs: dict[str, list[dict[str, Any]]]) -> dict
             "daemon_cpu_us_per_change",
         ):
             summary[mode][key] = _median_of(cdc_runs, key)
+    # the floor: what decoding alone costs the walsender with a consumer that does nothing
+    summary["recvlogical"]["walsender_cpu_us_per_change"] = _median_of(
+        runs["recvlogical"], "walsender_cpu_us_per_change"
+    )
     for mode in MODES:
         summary[mode]["cluster_cpu_us_per_change"] = _median_of(
             runs[mode], "cluster_cpu_us_per_change"
@@ -292,7 +328,11 @@ def _summarise(ctx: BenchContext, runs: dict[str, list[dict[str, Any]]]) -> dict
         ],
         "database_cpu_per_change": database_cpu,
         "database_cpu_per_change_store_apart": database_cpu_apart,
-        "compared": {"triggers_tps_ratio": ratios["triggers"]},
+        "compared": {
+            "triggers_tps_ratio": ratios["triggers"],
+            # co-located, a consumer that does nothing: the ceiling of any CDC's TPS ratio here
+            "recvlogical_tps_ratio": ratios["recvlogical"],
+        },
     }
 
 
@@ -306,7 +346,9 @@ def _database_cpu(runs: dict[str, list[dict[str, Any]]], mode: str) -> dict[str,
     CDC's (``mode``) additions to the cluster's CPU over no auditing, and CDC's own server
     processes."""
     rounds: list[dict[str, float]] = []
-    for none, triggers, cdc in zip(runs["none"], runs["triggers"], runs[mode], strict=True):
+    for none, triggers, cdc, floor in zip(
+        runs["none"], runs["triggers"], runs[mode], runs["recvlogical"], strict=True
+    ):
         base = none["cluster_cpu_us_per_change"]
         triggers_added = triggers["cluster_cpu_us_per_change"] - base
         cdc_own = cdc.get("walsender_cpu_us_per_change", math.nan) + cdc.get(
@@ -322,6 +364,11 @@ def _database_cpu(runs: dict[str, list[dict[str, Any]]], mode: str) -> dict[str,
                 # Triggers adding nothing (or less than noise) leave no ratio, never a pass.
                 "ratio_cdc_to_triggers_added": round(ratio(cdc_own, positive), 4),
                 "ratio_cdc_added_to_triggers_added": round(ratio(cdc_added, positive), 4),
+                # pg_recvlogical's walsender: decoding alone, whatever the consumer does
+                "walsender_floor_us": round(floor["walsender_cpu_us_per_change"], 2),
+                "ratio_walsender_floor_to_triggers_added": round(
+                    ratio(floor["walsender_cpu_us_per_change"], positive), 4
+                ),
             }
         )
     summary: dict[str, Any] = {key: round(median([r[key] for r in rounds]), 4) for key in rounds[0]}

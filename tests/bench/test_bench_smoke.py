@@ -54,6 +54,9 @@ def test_quick_benchmark_writes_every_section_and_both_reports(tmp_path: Path) -
     results = json.loads((out / "results.json").read_text())
     for part in PARTS:
         assert results[part]["status"] == "ok", (part, results[part].get("error"))
+    # the floor: pg_recvlogical's walsender decoded the same workload, and was measured
+    assert results["write"]["database_cpu_per_change"]["walsender_floor_us"] > 0
+    assert results["write"]["modes"]["recvlogical"]["tps"] > 0
     latency = results["latency"]["loads"]["500"]
     assert latency["source_txn_p99_ms"] > 0  # the source's own transactions, for comparison
     for run in results["latency"]["runs"]["500"]:
