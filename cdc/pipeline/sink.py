@@ -392,7 +392,7 @@ class Sink:
         if head is None:
             # First records of this sink transaction: lock the head; it stays locked (and
             # ours to move) until the commit.
-            row = conn.execute(self._sql.lock_head).fetchone()
+            row = self._sql.lock_head_row(conn)
             if row is None:
                 raise SinkError(
                     f"{self.schema}.{self.table}_chain_head has no row: the hash chain "

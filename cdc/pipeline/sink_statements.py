@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, pq, sql
+from psycopg.adapt import Transformer
+from psycopg.generators import execute
 
 from cdc.sqlfiles import sql_template, sql_text
 
@@ -55,9 +57,41 @@ class SinkStatements:
         # The statements of every flush as render made them for the open connection; the
         # Composed ones until then.
         self.lock_head: bytes | sql.Composed = self.lock_head_sql
+        self.begin_lock_head = b""
         self.end: dict[EndKey, bytes | sql.Composed] = dict(self.end_sql)
 
     def render(self, conn: psycopg.Connection[Any]) -> None:
         """The statements of every flush as bytes for ``conn``."""
         self.lock_head = self.lock_head_sql.as_bytes(conn)
+        self.begin_lock_head = b"BEGIN; " + self.lock_head
         self.end = {key: statement.as_bytes(conn) for key, statement in self.end_sql.items()}
+
+    def lock_head_row(self, conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
+        """The chain head's row (hash, position), locked until the sink transaction ends.
+
+        The first statement of a sink transaction: psycopg would send its ``BEGIN`` alone
+        first, a round trip of its own. The two go as one simple query instead (one round
+        trip, one wake-up of the backend), the row read by psycopg's loaders; the
+        transaction is then open as psycopg's own would be (it reads the connection's
+        status), and psycopg commits or rolls it back."""
+        pgconn = conn.pgconn
+        if (
+            conn.autocommit
+            or pgconn.transaction_status != pq.TransactionStatus.IDLE
+            or not self.begin_lock_head
+        ):
+            return conn.execute(self.lock_head).fetchone()
+        with conn.lock:
+            pgconn.send_query(self.begin_lock_head)
+            results = conn.wait(execute(pgconn))
+        for result in results:
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                raise errors.error_from_result(result, encoding=conn.info.encoding)
+        rows = results[-1]
+        if rows.status != pq.ExecStatus.TUPLES_OK:
+            raise psycopg.InterfaceError(f"the chain head's lock returned {rows.status.name}")
+        if not rows.ntuples:
+            return None
+        loader = Transformer(conn)
+        loader.set_pgresult(rows)
+        return loader.load_row(0, tuple)

@@ -152,3 +152,52 @@ def test_a_second_writer_waits_on_the_head_lock_then_chains_after_the_first(
         report = verify_chain(conn, "activity", "records")
     assert report.problem is None, report.problem
     assert report.checked == 5
+
+
+def test_the_head_is_locked_by_the_statement_that_opens_the_sink_transaction(
+    pg: PgDatabase, store: Settings
+) -> None:
+    """``BEGIN`` and the head's ``SELECT ... FOR UPDATE`` go as one simple query: the row comes
+    back typed as psycopg reads it, the transaction is open and holds the lock until psycopg
+    ends it; on a connection already in a transaction only the lock is taken."""
+    sink = _sink(pg, pg.slot)
+    other = psycopg.connect(pg.dsn, autocommit=True)
+    try:
+        conn = sink._conn
+        assert conn is not None
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        row = sink._sql.lock_head_row(conn)
+        stored = other.execute("SELECT hash, position FROM activity.records_chain_head").fetchone()
+        assert row == stored and isinstance(row[0], bytes) and isinstance(row[1], int)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            other.execute("SELECT 1 FROM activity.records_chain_head FOR UPDATE NOWAIT")
+        assert sink._sql.lock_head_row(conn) == row  # in the open transaction: the lock alone
+        conn.rollback()
+        other.execute("SELECT 1 FROM activity.records_chain_head FOR UPDATE NOWAIT")
+    finally:
+        other.close()
+        sink.close()
+
+
+def test_a_refused_head_lock_raises_psycopgs_error_and_the_connection_rolls_back(
+    pg: PgDatabase, store: Settings
+) -> None:
+    sink = _sink(pg, pg.slot)
+    try:
+        conn = sink._conn
+        assert conn is not None
+        pg.execute("ALTER TABLE activity.records_chain_head RENAME TO chain_head_away")
+        try:
+            with pytest.raises(psycopg.errors.UndefinedTable) as refused:
+                sink._sql.lock_head_row(conn)
+            assert "records_chain_head" in str(refused.value)
+            assert refused.value.diag.sqlstate == "42P01"
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+            conn.rollback()
+        finally:
+            pg.execute("ALTER TABLE activity.chain_head_away RENAME TO records_chain_head")
+        assert sink._sql.lock_head_row(conn) is not None  # usable again
+        conn.rollback()
+    finally:
+        sink.close()
