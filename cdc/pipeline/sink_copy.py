@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, pq, sql
+from psycopg.generators import copy_end, copy_to, execute
 
 from cdc.connect import server_message
 from cdc.errors import CdcError, SinkError
@@ -22,6 +23,10 @@ from cdc.pipeline.batching import Flush
 from cdc.pipeline.copy_lines import ChainHead, encode_binary_rows, encode_copy_rows, jsonb_mask
 from cdc.pipeline.refusals import is_row_error, sink_failure
 from cdc.sqlfiles import sql_text
+
+# COPY data goes to libpq in pieces of at most this many bytes (as psycopg's own Copy does: one
+# put_copy_data of a buffer larger than libpq can queue would be retried forever).
+COPY_PIECE = 128 * 1024
 
 
 class CopyFormat:
@@ -86,8 +91,35 @@ class CopyFormat:
         return encode_copy_rows(records), False
 
     def send(self, conn: psycopg.Connection[Any], data: str | bytes, binary: bool) -> None:
-        with conn.cursor() as cur, cur.copy(self._binary if binary else self._text) as copy:
-            copy.write(data)
+        """One COPY of ``data`` in the sink's open transaction.
+
+        Through libpq, as psycopg's ``Cursor.copy`` would, without its cursor, its copy object
+        and their context managers (~80 µs of the daemon per flush, ~1.7 µs per record at the
+        live path's flushes); a refusal is psycopg's error all the same (the line in its
+        context: dead letters). Outside a transaction (the chain off: the COPY is its first
+        statement) psycopg's way, which opens it."""
+        statement = self._binary if binary else self._text
+        pgconn = conn.pgconn
+        if (
+            conn.autocommit
+            or pgconn.transaction_status != pq.TransactionStatus.INTRANS
+            or not isinstance(statement, bytes)
+        ):
+            with conn.cursor() as cur, cur.copy(statement) as copy:
+                copy.write(data)
+            return
+        payload = data.encode(conn.info.encoding) if isinstance(data, str) else data
+        with conn.lock:
+            pgconn.send_query(statement)
+            started = conn.wait(execute(pgconn))[-1]
+            if started.status != pq.ExecStatus.COPY_IN:
+                if started.status == pq.ExecStatus.FATAL_ERROR:
+                    raise errors.error_from_result(started, encoding=conn.info.encoding)
+                raise psycopg.InterfaceError(f"COPY started as {started.status.name}")
+            view = memoryview(payload)
+            for start in range(0, len(view), COPY_PIECE):
+                conn.wait(copy_to(pgconn, view[start : start + COPY_PIECE], False))
+            conn.wait(copy_end(pgconn, None))  # a refusal raises psycopg's error here
 
     def failure(self, conn: psycopg.Connection[Any], flush: Flush, exc: psycopg.Error) -> CdcError:
         """The error of a failed write (refusals.sink_failure), the transaction rolled back; a

@@ -392,3 +392,35 @@ def test_documents_that_became_json_under_a_stopping_sink_say_so_and_a_new_write
         sink.close()
     assert copies == [True, True]
     assert pg.execute("SELECT new::text FROM activity.records") == [('{"id": 1}',)] * 3
+
+
+def test_a_copy_of_many_pieces_is_written_whole_and_a_refusal_deep_in_it_parks_its_line(
+    pg: PgDatabase, store: Settings, copies: list[bool]
+) -> None:
+    """The sink hands COPY data to libpq in pieces of cdc.pipeline.sink_copy.COPY_PIECE bytes:
+    a flush of several pieces arrives whole, in order, chained; a refused record far past the
+    first piece is named by its line (dead letters) and the rest is written."""
+    pg.execute("ALTER TABLE activity.records ADD CONSTRAINT no_poison CHECK (entity_id <> '1500')")
+    now = datetime.now(UTC)
+    records = [
+        record._replace(
+            entity_id=str(index),
+            new=json.dumps({"id": index, "note": "x" * 400}, separators=(", ", ": ")),
+        )
+        for index, record in enumerate(synthetic(now, 2000))
+    ]
+    sink = _sink(pg, dead_letter=True)
+    try:
+        data = sink._format.binary_rows(records, None)
+        assert data is not None and len(data[0]) > 4 * cdc.pipeline.sink_copy.COPY_PIECE
+        sink.write(Flush(records, checkpoint_of(records)))
+    finally:
+        sink.close()
+    stored = [int(r[0]) for r in pg.execute("SELECT entity_id FROM activity.records ORDER BY seq")]
+    assert stored == [i for i in range(2000) if i != 1500]
+    parked = pg.execute("SELECT entity_id, sqlstate FROM activity.dead_letters")
+    assert parked == [("1500", "23514")]
+    assert copies[-1] is True  # binary, whole
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        chain = verify_chain(conn, "activity", "records")
+    assert chain.problem is None and chain.checked == 1999
