@@ -94,10 +94,10 @@ class CopyFormat:
         """One COPY of ``data`` in the sink's open transaction.
 
         Through libpq, as psycopg's ``Cursor.copy`` would, without its cursor, its copy object
-        and their context managers (~80 µs of the daemon per flush, ~1.7 µs per record at the
-        live path's flushes); a refusal is psycopg's error all the same (the line in its
-        context: dead letters). Outside a transaction (the chain off: the COPY is its first
-        statement) psycopg's way, which opens it."""
+        and their context managers (~100 µs of the daemon per flush, ~2 µs per record at the
+        live path's flushes: bench.sink_libpq_ab); a refusal is psycopg's error all the same
+        (the line in its context: dead letters). Outside a transaction (the chain off: the
+        COPY is its first statement) psycopg's way, which opens it."""
         statement = self._binary if binary else self._text
         pgconn = conn.pgconn
         if (
@@ -117,8 +117,15 @@ class CopyFormat:
                     raise errors.error_from_result(started, encoding=conn.info.encoding)
                 raise psycopg.InterfaceError(f"COPY started as {started.status.name}")
             view = memoryview(payload)
-            for start in range(0, len(view), COPY_PIECE):
-                conn.wait(copy_to(pgconn, view[start : start + COPY_PIECE], False))
+            try:
+                for start in range(0, len(view), COPY_PIECE):
+                    conn.wait(copy_to(pgconn, view[start : start + COPY_PIECE], False))
+            except BaseException:
+                # Out of COPY mode, the statement failed, as psycopg's Copy leaves it: the
+                # caller rolls the transaction back on a connection that still answers.
+                with contextlib.suppress(Exception):
+                    conn.wait(copy_end(pgconn, b"activity-cdc: the COPY was abandoned"))
+                raise
             conn.wait(copy_end(pgconn, None))  # a refusal raises psycopg's error here
 
     def failure(self, conn: psycopg.Connection[Any], flush: Flush, exc: psycopg.Error) -> CdcError:

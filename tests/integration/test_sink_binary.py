@@ -424,3 +424,39 @@ def test_a_copy_of_many_pieces_is_written_whole_and_a_refusal_deep_in_it_parks_i
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
         chain = verify_chain(conn, "activity", "records")
     assert chain.problem is None and chain.checked == 1999
+
+
+def test_a_copy_abandoned_midway_leaves_the_connection_out_of_copy_mode(
+    pg: PgDatabase, store: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything raised while the data goes to libpq ends the COPY as failed (psycopg's Copy
+    does the same): the write fails, nothing of it is stored, and the next write works."""
+    records = [
+        record._replace(entity_id=str(i), new=json.dumps({"id": i, "note": "x" * 400}))
+        for i, record in enumerate(synthetic(datetime.now(UTC), 1000))
+    ]
+    pieces: list[int] = []
+    real = cdc.pipeline.sink_copy.copy_to
+
+    def failing_second_piece(pgconn: Any, buffer: Any, flush: bool) -> Any:
+        pieces.append(len(buffer))
+        if len(pieces) == 2:
+            raise MemoryError("made up")
+        return real(pgconn, buffer, flush)
+
+    monkeypatch.setattr(cdc.pipeline.sink_copy, "copy_to", failing_second_piece)
+    sink = _sink(pg)
+    try:
+        with pytest.raises(MemoryError):
+            sink.write(Flush(records, checkpoint_of(records)))
+        assert sink._conn is not None
+        assert sink._conn.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE
+        sink._conn.rollback()
+        monkeypatch.setattr(cdc.pipeline.sink_copy, "copy_to", real)
+        assert pg.execute("SELECT count(*) FROM activity.records")[0][0] == 0
+        again = synthetic(datetime.now(UTC), 3)
+        sink.write(Flush(again, checkpoint_of(again)))
+    finally:
+        sink.close()
+    assert len(pieces) == 2
+    assert pg.execute("SELECT count(*) FROM activity.records")[0][0] == 3
