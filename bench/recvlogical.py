@@ -20,18 +20,7 @@ def run_pg_recvlogical(
     bindir: Path, dsn: str, *, slot: str, publication: str, end_lsn: str
 ) -> RecvlogicalRun:
     """Drain ``slot`` up to ``end_lsn`` (pgoutput, protocol 1) into /dev/null."""
-    cmd = [
-        str(bindir / "pg_recvlogical"),
-        f"--dbname={dsn}",
-        f"--slot={slot}",
-        "--start",
-        f"--endpos={end_lsn}",
-        "--file=/dev/null",
-        "--no-loop",
-        "--option=proto_version=1",
-        f"--option=publication_names={publication}",
-        "--status-interval=10",
-    ]
+    cmd = _command(bindir, dsn, slot, publication, f"--endpos={end_lsn}")
     started = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
     wall_s = time.monotonic() - started
@@ -44,17 +33,23 @@ def stream_pg_recvlogical(bindir: Path, dsn: str, *, slot: str, publication: str
     """Stream ``slot`` into /dev/null until terminated: the consumer that does nothing, whose
     walsender's CPU is what the server's decoding alone costs (the write path's floor)."""
     return subprocess.Popen(
-        [
-            str(bindir / "pg_recvlogical"),
-            f"--dbname={dsn}",
-            f"--slot={slot}",
-            "--start",
-            "--file=/dev/null",
-            "--no-loop",
-            "--option=proto_version=1",
-            f"--option=publication_names={publication}",
-            "--status-interval=10",
-        ],
+        _command(bindir, dsn, slot, publication),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _command(bindir: Path, dsn: str, slot: str, publication: str, *extra: str) -> list[str]:
+    """pg_recvlogical streaming ``slot`` (pgoutput, protocol 1) into /dev/null."""
+    return [
+        str(bindir / "pg_recvlogical"),
+        f"--dbname={dsn}",
+        f"--slot={slot}",
+        "--start",
+        *extra,
+        "--file=/dev/null",
+        "--no-loop",
+        "--option=proto_version=1",
+        f"--option=publication_names={publication}",
+        "--status-interval=10",
+    ]

@@ -45,22 +45,38 @@ def copy_slot(conn: psycopg.Connection[Any], source: str, copy: str) -> None:
     conn.execute("SELECT pg_copy_logical_replication_slot(%s, %s, false)", (source, copy))
 
 
+def _wait_until(
+    conn: psycopg.Connection[Any],
+    query: str,
+    params: tuple[str, ...],
+    *,
+    timeout_s: float,
+    interval_s: float,
+    failure: str,
+) -> float:
+    """Seconds until ``query`` (one boolean) holds; raises ``failure`` after ``timeout_s``."""
+    started = time.monotonic()
+    while True:
+        row = conn.execute(query, params).fetchone()
+        if row and row[0]:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(failure)
+        time.sleep(interval_s)
+
+
 def wait_confirmed(
     conn: psycopg.Connection[Any], slot: str, target_lsn: str, *, timeout_s: float = 600.0
 ) -> float:
     """Seconds until the slot's consumer has confirmed ``target_lsn``; raises on timeout."""
-    started = time.monotonic()
-    while True:
-        row = conn.execute(
-            "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
-            "WHERE slot_name = %s",
-            (target_lsn, slot),
-        ).fetchone()
-        if row and row[0]:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_s:
-            raise RuntimeError(f"slot {slot} did not reach {target_lsn} within {timeout_s}s")
-        time.sleep(0.02)
+    return _wait_until(
+        conn,
+        "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+        (target_lsn, slot),
+        timeout_s=timeout_s,
+        interval_s=0.02,
+        failure=f"slot {slot} did not reach {target_lsn} within {timeout_s}s",
+    )
 
 
 def commit_marker(conn: psycopg.Connection[Any]) -> str:
@@ -87,17 +103,14 @@ def wait_recorded(
     conn: psycopg.Connection[Any], marker_lsn: str, *, timeout_s: float = 900.0
 ) -> float:
     """Seconds until the store holds a record committed at or after ``marker_lsn``."""
-    started = time.monotonic()
-    while True:
-        row = conn.execute(
-            "SELECT coalesce(max(commit_lsn) >= %s::pg_lsn, false) FROM activity.records",
-            (marker_lsn,),
-        ).fetchone()
-        if row and row[0]:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_s:
-            raise RuntimeError(f"no record at or after {marker_lsn} within {timeout_s}s")
-        time.sleep(0.01)
+    return _wait_until(
+        conn,
+        "SELECT coalesce(max(commit_lsn) >= %s::pg_lsn, false) FROM activity.records",
+        (marker_lsn,),
+        timeout_s=timeout_s,
+        interval_s=0.01,
+        failure=f"no record at or after {marker_lsn} within {timeout_s}s",
+    )
 
 
 def wait_sent(
@@ -106,16 +119,13 @@ def wait_sent(
     """Seconds until the walsender streaming ``slot`` has decoded and sent WAL up to
     ``target_lsn`` (a consumer that acknowledges late, like ``pg_recvlogical``, is judged by
     what it was sent); waits for the walsender to start first."""
-    started = time.monotonic()
-    while True:
-        row = conn.execute(
-            "SELECT coalesce(bool_or(r.sent_lsn >= %s::pg_lsn), false) "
-            "FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid "
-            "WHERE s.slot_name = %s",
-            (target_lsn, slot),
-        ).fetchone()
-        if row and row[0]:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_s:
-            raise RuntimeError(f"slot {slot} was not sent {target_lsn} within {timeout_s}s")
-        time.sleep(0.01)
+    return _wait_until(
+        conn,
+        "SELECT coalesce(bool_or(r.sent_lsn >= %s::pg_lsn), false) "
+        "FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid "
+        "WHERE s.slot_name = %s",
+        (target_lsn, slot),
+        timeout_s=timeout_s,
+        interval_s=0.01,
+        failure=f"slot {slot} was not sent {target_lsn} within {timeout_s}s",
+    )

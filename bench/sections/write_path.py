@@ -116,6 +116,7 @@ def _run_mode(
     ctx.server.checkpoint()
     daemon: DaemonProcess | None = None
     recvlogical: subprocess.Popen[bytes] | None = None
+    floor_walsender_s = math.nan  # recvlogical: its walsender's CPU over the run
     store: psycopg.Connection[Any] | None = None  # where the mode's records are
     with contextlib.ExitStack() as stack, ctx.server.connect(dbname) as conn:
         try:
@@ -174,7 +175,7 @@ def _run_mode(
             if recvlogical is not None:
                 # every change of the run decoded and sent (it acknowledges every 10 s only)
                 wait_sent(conn, RECV_SLOT, wal_after)
-                walsender_s = _spent(backends_before, backend_cpu_s(backends))["walsender"]
+                floor_walsender_s = _spent(backends_before, backend_cpu_s(backends))["walsender"]
             # The window closes once pgbench's backends are reaped (their CPU is then in the
             # postmaster's cutime) and, with CDC, once the daemon has recorded all of it.
             wait_clients_gone(conn, postmaster, known)
@@ -182,7 +183,9 @@ def _run_mode(
             run["row_changes"] = platform_change_counts(conn) - changes_before
             run.update(_cpu_per_change(run["row_changes"], cluster_s))
             if recvlogical is not None:
-                run["walsender_cpu_us_per_change"] = _per_change_us(walsender_s, run["row_changes"])
+                run["walsender_cpu_us_per_change"] = _per_change_us(
+                    floor_walsender_s, run["row_changes"]
+                )
             if daemon is not None:
                 run.update(
                     _daemon_cpu_per_change(

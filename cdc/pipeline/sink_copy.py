@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors, pq, sql
-from psycopg.generators import copy_end, copy_to, execute
+from psycopg import pq, sql
+from psycopg.generators import copy_end, copy_to
 
 from cdc.connect import server_message
 from cdc.errors import CdcError, SinkError
@@ -22,6 +22,7 @@ from cdc.pipeline.activity import ActivityRecord
 from cdc.pipeline.batching import Flush
 from cdc.pipeline.copy_lines import ChainHead, encode_binary_rows, encode_copy_rows, jsonb_mask
 from cdc.pipeline.refusals import is_row_error, sink_failure
+from cdc.pipeline.sink_statements import simple_query
 from cdc.sqlfiles import sql_text
 
 # COPY data goes to libpq in pieces of at most this many bytes (as psycopg's own Copy does: one
@@ -110,12 +111,11 @@ class CopyFormat:
             return
         payload = data.encode(conn.info.encoding) if isinstance(data, str) else data
         with conn.lock:
-            pgconn.send_query(statement)
-            started = conn.wait(execute(pgconn))[-1]
+            started = simple_query(conn, statement)[-1]
             if started.status != pq.ExecStatus.COPY_IN:
-                if started.status == pq.ExecStatus.FATAL_ERROR:
-                    raise errors.error_from_result(started, encoding=conn.info.encoding)
-                raise psycopg.InterfaceError(f"COPY started as {started.status.name}")
+                raise psycopg.InterfaceError(
+                    f"COPY started as {pq.ExecStatus(started.status).name}"
+                )
             view = memoryview(payload)
             try:
                 for start in range(0, len(view), COPY_PIECE):

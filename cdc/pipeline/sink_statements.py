@@ -74,24 +74,33 @@ class SinkStatements:
         trip, one wake-up of the backend), the row read by psycopg's loaders; the
         transaction is then open as psycopg's own would be (it reads the connection's
         status), and psycopg commits or rolls it back."""
-        pgconn = conn.pgconn
         if (
             conn.autocommit
-            or pgconn.transaction_status != pq.TransactionStatus.IDLE
+            or conn.pgconn.transaction_status != pq.TransactionStatus.IDLE
             or not self.begin_lock_head
         ):
             return conn.execute(self.lock_head).fetchone()
         with conn.lock:
-            pgconn.send_query(self.begin_lock_head)
-            results = conn.wait(execute(pgconn))
-        for result in results:
-            if result.status == pq.ExecStatus.FATAL_ERROR:
-                raise errors.error_from_result(result, encoding=conn.info.encoding)
-        rows = results[-1]
+            rows = simple_query(conn, self.begin_lock_head)[-1]
         if rows.status != pq.ExecStatus.TUPLES_OK:
-            raise psycopg.InterfaceError(f"the chain head's lock returned {rows.status.name}")
+            raise psycopg.InterfaceError(
+                f"the chain head's lock returned {pq.ExecStatus(rows.status).name}"
+            )
         if not rows.ntuples:
             return None
         loader = Transformer(conn)
         loader.set_pgresult(rows)
         return loader.load_row(0, tuple)
+
+
+def simple_query(conn: psycopg.Connection[Any], query: bytes) -> list[pq.abc.PGresult]:
+    """Send ``query`` through libpq as one simple query (its statements in one round trip) and
+    wait for its results, up to a COPY's start; a failed statement raises psycopg's own error
+    for it (its SQLSTATE, its diagnostics). The caller holds ``conn.lock``."""
+    pgconn = conn.pgconn
+    pgconn.send_query(query)
+    results: list[pq.abc.PGresult] = conn.wait(execute(pgconn))
+    for result in results:
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            raise errors.error_from_result(result, encoding=conn.info.encoding)
+    return results
