@@ -5,6 +5,7 @@ machines are too noisy for that, and the numbers of a tiny run mean nothing."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -104,7 +105,10 @@ def test_compare_runs_both_versions_on_the_same_changes_and_finds_equal_records(
         assert ref["changes"] == head["changes"] == drain["row_changes"] > 0
         assert ref["records"] == head["records"] > 0
         for side in (ref, head):
-            assert side["daemon_cpu_us_per_change"] > 0
+            # measured: the drain's CPU and the empty drain's (start-up) beside it; their
+            # difference over a 3,000-change drain is within the noise, so not its sign
+            assert side["cpu_s"] > 0 and side["floor_cpu_s"] > 0
+            assert math.isfinite(side["daemon_cpu_us_per_change"])
             assert side["sink_backend_cpu_s"] > 0
     records = results["drain"]["records"]
     assert records["different_columns"] == [], records
