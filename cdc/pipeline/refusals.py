@@ -36,16 +36,27 @@ def is_row_error(exc: psycopg.Error) -> bool:
 COPY_LINE = re.compile(r"\bCOPY \S+, line (\d+)")
 
 
-def sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
-    """One line naming the change the sink refused (COPY's error context gives its line), or
-    the batch when the failure is not a row's."""
-    message = server_message(exc)
+def connection_lost(exc: psycopg.Error) -> ConnectError | None:
+    """The sink's connection gone (closed, or its session terminated), as the error a caller
+    reconnects after; None when ``exc`` is anything else."""
     if isinstance(exc, psycopg.OperationalError) and (
         exc.sqlstate is None
         or exc.sqlstate.startswith("08")
         or exc.sqlstate in ("57P01", "57P02", "57P03")
     ):
-        return ConnectError(f"sink connection lost: {message}; nothing was acknowledged")
+        return ConnectError(
+            f"sink connection lost: {server_message(exc)}; nothing was acknowledged"
+        )
+    return None
+
+
+def sink_failure(flush: Flush, exc: psycopg.Error) -> CdcError:
+    """One line naming the change the sink refused (COPY's error context gives its line), or
+    the batch when the failure is not a row's."""
+    lost = connection_lost(exc)
+    if lost is not None:
+        return lost
+    message = server_message(exc)
     where = ""
     line = refused_line(exc)
     if line is not None and 0 < line <= len(flush.records):

@@ -60,6 +60,7 @@ from cdc.pipeline.copy_lines import (
 )
 from cdc.pipeline.refusals import (
     MAX_PARKED_PER_FLUSH,
+    connection_lost,
     is_row_error,
     park_refused,
     refused_line,
@@ -137,13 +138,13 @@ class Sink:
             )
             self._format.read_types(self._conn)
             self._conn.commit()
+            self._format.render(self._conn)
+            self._sql.render(self._conn)
         except psycopg.Error as exc:
             raise ConnectError(
                 f"cannot connect to the sink database {describe_target(self._dsn)}: "
                 f"{connect_failure(exc, self._dsn)}; check [sink] dsn or CDC_SINK_DSN"
             ) from None
-        self._format.render(self._conn)
-        self._sql.render(self._conn)
         if self.hash_chain:
             self._open_chain()
 
@@ -156,21 +157,28 @@ class Sink:
             if head is not None:
                 self._predicted = ChainHead(bytes(head[0]), int(head[1]))
         except psycopg.errors.UndefinedTable:
-            conn.rollback()
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
             raise SinkError(
                 f"the activity store {self.schema} has no hash chain yet "
                 f'({self.schema}.{self.table}_chain_head is missing); run "cdc setup"'
             ) from None
         except psycopg.errors.InsufficientPrivilege as exc:
-            conn.rollback()
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
             raise SinkError(
                 f"{exc.diag.message_primary}; the hash chain needs SELECT, UPDATE on "
                 f"{self.schema}.{self.table}_chain_head: grant what "
                 '"cdc setup --print-role-sql" lists'
             ) from None
         except psycopg.Error as exc:
-            conn.rollback()
-            raise SinkError(f"cannot prepare the hash chain: {exc}") from None
+            # The session may be gone (terminated between opening and here): then the
+            # rollback fails too, and the loss is what the caller must see, to reconnect.
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+            raise connection_lost(exc) or SinkError(
+                f"cannot prepare the hash chain: {exc}"
+            ) from None
         if head is None:
             raise SinkError(
                 f"{self.schema}.{self.table}_chain_head has no row (it holds the chain's head "
@@ -266,7 +274,7 @@ class Sink:
                 f'{describe_target(self._dsn)}; run "cdc setup"'
             ) from None
         except psycopg.Error as exc:
-            raise SinkError(f"cannot read the checkpoint: {exc}") from None
+            raise connection_lost(exc) or SinkError(f"cannot read the checkpoint: {exc}") from None
         if row is None:
             return None
         return StoredCheckpoint(Lsn.parse(row[0]), Lsn.parse(row[1]), row[2])
@@ -279,6 +287,7 @@ class Sink:
         )
         try:
             rows = self._conn.execute(query).fetchall()
+            self._conn.commit()
         except psycopg.errors.UndefinedTable:
             self._conn.rollback()
             raise SinkError(
@@ -290,7 +299,10 @@ class Sink:
                 f"{exc.diag.message_primary}; grant the daemon's role what "
                 '"cdc setup --print-role-sql" lists'
             ) from None
-        self._conn.commit()
+        except psycopg.Error as exc:
+            raise connection_lost(exc) or SinkError(
+                f"cannot read the capture modes: {exc}"
+            ) from None
         return {(schema, table): mode for schema, table, mode in rows}
 
     def _record_modes(self, conn: psycopg.Connection[Any], records: list[ActivityRecord]) -> None:
