@@ -109,6 +109,10 @@ def open_pool(settings: Settings) -> ConnectionPool[Any]:
         max_size=settings.web.pool_max_size,
         kwargs={"autocommit": True, "application_name": "activity-cdc web", "connect_timeout": 10},
         configure=_read_only,
+        # A pooled session the server ended (a restart, a failover, an idle timeout) is
+        # found on checkout and replaced, rather than failing its next request with a 503:
+        # one empty round trip per request.
+        check=ConnectionPool.check_connection,
         timeout=10.0,
         open=False,
         name="cdc-web",

@@ -340,6 +340,31 @@ def test_stats_and_health_come_from_the_rollups_and_the_checkpoint(
     assert (health["chain_intact"], health["chain_checked"]) == (True, 39)
 
 
+def test_after_the_store_ends_every_pooled_session_the_next_requests_are_served(
+    platform: Platform, api: httpx.Client
+) -> None:
+    """A restart or failover of the store ends the web's pooled sessions: the pool finds them
+    dead on checkout and connects again, so nobody gets an error for a store that is back."""
+    with httpx.Client(  # several sessions in the pool: concurrent requests open them
+        base_url=api.base_url, headers=api.headers, timeout=30
+    ) as other:
+        views = [
+            threading.Thread(target=client.get, args=("/api/stats",)) for client in (api, other)
+        ]
+        for view in views:
+            view.start()
+        for view in views:
+            view.join()
+    ended = platform.pg.execute(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+        "WHERE application_name = 'activity-cdc web' AND datname = current_database()"
+    )[0][0]
+    assert ended >= 1
+    answers = [api.get("/api/activity", params={"limit": 1}) for _ in range(ended + 2)]
+    assert [answer.status_code for answer in answers] == [200] * (ended + 2), answers[0].text
+    assert all(len(answer.json()["records"]) == 1 for answer in answers)
+
+
 def test_a_month_of_stats_is_counted_in_days_by_the_reader_role(
     platform: Platform, api: httpx.Client
 ) -> None:
