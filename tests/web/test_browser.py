@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from playwright.sync_api import expect
+from psycopg import sql
 
 from cdc.web.server import WebServer
 from tests.web.conftest import SCRIPT, TOKEN, Platform
@@ -163,6 +165,45 @@ def test_monitor_sign_in_filter_search_detail_history_live_export(
     exported = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"))))
     assert len(exported) == 37 and {r["table_name"] for r in exported} == {"investors"}
     _screenshot(page, "monitor")
+
+
+def test_live_mode_waits_out_a_store_that_goes_away_and_takes_up_where_it_stopped(
+    browser: Any, server: WebServer, platform: Platform
+) -> None:
+    """A restart of the store under an open monitor: the live view fails, the server refuses
+    new ones (503) while the database takes no connections, and live mode stays on, says it is
+    paused, tries again with a growing wait, and resumes from where it stopped."""
+    context = browser.new_context(base_url=server.access.url)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    admin = psycopg.connect(platform.pg.server.dsn, autocommit=True)  # not the test database
+    database = sql.Identifier(platform.pg.name)
+    try:
+        sign_in(page)
+        page.wait_for_selector("#list .record")
+        page.check("#live")
+        expect(page.locator("#status")).to_contain_text("live: new records")
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(database))
+        admin.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE application_name = 'activity-cdc web' AND datname = %s",
+            (platform.pg.name,),
+        )
+        # the view's poll fails, its reconnect waits out the pool's 10 s and gets a 503
+        expect(page.locator("#status")).to_contain_text("live paused", timeout=60_000)
+        assert page.locator("#live").is_checked()
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(database))
+        expect(page.locator("#status")).to_contain_text("live: new records", timeout=60_000)
+        platform.commit("INSERT INTO investors VALUES (501, 'Back Again', 'pending', NULL, '8')")
+        expect(page.locator("#list .record .c-entity").first).to_have_text("investor 501")
+        assert page.locator("#list .record .c-entity", has_text="investor 501").count() == 1
+        assert errors == []
+    finally:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(database))
+        admin.close()
+        context.close()
 
 
 def test_dashboard_shows_counts_trend_chart_and_health(page: Any, platform: Platform) -> None:

@@ -11,6 +11,7 @@ const ROW_HEIGHT = 28;  // px; the list draws only the rows in view (and a few a
 const PAGE = 200;
 const OVERSCAN = 10;
 const HELD_ROWS = 200000;  // rows held by the page at most (~60 MB): past that, narrow the filter
+const LIVE_RETRY_MAX_S = 30;  // a paused live mode tries again after 2 s, 4 s, ... up to this
 
 const state = {
   rows: [],          // compact rows (no old/new/changes): the list holds many
@@ -19,6 +20,8 @@ const state = {
   loading: false,
   generation: 0,     // bumps on every new filter: late answers of an old one are dropped
   source: null,      // the EventSource of live mode
+  liveTimer: 0,      // a paused live mode's next try
+  liveTries: 0,      // refused tries in a row: the wait grows with them
   selected: null,    // position of the record shown in the detail pane
   fresh: new Set(),  // positions that arrived live (highlighted)
 };
@@ -186,18 +189,44 @@ function startLive() {
     describeCount();
   });
   source.addEventListener("failure", (event) => status(JSON.parse(event.data), true));
+  source.onopen = () => {
+    state.liveTries = 0;
+    describeCount();
+  };
   source.onerror = () => {
     if (source.readyState !== EventSource.CLOSED) return;  // reconnecting by itself
-    stopLive();  // refused (too many live views open: 503) or signed out
-    status("live mode is not available now (too many open live views?); try again later", true);
+    stopLive();  // refused: signed out (401), or a 503 (the database, too many live views)
+    pauseLive();
   };
   state.source = source;
   describeCount();
 }
 
+// A live view refused. Signed out: the API call sends the page to sign-in. Otherwise (the
+// store restarting or failing over, too many live views open) live mode stays on and tries
+// again, waiting longer each time; it resumes where it stopped (state.liveFrom).
+async function pauseLive() {
+  try {
+    await cdc.api("/api/openapi.json");  // needs the session, not the database
+  } catch (error) {
+    if (error.message === "signed out") return;
+  }
+  if (!$("live").checked || state.source || state.liveTimer) return;
+  const wait = Math.min(2 * 2 ** state.liveTries, LIVE_RETRY_MAX_S);
+  state.liveTries += 1;
+  status(`live paused: the server cannot open a live view now (its database not answering, ` +
+    `or too many live views open); trying again in ${wait} s`, true);
+  state.liveTimer = setTimeout(() => {
+    state.liveTimer = 0;
+    if ($("live").checked && !state.source) startLive();
+  }, wait * 1000);
+}
+
 function stopLive() {
   if (state.source) state.source.close();
   state.source = null;
+  clearTimeout(state.liveTimer);
+  state.liveTimer = 0;
 }
 
 $("live").addEventListener("change", () => {
