@@ -109,12 +109,15 @@ class Ingest:
         started = time.monotonic()
         options = self.settings.daemon
         backoff = Backoff(options.reconnect_initial_s, options.reconnect_max_s)
-        for line in setup_store(self.settings, self.options.store_dsn).actions:
-            log.info("store: %s", line)
+        store_ready = False
         try:
             while True:
                 attempt_started = time.monotonic()
                 try:
+                    if not store_ready:  # a store that is not up yet is waited for too
+                        for line in setup_store(self.settings, self.options.store_dsn).actions:
+                            log.info("store: %s", line)
+                        store_ready = True
                     self._attempt()
                     return self.stats
                 except (ConnectError, SinkError) as exc:

@@ -24,6 +24,7 @@ from psycopg.conninfo import make_conninfo
 
 from cdc.cli.main import main
 from cdc.config import Settings
+from cdc.demo.embedded import EmbeddedPostgres
 from cdc.demo.embedded_nats import NatsCluster
 from cdc.pipeline.jetstream_broker import apply_broker, plan_broker
 from cdc.service.ingest import Ingest, IngestOptions
@@ -226,6 +227,44 @@ def test_records_through_the_stream_equal_what_the_postgres_sink_writes(
         f"{prefix}.public.accounts.delete",
         f"{prefix}.odd%20schema.odd%2Etable.insert",
     }
+
+
+def test_an_ingest_started_before_its_store_is_up_waits_for_it_and_stores_all_once(
+    nats_cluster: NatsCluster, jetstream_names: JetStreamNames, source: PgDatabase
+) -> None:
+    """The store not up yet (or restarting) when ``cdc ingest`` starts: its set-up is retried
+    with the reconnect backoff, like any lost connection, and the stream keeps the messages."""
+    pg = source
+    pg.execute(DDL)
+    via = jetstream_settings(pg, nats_cluster, jetstream_names)
+    via = via.model_copy(update={"daemon": via.daemon.model_copy(update={"reconnect_max_s": 0.5})})
+    from cdc.control.setup import setup
+
+    setup(via)
+    apply_broker(via.sink)
+    workload(pg)
+    assert drain(via).records == 1196
+    store = EmbeddedPostgres()  # its port is chosen; nothing listens there yet
+    worker = Ingest(via, IngestOptions(store_dsn=store.dsn, drain=True, batch_max=300))
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(worker.run()))
+    thread.start()
+    try:
+        _wait_for(lambda: worker.reconnects >= 2 or not thread.is_alive(), "two tries", 60)
+        assert thread.is_alive() and not results  # waiting, not failed
+        store.start()
+        thread.join(timeout=120)
+        assert len(results) == 1 and results[0].records == 1196
+        with psycopg.connect(store.dsn, autocommit=True) as conn:
+            assert conn.execute(
+                "SELECT count(DISTINCT (commit_lsn, seq)), count(*) FROM activity.records"
+            ).fetchone() == (1196, 1196)
+            chain = verify_chain(conn, "activity", "records")
+        assert chain.problem is None and chain.checked == 1196, chain.problem
+    finally:
+        worker.request_stop()
+        thread.join(timeout=60)
+        store.stop()
 
 
 def _run_cdc(config: Path, *args: str, env: dict[str, str] | None = None) -> int:
