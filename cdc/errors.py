@@ -19,7 +19,8 @@ EXIT_CODES: Final[dict[int, str]] = {
     2: "usage error (bad command-line options)",
     3: "lag over a threshold (cdc lag --max-bytes/--max-seconds)",
     4: "configuration error (bad or missing config file or values)",
-    5: "cannot connect, or the server is not set up for logical replication",
+    5: "cannot connect (or the connection was lost), or the server is not set up for logical "
+    "replication",
     6: "replication slot or publication missing, invalid or in use",
     7: "malformed replication protocol data",
     8: "the sink could not write the activity records",

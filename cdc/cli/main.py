@@ -17,7 +17,7 @@ import click
 
 from cdc import __version__
 from cdc.config import Settings, load_settings
-from cdc.errors import EXIT_CODES, CdcError
+from cdc.errors import EXIT_CODES, CdcError, ConnectError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,6 +69,9 @@ def handles_errors(func: F) -> F:
         except Exception as exc:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
+            lost = _lost_connection(exc)
+            if lost is not None:  # a restart or failover mid-command: not an internal error
+                _fail(lost, ConnectError.exit_code, "ConnectError")
             _fail(
                 f"unexpected internal error: {exc!r} (rerun with --log-level debug for the "
                 "traceback, and please report it)",
@@ -77,6 +80,22 @@ def handles_errors(func: F) -> F:
             )
 
     return wrapper  # type: ignore[return-value]
+
+
+def _lost_connection(exc: Exception) -> str | None:
+    """The one line for a database connection lost under a command (the server restarted,
+    failed over or ended the session) that no command turned into a CdcError itself."""
+    import psycopg
+
+    from cdc.retry import is_connection_loss
+
+    if not isinstance(exc, psycopg.OperationalError) or not is_connection_loss(exc):
+        return None
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return (
+        f"lost the connection to the database: {first}; the command stopped there: run it "
+        "again once the server answers"
+    )
 
 
 class State:

@@ -432,3 +432,31 @@ def test_demo_runs_end_to_end_and_shows_records() -> None:
     assert "removed the throwaway PostgreSQL" in result.output
     assert "cdc demo --serve, then open http://127.0.0.1:8080/monitor" in result.output
     assert "chain intact" in result.output
+
+
+def test_a_connection_lost_under_a_command_is_one_line_and_exit_five_not_an_internal_error(
+    pg: PgDatabase,
+) -> None:
+    """The server ends the session while a command runs (a restart, a failover) and the
+    command has no handler of its own for it: one line that says so, the ConnectError exit
+    code (5), no "please report it". Other driver errors stay internal errors (exit 1)."""
+    import click
+
+    from cdc.cli.main import handles_errors
+
+    @click.command()
+    @click.argument("statement")
+    @handles_errors
+    def run_sql(statement: str) -> None:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute(statement)
+
+    runner = CliRunner()
+    lost = runner.invoke(run_sql, ["SELECT pg_terminate_backend(pg_backend_pid())"])
+    assert lost.exit_code == 5
+    assert lost.output.count("\n") == 1 and lost.output.startswith(
+        "error: lost the connection to the database: terminating connection due to "
+        "administrator command; the command stopped there: run it again"
+    ), lost.output
+    broken = runner.invoke(run_sql, ["SELECT 1/0"])
+    assert broken.exit_code == 1 and "unexpected internal error" in broken.output
