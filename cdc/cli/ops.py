@@ -133,9 +133,15 @@ def check(state: State, as_json: bool) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object (per sample) instead of text."
 )
-@click.option("--max-bytes", type=int, help="Exit 3 when unconfirmed WAL exceeds this.")
 @click.option(
-    "--max-seconds", type=float, help="Exit 3 when the last recorded commit is older than this."
+    "--max-bytes",
+    type=click.IntRange(min=0),
+    help="Exit 3 when unconfirmed WAL exceeds this.",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=0),
+    help="Exit 3 when the last recorded commit is older than this.",
 )
 @click.option(
     "--watch",

@@ -98,6 +98,9 @@ def test_lag_reports_bytes_and_time_and_exits_three_over_a_threshold(
     assert after["seconds_since_last_recorded_commit"] < 600
     code, out = cdc(config, "lag", "--max-seconds", "0")
     assert code == 3
+    for negative in (["--max-bytes", "-1"], ["--max-seconds", "-5"]):
+        code, out = cdc(config, "lag", *negative)
+        assert code == 2 and "is not in the range" in out, out
 
 
 def test_bad_config_is_one_line_naming_the_file_and_field(tmp_path: Path) -> None:
