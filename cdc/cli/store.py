@@ -48,7 +48,10 @@ def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
-    return _usage(param, parse_duration, value)
+    length = _usage(param, parse_duration, value)
+    if length <= timedelta(0):
+        raise click.BadParameter(f"{value!r} is no window: give a duration above zero", param=param)
+    return length
 
 
 def _cursor(ctx: click.Context, param: click.Parameter, value: str | None) -> RecordCursor | None:

@@ -143,12 +143,22 @@ def parse_iso(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+# Longer durations are typing mistakes; past ~2.7 million years they overflow Python's dates.
+LONGEST_DURATION = timedelta(days=36_525)
+
+
 def parse_duration(text: str) -> timedelta:
     """``90s``, ``15m``, ``2h``, ``7d``, ``2w``. Raises ValueError."""
     match = _RELATIVE.match(text)
     if match is None:
         raise ValueError(f"{text!r} is not a duration; write it as 90s, 15m, 2h, 7d or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        length = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        length = timedelta.max
+    if length > LONGEST_DURATION:
+        raise ValueError(f"{text!r} is longer than 100 years, older than any record")
+    return length
 
 
 def parse_moment(text: str, now: datetime) -> datetime:

@@ -607,6 +607,11 @@ def test_partitions_reports_records_waiting_in_the_default_partition(
         (["activity", "--severity", "loud"], "'loud' is not one of"),
         (["stats", "--since", "3 days"], "'3 days' is not a duration"),
         (["stats", "--by", "colour"], "'colour' is not one of"),
+        (["stats", "--since", "0m"], "'0m' is no window"),
+        (["stats", "--since", "99999999d"], "longer than 100 years"),
+        (["activity", "--since", "99999999d"], "longer than 100 years"),
+        (["activity", "--until", "9999999999999999999999w"], "longer than 100 years"),
+        (["verify-chain", "--since", "99999999d"], "longer than 100 years"),
     ],
 )
 def test_a_bad_option_is_a_usage_error_that_says_what_is_expected(

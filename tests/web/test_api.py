@@ -432,6 +432,8 @@ def test_every_route_refuses_a_request_without_the_token(server: WebServer) -> N
         ("/api/activity?colour=red", "colour"),
         ("/api/activity?min_severity=info&severity=", "severity"),
         ("/api/stats?since=0m", "longer than zero"),
+        ("/api/stats?since=99999999d", "longer than 100 years"),
+        ("/api/activity?since=99999999d", "longer than 100 years"),
         ("/api/stats?by=colour", "by"),
         ("/api/record?lsn=zz&seq=1", "not an LSN"),
         ("/api/activity/export?format=xml", "format"),
