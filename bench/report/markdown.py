@@ -120,7 +120,8 @@ def _write(section: Section) -> list[str]:
         *_table(["mode", "TPS", "x none", "p50 ms", "p99 ms", "changes/txn", "WAL B/txn"], rows),
         f"CDC daemon during its runs: {_num(cdc.get('daemon_cpu_share'), 2)} of a core; "
         f"{_num(cdc.get('daemon_lag_bytes_at_end'))} bytes behind when the workload stopped, "
-        f"caught up {_num(cdc.get('daemon_catch_up_s'), 2)} s later.",
+        f"caught up {_num(cdc.get('daemon_catch_up_s'), 2)} s later; "
+        f"{_num(cdc.get('records_per_sink_transaction'), 1)} records per sink transaction.",
         "",
         *_database_cpu(section),
     ]

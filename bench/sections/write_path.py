@@ -143,6 +143,7 @@ def _run_mode(
                 else {}
             )
             changes_before = platform_change_counts(conn)
+            stored_before = _sink_transactions(store) if store is not None else (0, 0)
             wal_before = insert_lsn(conn)
             cpu_before = daemon.usage_now() if daemon else None
             backends_before = backend_cpu_s(backends)
@@ -168,6 +169,10 @@ def _run_mode(
                 )
                 assert store is not None
                 run["daemon_catch_up_s"] = round(wait_recorded(store, commit_marker(conn)), 3)
+                records, transactions = _sink_transactions(store)
+                run["records_per_sink_transaction"] = round(
+                    (records - stored_before[0]) / max(transactions - stored_before[1], 1), 1
+                )
                 if cpu_before and cpu_after:
                     run["daemon_cpu_share"] = round(
                         (cpu_after.cpu_s - cpu_before.cpu_s) / max(result.duration_s, 1e-9), 3
@@ -206,6 +211,15 @@ def _run_mode(
                 recvlogical.terminate()
                 recvlogical.wait(timeout=30)
     return run
+
+
+def _sink_transactions(store: psycopg.Connection[Any]) -> tuple[int, int]:
+    """Records in the mode's store and the sink transactions that wrote them (``recorded_at``
+    is the sink transaction's ``now()``: one value per transaction)."""
+    row = store.execute(
+        "SELECT count(*), count(DISTINCT recorded_at) FROM activity.records"
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -289,6 +303,7 @@ def _summarise(ctx: BenchContext, runs: dict[str, list[dict[str, Any]]]) -> dict
             "walsender_cpu_us_per_change",
             "sink_backend_cpu_us_per_change",
             "daemon_cpu_us_per_change",
+            "records_per_sink_transaction",
         ):
             summary[mode][key] = _median_of(cdc_runs, key)
     # the floor: what decoding alone costs the walsender with a consumer that does nothing

@@ -58,6 +58,10 @@ def test_quick_benchmark_writes_every_section_and_both_reports(tmp_path: Path) -
     # the floor: pg_recvlogical's walsender decoded the same workload, and was measured
     assert results["write"]["database_cpu_per_change"]["walsender_floor_us"] > 0
     assert results["write"]["modes"]["recvlogical"]["tps"] > 0
+    # every CDC run wrote its records in sink transactions the store counts
+    for mode in ("cdc", "cdc_apart"):
+        assert results["write"]["modes"][mode]["records_per_sink_transaction"] >= 1
+    assert "records per sink transaction" in (out / "results.md").read_text()
     latency = results["latency"]["loads"]["500"]
     assert latency["source_txn_p99_ms"] > 0  # the source's own transactions, for comparison
     for run in results["latency"]["runs"]["500"]:
