@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from cdc.config import Settings
 from cdc.errors import CdcError, ConnectError
 from cdc.pipeline.activity import ActivityRecord
 from cdc.pipeline.batching import Flush
@@ -23,7 +22,7 @@ from cdc.pipeline.sink_statements import SinkStatements
 from cdc.retry import is_connection_loss
 from cdc.store.chain import verify_chain
 from tests.fix_pg import PgDatabase
-from tests.integration.helpers import setup_and_settings
+from tests.integration.test_sink_flush_end import store  # noqa: F401  (the store's fixture)
 from tests.integration.test_store import (
     _fresh_lsns,  # noqa: F401  (the autouse fixture of made-up LSNs)
     checkpoint_of,
@@ -33,17 +32,10 @@ from tests.integration.test_store import (
 
 pytestmark = pytest.mark.integration
 
-DDL = "CREATE TABLE public.accounts (id bigint PRIMARY KEY, email text, balance numeric);"
-TABLES = [{"name": "public.accounts", "entity_type": "account", "category": "account"}]
 SINK_SESSIONS = (
     "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
     "WHERE application_name = 'activity-cdc sink' AND datname = %s"
 )
-
-
-@pytest.fixture
-def store(pg: PgDatabase) -> Settings:
-    return setup_and_settings(pg, DDL, TABLES)
 
 
 def _sink(pg: PgDatabase) -> Sink:
@@ -54,8 +46,9 @@ def _keys(records: list[ActivityRecord]) -> set[tuple[str, int]]:
     return {(record.commit_lsn, record.seq) for record in records}
 
 
+@pytest.mark.usefixtures("store")
 def test_a_session_terminated_between_opening_and_reading_the_chain_head_is_a_lost_connection(
-    pg: PgDatabase, store: Settings, monkeypatch: pytest.MonkeyPatch
+    pg: PgDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The window the JetStream chaos run hit once: the session opened, then terminated before
     the chain's head is read. The failed read's rollback cannot reach the server either."""
@@ -85,8 +78,9 @@ def test_a_session_terminated_between_opening_and_reading_the_chain_head_is_a_lo
     assert pg.execute("SELECT count(*) FROM activity.records")[0][0] == 3
 
 
+@pytest.mark.usefixtures("store")
 def test_sessions_terminated_at_random_moments_fail_as_lost_connections_and_lose_nothing(
-    pg: PgDatabase, store: Settings
+    pg: PgDatabase,
 ) -> None:
     """A second session terminates the sink's at random moments (every 0.5-20 ms) while the
     sink opens, writes chunks, commits and stores checkpoints, over and over. Every failure is
