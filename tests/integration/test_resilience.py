@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -295,6 +296,59 @@ def test_daemon_reconnects_after_the_server_restarts_mid_stream_and_loses_nothin
         drain(settings)  # whatever the stop left in flight
         assert assert_every_event_recorded_exactly_once(dsn) > 200
         query(dsn, "SELECT pg_drop_replication_slot('resilience')")
+
+
+def test_sessions_ended_every_few_milliseconds_never_stop_the_daemon_and_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    """Every session of the daemon (its walsender, its sink, its control connections) ended by
+    the server at random moments, 5-300 ms apart, for 20 s, while a writer commits: each is a
+    reconnect, whatever the daemon was doing (opening, streaming, writing, committing); the
+    process never exits on its own, and every event is recorded exactly once."""
+    with EmbeddedPostgres() as server:
+        dsn = server.dsn
+        query(dsn, EVENTS)
+        settings = settings_for(dsn, "ended", "ended", [{"name": "public.events"}])
+        setup(settings)
+        config = write_config(
+            tmp_path / "cdc.toml",
+            dsn,
+            "ended",
+            "ended",
+            "[batch]\nmax_rows = 200\nmax_delay_ms = 50\n"
+            "[daemon]\nreconnect_initial_s = 0.05\nreconnect_max_s = 0.3\n"
+            "[[tables]]\nname = 'public.events'\n",
+        )
+        stop = threading.Event()
+        ended: list[int] = []
+
+        def end_sessions() -> None:
+            rng = random.Random(5)
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                while not stop.wait(rng.uniform(0.005, 0.3)):
+                    row = admin.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name LIKE 'activity-cdc%%'"
+                    ).fetchone()
+                    ended.append(int(row[0]) if row else 0)
+
+        with daemon_process(config, tmp_path / "daemon.log") as daemon, Writer(dsn) as writer:
+            ender = threading.Thread(target=end_sessions)
+            ender.start()
+            try:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and daemon.proc.poll() is None:
+                    time.sleep(0.2)
+            finally:
+                stop.set()
+                ender.join()
+            writer.stop()
+            assert daemon.proc.poll() is None, daemon.output()[-3000:]  # still running
+            assert daemon.stop() == 0, daemon.output()[-3000:]
+        assert sum(ended) > 40 and writer.committed > 100
+        assert "unexpected internal error" not in daemon.output()
+        drain(settings)
+        assert assert_every_event_recorded_exactly_once(dsn) > 100
 
 
 # -- hot standby ---------------------------------------------------------------------------------
