@@ -143,7 +143,8 @@ def parse_iso(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-# Longer durations are typing mistakes; past ~2.7 million years they overflow Python's dates.
+# Longer durations are typing mistakes; past ~2,000 years ``now - duration`` is before year 1
+# (an OverflowError), and past ~2.7 million years timedelta itself overflows.
 LONGEST_DURATION = timedelta(days=36_525)
 
 
