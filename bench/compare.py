@@ -45,7 +45,7 @@ from bench.process_probe import UsageSampler, read_usage
 from bench.recvlogical import run_pg_recvlogical
 from bench.server import BenchServer
 from bench.sizes import Sizes
-from bench.slots import copy_slot, insert_lsn
+from bench.slots import copy_slot, insert_lsn, sink_transactions
 from bench.stats import median, ratio
 from bench.workload import PLATFORM_MIX, PgbenchOptions, run_pgbench
 
@@ -564,13 +564,8 @@ def _write_mode(
 
 
 def _sink_transactions(ctx: BenchContext, mode: str) -> tuple[int, int]:
-    """Records in a side's store, and the sink transactions that wrote them (recorded_at is
-    now() of the sink transaction: one value per transaction)."""
     with ctx.server.connect(sink_db_of(mode)) as sink:
-        row = sink.execute(
-            "SELECT count(*), count(DISTINCT recorded_at) FROM activity.records"
-        ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+        return sink_transactions(sink)
 
 
 def _wait_caught_up(

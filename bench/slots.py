@@ -129,3 +129,12 @@ def wait_sent(
         interval_s=0.01,
         failure=f"slot {slot} was not sent {target_lsn} within {timeout_s}s",
     )
+
+
+def sink_transactions(store: psycopg.Connection[Any]) -> tuple[int, int]:
+    """Records in a store and the sink transactions that wrote them (``recorded_at`` is the
+    sink transaction's ``now()``: one value per transaction)."""
+    row = store.execute(
+        "SELECT count(*), count(DISTINCT recorded_at) FROM activity.records"
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)

@@ -46,6 +46,7 @@ from bench.slots import (
     confirmed_flush,
     insert_lsn,
     lsn_bytes,
+    sink_transactions,
     wait_recorded,
     wait_sent,
 )
@@ -143,7 +144,7 @@ def _run_mode(
                 else {}
             )
             changes_before = platform_change_counts(conn)
-            stored_before = _sink_transactions(store) if store is not None else (0, 0)
+            stored_before = sink_transactions(store) if store is not None else (0, 0)
             wal_before = insert_lsn(conn)
             cpu_before = daemon.usage_now() if daemon else None
             backends_before = backend_cpu_s(backends)
@@ -169,7 +170,7 @@ def _run_mode(
                 )
                 assert store is not None
                 run["daemon_catch_up_s"] = round(wait_recorded(store, commit_marker(conn)), 3)
-                records, transactions = _sink_transactions(store)
+                records, transactions = sink_transactions(store)
                 run["records_per_sink_transaction"] = round(
                     (records - stored_before[0]) / max(transactions - stored_before[1], 1), 1
                 )
@@ -211,15 +212,6 @@ def _run_mode(
                 recvlogical.terminate()
                 recvlogical.wait(timeout=30)
     return run
-
-
-def _sink_transactions(store: psycopg.Connection[Any]) -> tuple[int, int]:
-    """Records in the mode's store and the sink transactions that wrote them (``recorded_at``
-    is the sink transaction's ``now()``: one value per transaction)."""
-    row = store.execute(
-        "SELECT count(*), count(DISTINCT recorded_at) FROM activity.records"
-    ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
