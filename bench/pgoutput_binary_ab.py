@@ -19,6 +19,7 @@ import psycopg
 
 from bench.cdc_process import PUBLICATION, cdc_setup
 from bench.platform_db import SeedCounts, build_template, create_platform_db
+from bench.process_probe import cpu_seconds
 from bench.recvlogical import _command
 from bench.server import BenchServer
 from bench.workload import PLATFORM_MIX, PgbenchOptions, run_pgbench
@@ -27,14 +28,6 @@ CHANGES = (
     "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del)::bigint FROM pg_stat_user_tables "
     "WHERE schemaname = 'public'"
 )
-
-
-def _cpu_s(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/schedstat", encoding="ascii") as handle:
-            return int(handle.read().split()[0]) / 1e9
-    except OSError:
-        return None
 
 
 def _drain(
@@ -56,7 +49,7 @@ def _drain(
         if pid is None and proc.poll() is not None:
             raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "exited")
     spent = 0.0
-    while (now := _cpu_s(pid)) is not None:  # the walsender exits at --endpos
+    while (now := cpu_seconds(pid)) is not None:  # the walsender exits at --endpos
         spent = now
         time.sleep(0.005)
     if proc.wait() != 0:

@@ -21,6 +21,17 @@ class ProcessUsage:
     cpu_s: float  # user + system CPU seconds at the last sample
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """The process's time on a CPU in seconds, from the scheduler's nanoseconds
+    (``/proc/<pid>/schedstat``); None once it has exited. The ticks of ``/proc/<pid>/stat``
+    (10 ms) are too coarse for the short runs the A/B benchmarks time."""
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as handle:
+            return int(handle.read().split()[0]) / 1e9
+    except OSError:
+        return None
+
+
 def read_usage(pid: int) -> ProcessUsage | None:
     """The process's VmHWM and CPU seconds now; None once it has exited."""
     try:

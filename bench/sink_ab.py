@@ -31,15 +31,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.process_probe import cpu_seconds
+
 _HERE = Path(__file__).resolve().parent.parent
 
 
 def _cpu_s(pid: int) -> float:
-    """The process's time on a CPU in seconds, from the scheduler's nanoseconds
-    (``/proc/<pid>/schedstat``): the ticks of ``/proc/<pid>/stat`` (10 ms) are too coarse for
-    the short runs of small flushes."""
-    with open(f"/proc/{pid}/schedstat", encoding="ascii") as handle:
-        return int(handle.read().split()[0]) / 1e9
+    spent = cpu_seconds(pid)
+    if spent is None:
+        raise RuntimeError(f"the server process {pid} is gone")
+    return spent
 
 
 def _document(number: int, balance: str) -> str:

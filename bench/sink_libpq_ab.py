@@ -22,14 +22,9 @@ from typing import Any
 from bench.cdc_process import cdc_setup
 from bench.platform_db import SeedCounts, build_template, create_platform_db
 from bench.server import BenchServer
-from bench.sink_ab import _records
+from bench.sink_ab import _cpu_s, _records
 from cdc.pipeline.copy_lines import ChainHead
 from cdc.pipeline.sink import Sink
-
-
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/schedstat", encoding="ascii") as handle:
-        return int(handle.read().split()[0]) / 1e9
 
 
 def main() -> None:
