@@ -48,7 +48,7 @@ from cdc.errors import CdcError, ConnectError
 from cdc.store import Store, activity_stats
 from cdc.store.health import pipeline_health, readable_tables
 from cdc.web import models
-from cdc.web.auth import SESSION_COOKIE, Sessions, TokenCheck
+from cdc.web.auth import SESSION_COOKIE, Sessions, TokenCheck, Verdict
 from cdc.web.params import (
     ExportParams,
     HistoryParams,
@@ -182,17 +182,31 @@ def _one_line(exc: RequestValidationError) -> str:
 
 def _authenticated(request: Request) -> None:
     web: Web = request.app.state.web
-    header = request.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() == "bearer" and credentials and web.tokens.accepts(credentials.strip()):
-        return
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie and web.sessions.valid(cookie):
         return
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        verdict = web.tokens.verdict(credentials.strip())
+        if verdict is Verdict.ACCEPTED:
+            return
+        if verdict is Verdict.BUSY:
+            raise _busy(web)
     raise HTTPException(
         401,
         "sign in: send Authorization: Bearer <token> (CDC_WEB_TOKEN)",
         headers={"WWW-Authenticate": 'Bearer realm="activity-cdc"'},
+    )
+
+
+def _busy(web: Web) -> HTTPException:
+    """A new token before the next one may be checked (cdc.web.auth, DERIVE_INTERVAL_S)."""
+    after = web.tokens.retry_after_s()
+    return HTTPException(
+        429,
+        f"too many new tokens tried: try again in {after} s",
+        headers={"Retry-After": str(after)},
     )
 
 
@@ -217,7 +231,10 @@ def _session_routes(app: FastAPI, web: Web) -> None:
     @app.post("/api/session", tags=["session"], status_code=204)
     def sign_in(body: SessionRequest, request: Request) -> Response:
         """The pages' sign-in: the token in, a session cookie out (HttpOnly, SameSite=Strict)."""
-        if not web.tokens.accepts(body.token):
+        verdict = web.tokens.verdict(body.token)
+        if verdict is Verdict.BUSY:
+            raise _busy(web)
+        if verdict is not Verdict.ACCEPTED:
             raise HTTPException(401, "wrong token")
         response = Response(status_code=204)
         response.set_cookie(

@@ -14,9 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from enum import Enum
 
 PBKDF2_ITERATIONS = 600_000  # OWASP's figure for PBKDF2-HMAC-SHA256 (2023)
 SESSION_COOKIE = "cdc_session"
@@ -44,16 +48,40 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class Verdict(Enum):
+    """What :meth:`TokenCheck.verdict` made of a token."""
+
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    BUSY = "busy"  # a new candidate before the next derivation is allowed: not checked
+
+
+# A wrong token costs a PBKDF2 derivation, ~0.3 s of a core by design, until the right one has
+# been seen once. Unchecked, a script retrying a stale token or anyone who can reach the port
+# would spend the database host's CPU at will (one core per ~3 requests/s). So a token already
+# refused is refused from memory, and a new candidate is derived at most once per
+# DERIVE_INTERVAL_S: in between, BUSY (HTTP 429 with Retry-After).
+DERIVE_INTERVAL_S = 1.0
+REFUSED_MEMORY = 1024  # digests of refused tokens kept (the oldest forgotten first)
+
+
 @dataclass
 class TokenCheck:
     """Accepts the one token: given in clear (from the environment) or as a PBKDF2 hash.
 
     Checking a hash costs PBKDF2's ~0.3 s on purpose; a token that passed once is remembered
-    as its SHA-256 so that the next requests cost a hash, not a derivation."""
+    as its SHA-256 so that the next requests cost a hash, not a derivation; one that failed is
+    remembered too, and new ones are derived at most once per ``derive_interval_s``."""
 
     token: str | None = None
     token_hash: str | None = None
+    derive_interval_s: float = DERIVE_INTERVAL_S
+    derivations: int = 0  # PBKDF2 derivations run (what the throttle bounds)
     _accepted: bytes | None = field(default=None, repr=False)
+    _refused: OrderedDict[bytes, None] = field(default_factory=OrderedDict, repr=False)
+    _next_derivation: float = field(default=0.0, repr=False)
+    _pending: dict[bytes, threading.Event] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if (self.token is None) == (self.token_hash is None):
@@ -61,19 +89,59 @@ class TokenCheck:
         if self.token is not None:
             self._accepted = hashlib.sha256(self.token.encode()).digest()
 
-    def accepts(self, candidate: str) -> bool:
+    def accepts(self, candidate: str, now: float | None = None) -> bool:
+        return self.verdict(candidate, now) is Verdict.ACCEPTED
+
+    def verdict(self, candidate: str, now: float | None = None) -> Verdict:
         digest = hashlib.sha256(candidate.encode()).digest()
-        if self._accepted is not None:
-            return hmac.compare_digest(digest, self._accepted)
+        with self._lock:
+            if self._accepted is not None:
+                accepted = hmac.compare_digest(digest, self._accepted)
+                return Verdict.ACCEPTED if accepted else Verdict.REFUSED
+            if digest in self._refused:
+                return Verdict.REFUSED
+            pending = self._pending.get(digest)
+            if pending is None:
+                now = time.monotonic() if now is None else now
+                if now < self._next_derivation:
+                    return Verdict.BUSY
+                self._next_derivation = now + self.derive_interval_s
+                self.derivations += 1
+                self._pending[digest] = threading.Event()
+        if pending is not None:
+            # The same token is being checked for another request (scripts started together
+            # with the right token): its answer, not a 429.
+            pending.wait()
+            with self._lock:
+                accepted = self._accepted is not None and hmac.compare_digest(
+                    digest, self._accepted
+                )
+            return Verdict.ACCEPTED if accepted else Verdict.REFUSED
+        try:
+            return self._derive(candidate, digest)
+        finally:
+            with self._lock:
+                self._pending.pop(digest).set()
+
+    def _derive(self, candidate: str, digest: bytes) -> Verdict:
         assert self.token_hash is not None
         _scheme, iterations, salt, expected = self.token_hash.split("$")
         derived = hashlib.pbkdf2_hmac(
             "sha256", candidate.encode(), bytes.fromhex(salt), int(iterations)
         )
-        if hmac.compare_digest(derived, bytes.fromhex(expected)):
-            self._accepted = digest
-            return True
-        return False
+        with self._lock:
+            if hmac.compare_digest(derived, bytes.fromhex(expected)):
+                self._accepted = digest
+                return Verdict.ACCEPTED
+            self._refused[digest] = None
+            if len(self._refused) > REFUSED_MEMORY:
+                self._refused.popitem(last=False)
+            return Verdict.REFUSED
+
+    def retry_after_s(self, now: float | None = None) -> int:
+        """Whole seconds until a new candidate is derived again (at least 1)."""
+        now = time.monotonic() if now is None else now
+        return max(1, math.ceil(self._next_derivation - now))
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from pydantic import ValidationError
 
 from cdc.config import settings_from_mapping
 from cdc.errors import ConfigError
-from cdc.web.auth import Sessions, TokenCheck, hash_token, is_loopback
+from cdc.web.auth import REFUSED_MEMORY, Sessions, TokenCheck, Verdict, hash_token, is_loopback
 from cdc.web.params import PageParams, StatsParams
 from cdc.web.server import access_for
 
@@ -21,7 +23,7 @@ CONFIG: dict[str, Any] = {"source": {"dsn": "host=db"}, "tables": [{"name": "pub
 
 def test_a_hashed_token_accepts_the_token_only_and_fits_the_config() -> None:
     line = hash_token("s3cret", iterations=1000)
-    check = TokenCheck(token_hash=line)
+    check = TokenCheck(token_hash=line, derive_interval_s=0)
     assert not check.accepts("s3cre") and not check.accepts("s3cret ")
     assert check.accepts("s3cret") and check.accepts("s3cret")  # the second from memory
     assert not check.accepts("other")
@@ -29,6 +31,80 @@ def test_a_hashed_token_accepts_the_token_only_and_fits_the_config() -> None:
     assert settings.web.token_hash == line
     with pytest.raises(ConfigError, match=r"web\.token_hash"):
         settings_from_mapping({**CONFIG, "web": {"token_hash": "s3cret"}}, env={})
+
+
+def test_a_hashed_token_is_derived_at_most_once_per_interval_and_a_refusal_is_remembered() -> None:
+    check = TokenCheck(token_hash=hash_token("s3cret", iterations=1000), derive_interval_s=5)
+    assert check.verdict("stale", now=100) is Verdict.REFUSED and check.derivations == 1
+    # a script retrying its stale token costs a hash, not a derivation, whenever it comes
+    assert check.verdict("stale", now=100.1) is Verdict.REFUSED
+    assert check.verdict("stale", now=200) is Verdict.REFUSED and check.derivations == 1
+    # new candidates: one derivation per interval, the rest are not checked
+    assert check.verdict("guess1", now=200) is Verdict.REFUSED and check.derivations == 2
+    assert check.verdict("guess2", now=201) is Verdict.BUSY
+    assert check.verdict("s3cret", now=204.9) is Verdict.BUSY  # the right one waits too
+    assert check.retry_after_s(now=204.2) == 1 and check.retry_after_s(now=201) == 4
+    assert not check.accepts("s3cret", now=204.9) and check.derivations == 2
+    assert check.verdict("s3cret", now=205) is Verdict.ACCEPTED and check.derivations == 3
+    # once the token was seen, every check is a hash: never busy, never derived
+    assert check.verdict("guess3", now=205) is Verdict.REFUSED
+    assert check.verdict("s3cret", now=205) is Verdict.ACCEPTED and check.derivations == 3
+
+
+@pytest.mark.parametrize("token", ["s3cret", "wrong"])
+def test_requests_with_the_token_being_checked_wait_for_its_answer_not_a_429(token: str) -> None:
+    # scripts started together with one token: one derivation, the same answer for all
+    check = TokenCheck(token_hash=hash_token("s3cret", iterations=300_000), derive_interval_s=60)
+    verdicts: list[Verdict] = []
+    first = threading.Thread(target=lambda: verdicts.append(check.verdict(token)))
+    first.start()
+    while check.derivations == 0:  # the first request is deriving
+        time.sleep(0.001)
+    others = [check.verdict(token) for _ in range(3)]
+    first.join()
+    expected = Verdict.ACCEPTED if token == "s3cret" else Verdict.REFUSED
+    assert verdicts == [expected] and others == [expected] * 3
+    assert check.derivations == 1
+    assert check.verdict("another") is (
+        Verdict.REFUSED if expected is Verdict.ACCEPTED else Verdict.BUSY
+    )
+
+
+def test_the_refused_tokens_remembered_are_bounded() -> None:
+    check = TokenCheck(token_hash=hash_token("s3cret", iterations=10), derive_interval_s=0)
+    for number in range(REFUSED_MEMORY + 1):
+        assert check.verdict(f"wrong{number}", now=0) is Verdict.REFUSED
+    assert check.derivations == REFUSED_MEMORY + 1
+    check.verdict(f"wrong{REFUSED_MEMORY}", now=0)  # the newest: remembered
+    assert check.derivations == REFUSED_MEMORY + 1
+    check.verdict("wrong0", now=0)  # the oldest: forgotten, derived again
+    assert check.derivations == REFUSED_MEMORY + 2
+
+
+def test_a_token_in_clear_is_never_busy_and_never_derived() -> None:
+    check = TokenCheck(token="t0k")
+    verdicts = {check.verdict(f"wrong{n}", now=0) for n in range(50)}
+    assert verdicts == {Verdict.REFUSED} and check.accepts("t0k", now=0)
+    assert check.derivations == 0
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["right", "a", "b", "c", "d"]), st.floats(0, 3)),
+        max_size=40,
+    )
+)
+def test_any_sequence_of_tokens_derives_at_most_once_per_interval_and_never_lies(
+    attempts: list[tuple[str, float]],
+) -> None:
+    check = TokenCheck(token_hash=hash_token("right", iterations=1), derive_interval_s=2)
+    now = 0.0
+    for candidate, pause in attempts:
+        now += pause
+        verdict = check.verdict(candidate, now=now)
+        assert verdict is not (Verdict.ACCEPTED if candidate != "right" else Verdict.REFUSED)
+    # one derivation at the start, then at most one per whole interval
+    assert check.derivations <= 1 + now // 2
 
 
 def test_a_session_cookie_is_valid_until_it_expires_and_not_if_altered() -> None:

@@ -21,7 +21,7 @@ from cdc.store import RecordFilter, Store, open_store
 from cdc.store.chain import record_verification, verify_chain
 from cdc.store.health import pipeline_health, readable_tables
 from cdc.web.app import CONTENT_SECURITY_POLICY
-from cdc.web.auth import TokenCheck
+from cdc.web.auth import TokenCheck, Verdict, hash_token
 from cdc.web.server import Access, WebServer, serving
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings
@@ -384,6 +384,38 @@ def test_health_leaves_out_what_the_reader_may_not_read(platform: Platform) -> N
         health = pipeline_health(store)
     assert health.dead_letters is None and health.chain_position == 39
     assert health.records_last_hour == 39 and health.slot is not None
+
+
+def test_new_wrong_tokens_against_a_token_hash_cost_one_derivation_then_a_429(
+    platform: Platform,
+) -> None:
+    # [web] token_hash: each new wrong token would cost a PBKDF2 derivation (~0.3 s of a core)
+    tokens = TokenCheck(token_hash=hash_token(TOKEN, iterations=1000), derive_interval_s=60)
+    access = Access("127.0.0.1", free_port(), tokens)
+    with serving(platform.reader, access), httpx.Client(base_url=access.url) as anonymous:
+        stale = anonymous.get("/api/activity", headers={"Authorization": "Bearer stale"})
+        assert stale.status_code == 401 and "sign in" in stale.json()["error"]
+        for guess in ("guess1", "guess2"):
+            busy = anonymous.get("/api/stats", headers={"Authorization": f"Bearer {guess}"})
+            assert busy.status_code == 429
+            assert 1 <= int(busy.headers["retry-after"]) <= 60
+            assert busy.json()["error"].startswith("too many new tokens tried: try again in")
+        signing_in = anonymous.post("/api/session", json={"token": "guess3"})
+        assert signing_in.status_code == 429 and "retry-after" in signing_in.headers
+        # the stale token again: refused from memory, a 401 as before, no derivation
+        again = anonymous.get("/api/activity", headers={"Authorization": "Bearer stale"})
+        assert again.status_code == 401
+        assert tokens.derivations == 1
+        # once the interval is over the right token is derived and accepted; from then on
+        # every check is a hash: wrong tokens are 401s, never 429s
+        assert tokens.verdict(TOKEN, now=time.monotonic() + 61) is Verdict.ACCEPTED
+        right = {"Authorization": f"Bearer {TOKEN}"}
+        assert anonymous.get("/api/activity?limit=1", headers=right).status_code == 200
+        for guess in ("guess4", "guess5"):
+            wrong = anonymous.get("/api/stats", headers={"Authorization": f"Bearer {guess}"})
+            assert wrong.status_code == 401
+        assert anonymous.post("/api/session", json={"token": TOKEN}).status_code == 204
+        assert tokens.derivations == 2
 
 
 def test_every_route_refuses_a_request_without_the_token(server: WebServer) -> None:
