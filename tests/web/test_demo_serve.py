@@ -3,6 +3,7 @@ running, until it is stopped; then the cluster and the token's file are gone."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from tests.web.conftest import free_port
 pytestmark = pytest.mark.integration
 
 
-def test_demo_serve_shows_the_records_live_until_stopped() -> None:
+def test_demo_serve_shows_the_records_live_until_stopped(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     port = free_port()
     lines = run_demo(DemoOptions(duration_s=2, clients=1, serve=True, port=port))
     seen: list[str] = []
@@ -45,6 +47,9 @@ def test_demo_serve_shows_the_records_live_until_stopped() -> None:
                     break
                 time.sleep(0.5)
             assert newer["live_from"] != first["live_from"]
+        # the demo's own cluster is set up as a real one should be: nothing to warn about
+        warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert warned == []
     finally:
         # what Ctrl-C does: KeyboardInterrupt where the demo waits; its cleanup still says so
         rest: list[str] = []
