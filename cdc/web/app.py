@@ -41,6 +41,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cdc import __version__
 from cdc.config import Settings
@@ -78,6 +79,40 @@ TRANSACTION_SHOWN = 200  # records of a record's transaction shown with it
 KEEPALIVE_S = 15.0
 LIVE_RETRY_AFTER_S = 10
 HEALTH_TABLES_S = 60.0  # a refused live view: when to ask again
+# The one request body the API takes is a sign-in's token (at most 512 characters). The server
+# reads a body whole before the route sees it, and anyone who can reach the port may send one:
+# bodies are refused by their declared length, before they are read.
+MAX_BODY_BYTES = 16 * 1024
+
+
+class BodyLimit:
+    """ASGI middleware: a request that carries a body must declare its length (411) and keep
+    it under :data:`MAX_BODY_BYTES` (413). The server (h11) delivers no more than declared."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            headers = dict(scope["headers"])
+            declared = headers.get(b"content-length")
+            refusal = None
+            if declared is None and b"transfer-encoding" in headers:
+                refusal = 411, "send the request body with a Content-Length"
+            elif declared is not None and (
+                not declared.isdigit() or int(declared) > MAX_BODY_BYTES
+            ):
+                refusal = 413, f"request body over {MAX_BODY_BYTES} bytes"
+            if refusal is not None:
+                status, error = refusal
+                response = JSONResponse(
+                    {"error": error},
+                    status_code=status,
+                    headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 @dataclass
@@ -133,6 +168,7 @@ def create_app(web: Web) -> FastAPI:
         redoc_url=None,
     )
     app.state.web = web
+    app.add_middleware(BodyLimit)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:

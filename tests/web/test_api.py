@@ -9,6 +9,7 @@ import io
 import json
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -416,6 +417,34 @@ def test_new_wrong_tokens_against_a_token_hash_cost_one_derivation_then_a_429(
             assert wrong.status_code == 401
         assert anonymous.post("/api/session", json={"token": TOKEN}).status_code == 204
         assert tokens.derivations == 2
+
+
+def test_a_request_body_is_refused_by_its_declared_length_before_it_is_read(
+    server: WebServer,
+) -> None:
+    # the only body the API takes is a sign-in's token; anyone who can reach the port can send
+    # one, and the server would read it whole before any check
+    with httpx.Client(base_url=server.access.url) as anonymous:
+        huge = anonymous.post(
+            "/api/session",
+            content=json.dumps({"token": "x" * 2_000_000}),
+            headers={"Content-Type": "application/json"},
+        )
+        assert huge.status_code == 413
+        assert huge.json() == {"error": "request body over 16384 bytes"}
+        assert huge.headers["x-frame-options"] == "DENY"
+
+        def pieces() -> Iterator[bytes]:
+            yield b'{"token": '
+            yield json.dumps(TOKEN).encode() + b"}"
+
+        chunked = anonymous.post(
+            "/api/session", content=pieces(), headers={"Content-Type": "application/json"}
+        )
+        assert chunked.status_code == 411
+        assert "Content-Length" in chunked.json()["error"]
+        # a sign-in as the pages send it is unchanged
+        assert anonymous.post("/api/session", json={"token": TOKEN}).status_code == 204
 
 
 def test_every_route_refuses_a_request_without_the_token(server: WebServer) -> None:
