@@ -17,6 +17,38 @@ from cdc.metrics import Metrics
 
 log = logging.getLogger("cdc.metrics")  # log lines keep the name they had
 
+# Each connection is a thread of the daemon's process. A connection that sends nothing (a port
+# scan, a half-open probe, a slow client) would hold its thread for good, and enough of them
+# would fill the daemon with threads: a connection gets REQUEST_TIMEOUT_S to send its request,
+# and at most MAX_CONNECTIONS are served at once (more are closed unanswered; a scraper
+# tries again at its next interval).
+REQUEST_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 32
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
 
 class MetricsServer:
     """``/metrics``, ``/healthz``, ``/readyz`` on ``bind:port`` in a background thread.
@@ -44,7 +76,7 @@ class MetricsServer:
     def _listen(self) -> ThreadingHTTPServer | None:
         """The bound server; None: the port is in use."""
         try:
-            server = ThreadingHTTPServer((self._bind, self._port), self._handler)
+            server = _BoundedServer((self._bind, self._port), self._handler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return None
@@ -52,7 +84,6 @@ class MetricsServer:
                 f"cannot serve metrics on {self._bind}:{self._port}: {exc.strerror}; choose "
                 "another [metrics] port or bind"
             ) from None
-        server.daemon_threads = True
         return server
 
     @property
@@ -112,6 +143,7 @@ class MetricsServer:
 def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "activity-cdc"
+        timeout = REQUEST_TIMEOUT_S  # the connection's socket timeout (StreamRequestHandler)
 
         def do_HEAD(self) -> None:
             # what GET would answer, without the body (probes that only look at the status)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import platform
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cdc import __version__
+from cdc import __version__, metrics_http
 from cdc.config import MetricsSettings, settings_from_mapping
 from cdc.errors import ConfigError
 from cdc.metrics import Metrics, error_kinds, tally
@@ -301,3 +302,36 @@ def test_jetstream_samples_become_gauges_per_consumer(
     samples = scrape(server)
     assert samples[("activity_cdc_jetstream_up", ())] == 0
     assert samples[("activity_cdc_jetstream_stream_last_seq", ())] == 1200  # the last known
+
+
+def _closed_by_server(conn: socket.socket) -> bool:
+    conn.settimeout(5)
+    try:
+        return conn.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_connections_that_send_nothing_are_bounded_and_closed_while_scrapes_go_on(
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a port scan or a slow client must not fill the daemon with threads
+    monkeypatch.setattr(metrics_http, "REQUEST_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(metrics_http, "MAX_CONNECTIONS", 4)
+    with MetricsServer(metrics, bind="127.0.0.1", port=0) as server:
+        before = threading.active_count()
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 4  # one thread per connection served
+        # every one is closed: those over the bound at once, the others after the timeout
+        assert all(_closed_by_server(conn) for conn in idle)
+        for conn in idle:
+            conn.close()
+        deadline = time.monotonic() + 5
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() == before
+        assert get(server, "/healthz") == (200, "ok\n")
+        assert scrape(server)[("activity_cdc_streaming", ())] == 0
