@@ -334,6 +334,7 @@ def settings_from_mapping(
     if environ.get("CDC_NATS_SERVERS") and not environ.get("CDC_SINK__SERVERS"):
         servers = [url.strip() for url in environ["CDC_NATS_SERVERS"].split(",") if url.strip()]
         environ["CDC_SINK__SERVERS"] = json.dumps(servers)
+    _check_sections(origin, environ)
     for section, value in data.items():
         overridden = f"{ENV_PREFIX}{section}{ENV_NESTED_DELIMITER}".upper()
         if not isinstance(value, dict) and any(k.upper().startswith(overridden) for k in environ):
@@ -360,6 +361,29 @@ def settings_from_mapping(
             "set [source] dsn in the file or the CDC_SOURCE_DSN environment variable"
         )
     return settings
+
+
+def _check_sections(origin: str, environ: Mapping[str, str]) -> None:
+    """A ``CDC_<SECTION>__<KEY>`` variable whose section does not exist is a typo that would
+    otherwise be ignored without a word (the file's value, or the default, would apply): an
+    unknown key of a known section is refused by validation already."""
+    sections = list(Settings.model_fields)
+    for variable in environ:
+        name = variable[len(ENV_PREFIX) :]
+        if ENV_NESTED_DELIMITER not in name:
+            continue
+        section = name.split(ENV_NESTED_DELIMITER, 1)[0].lower()
+        if section not in sections:
+            close = difflib.get_close_matches(section, sections, n=1)
+            hint = (
+                f"; did you mean {ENV_PREFIX}{close[0].upper()}{ENV_NESTED_DELIMITER}...?"
+                if close
+                else ""
+            )
+            raise ConfigError(
+                f"{origin}: invalid configuration: {section}: no such section{hint} "
+                f"(from the environment: {variable})"
+            )
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

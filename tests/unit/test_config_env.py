@@ -3,6 +3,7 @@ errors that name the table, the closest valid key and the environment variable."
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -61,6 +62,24 @@ def test_variables_that_are_not_settings_are_left_alone() -> None:
     env = {"CDC_CONFIG": "x.toml", "CDC_LOG_FORMAT": "json", "CDC_REDACTION_KEY": "k",
            "CDC_FAILPOINTS": "", "PATH": "/bin"}  # fmt: skip
     assert settings_from_mapping(FILE, env=env).batch.max_rows == 100
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("CDC_SORCE__DSN", "sorce: no such section; did you mean CDC_SOURCE__...?"),
+        ("CDC_BATCHES__MAX_ROWS", "batches: no such section; did you mean CDC_BATCH__...?"),
+        ("cdc_metric__port", "metric: no such section; did you mean CDC_METRICS__...?"),
+        ("CDC_QQ__X", "qq: no such section (from the environment"),
+    ],
+)
+def test_a_variable_of_a_section_that_does_not_exist_is_refused_not_ignored(
+    variable: str, message: str
+) -> None:
+    # ignored, the file's value (or the default) would apply without a word
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        settings_from_mapping(FILE, env={variable: "9188"})
+    assert str(refused.value).endswith(f"(from the environment: {variable})")
 
 
 @pytest.mark.parametrize(("section", "key"), [(s, k) for s, k, _ in sections()])
