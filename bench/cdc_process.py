@@ -16,12 +16,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import psycopg
 
 from bench.process_probe import ProcessUsage, UsageSampler
 from cdc.sqlfiles import example_path
+
+if TYPE_CHECKING:
+    from bench.platform_db import SeedCounts
+    from bench.server import BenchServer
 
 CONFIG_PATH = example_path("platform.toml")
 SLOT = "activity_cdc"  # [source] slot of examples/platform.toml
@@ -236,3 +240,16 @@ class DaemonProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def small_platform_source(server: BenchServer, name: str) -> tuple[str, SeedCounts]:
+    """The A/B benchmarks' source: the platform seeded for 2,000 users (``SeedCounts``), a
+    database ``name`` copied from its template, ``cdc setup`` run on it. Returns its DSN and
+    the seed counts (pgbench's variables)."""
+    from bench.platform_db import SeedCounts, build_template, create_platform_db
+
+    counts = SeedCounts.for_users(2000)
+    build_template(server, counts)
+    dsn = create_platform_db(server, name)
+    cdc_setup(dsn)
+    return dsn, counts

@@ -27,8 +27,7 @@ import time
 import psycopg
 from psycopg import pq
 
-from bench.cdc_process import PUBLICATION, cdc_setup
-from bench.platform_db import SeedCounts, build_template, create_platform_db
+from bench.cdc_process import PUBLICATION, small_platform_source
 from bench.process_probe import cpu_seconds
 from bench.server import BenchServer
 from bench.workload import PLATFORM_MIX, PgbenchOptions, run_pgbench
@@ -123,10 +122,7 @@ def main() -> None:
         return
     server = BenchServer().start()
     try:
-        counts = SeedCounts.for_users(2000)
-        build_template(server, counts)
-        dsn = create_platform_db(server, "paced_reader_ab")
-        cdc_setup(dsn)
+        dsn, counts = small_platform_source(server, "paced_reader_ab")
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (SLOT,))
         load = threading.Thread(

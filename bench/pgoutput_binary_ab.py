@@ -17,8 +17,7 @@ from typing import Any
 
 import psycopg
 
-from bench.cdc_process import PUBLICATION, cdc_setup
-from bench.platform_db import SeedCounts, build_template, create_platform_db
+from bench.cdc_process import PUBLICATION, small_platform_source
 from bench.process_probe import cpu_seconds
 from bench.recvlogical import _command
 from bench.server import BenchServer
@@ -64,10 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     server = BenchServer().start()
     try:
-        counts = SeedCounts.for_users(2000)
-        build_template(server, counts)
-        dsn = create_platform_db(server, "pgoutput_binary_ab")
-        cdc_setup(dsn)
+        dsn, counts = small_platform_source(server, "pgoutput_binary_ab")
         ratios = []
         with psycopg.connect(dsn, autocommit=True) as conn:
             for round_no in range(args.rounds):

@@ -25,8 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench.cdc_process import cdc_command, cdc_env, cdc_setup
-from bench.platform_db import SeedCounts, build_template, create_platform_db
+from bench.cdc_process import cdc_command, cdc_env, small_platform_source
 from bench.process_probe import cpu_seconds
 from bench.server import BenchServer
 from bench.workload import PLATFORM_MIX, PgbenchOptions, run_pgbench
@@ -99,10 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     server = BenchServer().start()
     try:
-        counts = SeedCounts.for_users(2000)
-        build_template(server, counts)
-        dsn = create_platform_db(server, "summary_doc_ab")
-        cdc_setup(dsn)
+        dsn, counts = small_platform_source(server, "summary_doc_ab")
         run_pgbench(
             server.bindir,
             dsn,
