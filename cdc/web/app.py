@@ -41,7 +41,6 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cdc import __version__
 from cdc.config import Settings
@@ -50,6 +49,7 @@ from cdc.store import Store, activity_stats
 from cdc.store.health import pipeline_health, readable_tables
 from cdc.web import models
 from cdc.web.auth import SESSION_COOKIE, Sessions, TokenCheck, Verdict
+from cdc.web.guards import SECURITY_HEADERS, BodyLimit, busy
 from cdc.web.params import (
     ExportParams,
     HistoryParams,
@@ -62,57 +62,10 @@ from cdc.web.params import (
 log = logging.getLogger(__name__)
 
 STATIC = resources.files("cdc.web") / "static"
-# No inline script or style anywhere: scripts and styles come from /static only.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
 TRANSACTION_SHOWN = 200  # records of a record's transaction shown with it
 KEEPALIVE_S = 15.0
 LIVE_RETRY_AFTER_S = 10
 HEALTH_TABLES_S = 60.0  # a refused live view: when to ask again
-# The one request body the API takes is a sign-in's token (at most 512 characters). The server
-# reads a body whole before the route sees it, and anyone who can reach the port may send one:
-# bodies are refused by their declared length, before they are read.
-MAX_BODY_BYTES = 16 * 1024
-
-
-class BodyLimit:
-    """ASGI middleware: a request that carries a body must declare its length (411) and keep
-    it under :data:`MAX_BODY_BYTES` (413). The server (h11) delivers no more than declared."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
-            headers = dict(scope["headers"])
-            declared = headers.get(b"content-length")
-            refusal = None
-            if declared is None and b"transfer-encoding" in headers:
-                refusal = 411, "send the request body with a Content-Length"
-            elif declared is not None and (
-                not declared.isdigit() or int(declared) > MAX_BODY_BYTES
-            ):
-                refusal = 413, f"request body over {MAX_BODY_BYTES} bytes"
-            if refusal is not None:
-                status, error = refusal
-                response = JSONResponse(
-                    {"error": error},
-                    status_code=status,
-                    headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 @dataclass
@@ -228,21 +181,11 @@ def _authenticated(request: Request) -> None:
         if verdict is Verdict.ACCEPTED:
             return
         if verdict is Verdict.BUSY:
-            raise _busy(web)
+            raise busy(web.tokens)
     raise HTTPException(
         401,
         "sign in: send Authorization: Bearer <token> (CDC_WEB_TOKEN)",
         headers={"WWW-Authenticate": 'Bearer realm="activity-cdc"'},
-    )
-
-
-def _busy(web: Web) -> HTTPException:
-    """A new token before the next one may be checked (cdc.web.auth, DERIVE_INTERVAL_S)."""
-    after = web.tokens.retry_after_s()
-    return HTTPException(
-        429,
-        f"too many new tokens tried: try again in {after} s",
-        headers={"Retry-After": str(after)},
     )
 
 
@@ -269,7 +212,7 @@ def _session_routes(app: FastAPI, web: Web) -> None:
         """The pages' sign-in: the token in, a session cookie out (HttpOnly, SameSite=Strict)."""
         verdict = web.tokens.verdict(body.token)
         if verdict is Verdict.BUSY:
-            raise _busy(web)
+            raise busy(web.tokens)
         if verdict is not Verdict.ACCEPTED:
             raise HTTPException(401, "wrong token")
         response = Response(status_code=204)

@@ -21,8 +21,8 @@ from cdc.control.partitions import apply_maintenance, plan_maintenance
 from cdc.store import RecordFilter, Store, open_store
 from cdc.store.chain import record_verification, verify_chain
 from cdc.store.health import pipeline_health, readable_tables
-from cdc.web.app import CONTENT_SECURITY_POLICY
 from cdc.web.auth import TokenCheck, Verdict, hash_token
+from cdc.web.guards import CONTENT_SECURITY_POLICY
 from cdc.web.server import Access, WebServer, serving
 from tests.fix_pg import PgDatabase
 from tests.integration.helpers import drain, setup_and_settings
