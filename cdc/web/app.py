@@ -48,8 +48,8 @@ from cdc.errors import CdcError, ConnectError
 from cdc.store import Store, activity_stats
 from cdc.store.health import pipeline_health, readable_tables
 from cdc.web import models
-from cdc.web.auth import SESSION_COOKIE, Sessions, TokenCheck, Verdict
-from cdc.web.guards import SECURITY_HEADERS, BodyLimit, busy
+from cdc.web.auth import SESSION_COOKIE, Sessions, TokenCheck
+from cdc.web.guards import SECURITY_HEADERS, BodyLimit, RefusalLog, token_accepted
 from cdc.web.params import (
     ExportParams,
     HistoryParams,
@@ -77,6 +77,7 @@ class Web:
     tokens: TokenCheck
     sessions: Sessions
     live_views: int = 0  # open now; counted on the event loop's thread only
+    refusals: RefusalLog = field(default_factory=RefusalLog)  # wrong tokens, in the log
     _search_values: bool | None = field(default=None, repr=False)
     _health_tables: tuple[float, frozenset[str]] | None = field(default=None, repr=False)
     _relaxed_tsqueries: dict[str, str | None] = field(default_factory=dict, repr=False)
@@ -176,12 +177,13 @@ def _authenticated(request: Request) -> None:
         return
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
-    if scheme.lower() == "bearer" and credentials:
-        verdict = web.tokens.verdict(credentials.strip())
-        if verdict is Verdict.ACCEPTED:
-            return
-        if verdict is Verdict.BUSY:
-            raise busy(web.tokens)
+    client = request.client.host if request.client else "?"
+    if (
+        scheme.lower() == "bearer"
+        and credentials
+        and token_accepted(web.tokens, web.refusals, credentials.strip(), client)
+    ):
+        return
     raise HTTPException(
         401,
         "sign in: send Authorization: Bearer <token> (CDC_WEB_TOKEN)",
@@ -210,10 +212,8 @@ def _session_routes(app: FastAPI, web: Web) -> None:
     @app.post("/api/session", tags=["session"], status_code=204)
     def sign_in(body: SessionRequest, request: Request) -> Response:
         """The pages' sign-in: the token in, a session cookie out (HttpOnly, SameSite=Strict)."""
-        verdict = web.tokens.verdict(body.token)
-        if verdict is Verdict.BUSY:
-            raise busy(web.tokens)
-        if verdict is not Verdict.ACCEPTED:
+        client = request.client.host if request.client else "?"
+        if not token_accepted(web.tokens, web.refusals, body.token, client):
             raise HTTPException(401, "wrong token")
         response = Response(status_code=204)
         response.set_cookie(

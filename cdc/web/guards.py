@@ -3,11 +3,18 @@ headers, the bound on request bodies, and the answer to a token that came too so
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cdc.web.auth import TokenCheck
+from cdc.web.auth import TokenCheck, Verdict
+
+log = logging.getLogger("cdc.web")
 
 # No inline script or style anywhere: scripts and styles come from /static only.
 CONTENT_SECURITY_POLICY = (
@@ -67,3 +74,47 @@ def busy(tokens: TokenCheck) -> HTTPException:
         f"too many new tokens tried: try again in {after} s",
         headers={"Retry-After": str(after)},
     )
+
+
+# Requests refused for their token leave a line in the log, at most one per interval, with how
+# many and the last client: a script with a stale token, or someone guessing, shows without
+# flooding the log. (A request with no token at all, or an expired session, is not logged:
+# that is a browser on its way to the sign-in page.)
+REFUSAL_LOG_INTERVAL_S = 60.0
+
+
+@dataclass
+class RefusalLog:
+    interval_s: float = REFUSAL_LOG_INTERVAL_S
+    _count: int = 0
+    _logged_at: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def note(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._count += 1
+            if self._logged_at is not None and now - self._logged_at < self.interval_s:
+                return
+            count, since = self._count, self._logged_at
+            self._count, self._logged_at = 0, now
+        window = "" if since is None else f" in the last {now - since:.0f} s"
+        log.warning(
+            "refused %d request(s) for a wrong token%s, the last from %s "
+            "(a script with a stale token? the token is CDC_WEB_TOKEN or [web] token_hash)",
+            count,
+            window,
+            client,
+        )
+
+
+def token_accepted(tokens: TokenCheck, refusals: RefusalLog, token: str, client: str) -> bool:
+    """Whether ``token`` is the token; a refusal is noted, and a new token that came too soon
+    raises the 429 of :func:`busy`."""
+    verdict = tokens.verdict(token)
+    if verdict is Verdict.ACCEPTED:
+        return True
+    refusals.note(client)
+    if verdict is Verdict.BUSY:
+        raise busy(tokens)
+    return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 import threading
 import time
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from cdc.config import settings_from_mapping
 from cdc.errors import ConfigError
 from cdc.web.auth import REFUSED_MEMORY, Sessions, TokenCheck, Verdict, hash_token, is_loopback
+from cdc.web.guards import RefusalLog
 from cdc.web.params import PageParams, StatsParams
 from cdc.web.server import access_for
 
@@ -213,3 +215,20 @@ def test_live_records_write_times_as_postgresql_json_does() -> None:
     assert iso(moment.replace(microsecond=5)) == "2026-12-04T10:00:00.000005+00:00"
     east = moment.astimezone(timezone(timedelta(hours=5, minutes=30)))
     assert iso(east) == "2026-12-04T15:30:00.12+05:30"
+
+
+def test_wrong_tokens_leave_one_log_line_per_interval_with_the_count_and_the_last_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refusals = RefusalLog(interval_s=60)
+    with caplog.at_level(logging.WARNING, logger="cdc.web"):
+        refusals.note("10.0.0.5", now=1000)  # the first: at once
+        for second in range(1, 31):
+            refusals.note("10.0.0.6", now=1000 + second)
+        refusals.note("10.0.0.7", now=1061)
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("refused 1 request(s) for a wrong token, the last from 10.0.0.5")
+    assert lines[1].startswith(
+        "refused 31 request(s) for a wrong token in the last 61 s, the last from 10.0.0.7"
+    )

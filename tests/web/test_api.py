@@ -388,7 +388,7 @@ def test_health_leaves_out_what_the_reader_may_not_read(platform: Platform) -> N
 
 
 def test_new_wrong_tokens_against_a_token_hash_cost_one_derivation_then_a_429(
-    platform: Platform,
+    platform: Platform, caplog: pytest.LogCaptureFixture
 ) -> None:
     # [web] token_hash: each new wrong token would cost a PBKDF2 derivation (~0.3 s of a core)
     tokens = TokenCheck(token_hash=hash_token(TOKEN, iterations=1000), derive_interval_s=60)
@@ -417,6 +417,12 @@ def test_new_wrong_tokens_against_a_token_hash_cost_one_derivation_then_a_429(
             assert wrong.status_code == 401
         assert anonymous.post("/api/session", json={"token": TOKEN}).status_code == 204
         assert tokens.derivations == 2
+    # the refusals are in the log, once per minute: the first at once, with its client
+    refused = [r.getMessage() for r in caplog.records if r.name == "cdc.web"]
+    assert refused == [
+        "refused 1 request(s) for a wrong token, the last from 127.0.0.1 (a script with a "
+        "stale token? the token is CDC_WEB_TOKEN or [web] token_hash)"
+    ]
 
 
 def test_a_request_body_is_refused_by_its_declared_length_before_it_is_read(
