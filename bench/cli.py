@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})"
     )
+    parser.add_argument(
+        "--locale",
+        default="C",
+        help="the throwaway cluster's locale (initdb --locale): C (default, text compared with "
+        "memcmp) or the host's, as production databases usually are, e.g. C.UTF-8",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sizes = parser.add_argument_group("sizes (override the preset)")
     for field_ in size_fields():
@@ -103,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     out: Path = args.out
+    if not _known_locale(args.locale):
+        print(
+            f"--locale {args.locale}: this machine has no such locale (`locale -a` lists them; "
+            "C.UTF-8 is the usual host locale)"
+        )
+        return 2
     if args.parts == ["report"]:
         write_reports(out)
         print(f"wrote {out / 'results.md'} and {out / 'results.png'} from {out / RESULTS_JSON}")
@@ -123,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes = _sizes(args, COMPARE_PRESETS)
         if sizes is None:
             return 2
-        return compare.run(args.compare, sizes, out, parts=args.parts or list(COMPARE_PARTS))
+        return compare.run(
+            args.compare, sizes, out, parts=args.parts or list(COMPARE_PARTS), locale=args.locale
+        )
     unknown = [part for part in args.parts if part not in PARTS]
     if unknown:
         print(f"unknown part(s): {', '.join(unknown)}; choose from {', '.join(PARTS)}")
@@ -132,7 +146,21 @@ def main(argv: list[str] | None = None) -> int:
     sizes = _sizes(args, PRESETS)
     if sizes is None:
         return 2
-    return run(parts, sizes, out, preset="quick" if args.quick else "full")
+    return run(parts, sizes, out, preset="quick" if args.quick else "full", locale=args.locale)
+
+
+def _known_locale(name: str) -> bool:
+    """Whether the C library accepts ``name`` as a collation locale, as initdb will ask it."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_COLLATE)
+    try:
+        locale.setlocale(locale.LC_COLLATE, name)
+    except locale.Error:
+        return False
+    finally:
+        locale.setlocale(locale.LC_COLLATE, saved)
+    return True
 
 
 def _sizes(args: argparse.Namespace, presets: dict[str, Sizes]) -> Sizes | None:
@@ -157,7 +185,7 @@ def _sizes(args: argparse.Namespace, presets: dict[str, Sizes]) -> Sizes | None:
     return sizes.replace(**changes)
 
 
-def run(parts: list[str], sizes: Sizes, out: Path, *, preset: str) -> int:
+def run(parts: list[str], sizes: Sizes, out: Path, *, preset: str, locale: str = "C") -> int:
     """Run the parts on one throwaway server; write JSON after each, reports at the end."""
     out.mkdir(parents=True, exist_ok=True)
     logdir = out / "logs"
@@ -171,7 +199,7 @@ def run(parts: list[str], sizes: Sizes, out: Path, *, preset: str) -> int:
         "parts": parts,
     }
     failures = 0
-    server = BenchServer()
+    server = BenchServer(locale=locale)
     try:
         server.start()
         results["machine"] = machine_facts(server)

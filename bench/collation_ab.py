@@ -38,7 +38,8 @@ from bench.workload import PLATFORM_MIX, PgbenchOptions, run_pgbench
 
 CHUNK = 2_500
 # The collations compared, by the name a database's default would have; ``C`` first.
-WANTED = ("C", "C.utf8", "en_US.utf8")
+# "default" is the database's own (the cluster's --locale), as a store made before 0026 has.
+WANTED = ("C", "default", "C.utf8", "en_US.utf8")
 
 
 def _collations(conn: psycopg.Connection[Any]) -> list[str]:
@@ -102,8 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--locale", default="C", help="the cluster's locale (initdb --locale)")
     args = parser.parse_args()
-    server = BenchServer().start()
+    server = BenchServer(locale=args.locale).start()
     try:
         dsn, counts = small_platform_source(server, "collation_ab")
         run_pgbench(

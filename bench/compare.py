@@ -208,7 +208,7 @@ class Daemon:
             self._log.close()
 
 
-def run(ref: str, sizes: Sizes, out: Path, *, parts: list[str]) -> int:
+def run(ref: str, sizes: Sizes, out: Path, *, parts: list[str], locale: str = "C") -> int:
     """Compare ``ref`` with this checkout; write compare.json and print the ratios."""
     out.mkdir(parents=True, exist_ok=True)
     logdir = out / "logs"
@@ -229,10 +229,11 @@ def run(ref: str, sizes: Sizes, out: Path, *, parts: list[str]) -> int:
             tree.label: Side(tree, tree.config_with_slot(slot_of(tree.label), Path(tmp)))
             for tree in (ref_tree, head)
         }
-        server = BenchServer()
+        server = BenchServer(locale=locale)
         try:
             server.start()
             results["machine"] = machine_facts(server)
+            results["locale"] = locale
             seed = SeedCounts.for_users(sizes.seed_users)
             build_template(server, seed)
             ctx = BenchContext(server=server, sizes=sizes, seed=seed, logdir=logdir)

@@ -36,8 +36,10 @@ SERVER_SETTINGS: Mapping[str, str] = {
 class BenchServer:
     """Start with :meth:`start`, end with :meth:`stop`; databases by name."""
 
-    def __init__(self) -> None:
-        self.embedded = EmbeddedPostgres(fsync=True, settings=SERVER_SETTINGS)
+    def __init__(self, *, locale: str = "C") -> None:
+        # C by default: text compared with memcmp. A production database is usually made in
+        # the host's locale (``--locale C.UTF-8``), where btrees over text call strcoll.
+        self.embedded = EmbeddedPostgres(fsync=True, settings=SERVER_SETTINGS, locale=locale)
 
     @property
     def bindir(self) -> Path:
@@ -70,7 +72,13 @@ class BenchServer:
                 "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
                 (names,),
             ).fetchall()
-        return {name: value for name, value in rows}
+            collation = conn.execute(
+                "SELECT datcollate FROM pg_database WHERE datname = current_database()"
+            ).fetchone()
+        found = {name: value for name, value in rows}
+        if collation is not None:
+            found["database collation"] = str(collation[0])
+        return found
 
     def create_database(self, name: str, *, template: str | None = None) -> str:
         """A fresh database (a copy of ``template`` when given); returns its DSN."""

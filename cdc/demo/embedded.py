@@ -153,8 +153,10 @@ class EmbeddedPostgres:
         fsync: bool = False,
         port: int | None = None,
         bindir: Path | None = None,
+        locale: str = "C",
     ) -> None:
         self.bindir = bindir or find_bindir()
+        self.locale = locale  # initdb's: every database's collation and character classes
         if os.geteuid() == 0 and not _accessible_to("postgres", self.bindir / "postgres"):
             self.bindir = _shared_copy(self.bindir)
         self.port = port or free_port()
@@ -218,7 +220,7 @@ class EmbeddedPostgres:
                 "trust",
                 "-E",
                 "UTF8",
-                "--locale=C",
+                f"--locale={self.locale}",
                 "--no-sync",
             )
             conf = "\n".join(f"{key} = {value}" for key, value in self.settings.items())
