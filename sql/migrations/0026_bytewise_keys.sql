@@ -4,8 +4,9 @@
 -- (entity_type, entity_id, ...), (actor_id, ...), (category, severity, ...) and (severity, ...),
 -- and every key of the sink's rollup upsert, paid for it. Readers only compare these columns
 -- for equality, which is byte equality under any deterministic collation: nothing read
--- changes. Measured (python -m bench.collation_ab, two runs): the sink's server CPU per record
--- x0.92-0.94 against a C.UTF-8 database, x0.88-0.91 against en_US.UTF-8 (docs/benchmarks.md).
+-- changes. Measured (python -m bench.collation_ab --locale ..., a cluster made in each locale):
+-- the sink's server CPU per record x0.91 in an en_US.UTF-8 database, x0.97 in a C.UTF-8 one
+-- (docs/benchmarks.md).
 --
 -- The same columns in the records and in the three rollup tables, so that a statement
 -- comparing them across tables meets one collation. In a database whose locale is already C
