@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import tomllib
 import types
@@ -106,6 +107,53 @@ _ENV_ALIASES = {
     "CDC_SINK_DSN": "CDC_SINK__DSN",
     "CDC_WEB_DSN": "CDC_WEB__DSN",
 }
+
+
+# The other variables activity-cdc reads by name (the ``CDC_<SECTION>__<KEY>`` form aside):
+# a variable a letter or two away from one of these is a typo that would be ignored without a
+# word (tests/unit/test_config_env.py checks that every name the code reads is here).
+PLAIN_VARIABLES = frozenset(
+    {
+        "CDC_CONFIG",
+        "CDC_FAILPOINTS",
+        "CDC_LOG_FORMAT",
+        "CDC_NATS_CREDS",
+        "CDC_NATS_PASSWORD",
+        "CDC_NATS_SERVER",
+        "CDC_NATS_SERVERS",
+        "CDC_NATS_TOKEN",
+        "CDC_NATS_USER",
+        "CDC_PG_BINDIR",
+        "CDC_PURE_PYTHON",
+        "CDC_REDACTION_KEY",
+        "CDC_SINK_DSN",
+        "CDC_SOURCE_DSN",
+        "CDC_STORE_DSN",
+        "CDC_WEB_DSN",
+        "CDC_WEB_TOKEN",
+    }
+)
+
+
+def misspelt_variables(environ: Mapping[str, str], also: frozenset[str] = frozenset()) -> list[str]:
+    """One line for each ``CDC_*`` variable (not ``CDC_<SECTION>__<KEY>``) that activity-cdc
+    does not read but that is a letter or two away from one it does: ``CDC_SINK_DNS`` for
+    ``CDC_SINK_DSN`` would leave the file's DSN, or none, in force. Only near misses: other
+    tools' ``CDC_*`` variables, and a ``[redaction] key_env`` of the user's choosing (``also``),
+    are no one's typo. A warning, not a refusal, since the name may be someone else's."""
+    known = PLAIN_VARIABLES | also
+    lines = []
+    for variable in sorted(environ):
+        name = variable.upper()
+        if not name.startswith(ENV_PREFIX) or ENV_NESTED_DELIMITER in name or name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.85)
+        if close:
+            lines.append(
+                f"the environment variable {variable} is not one activity-cdc reads (ignored); "
+                f"did you mean {close[0]}?"
+            )
+    return lines
 
 
 class _Environment(EnvSettingsSource):
@@ -415,4 +463,7 @@ def load_settings(
         raise ConfigError(f"{file}: config file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    return settings_from_mapping(data, origin=str(file), require_source=require_source)
+    settings = settings_from_mapping(data, origin=str(file), require_source=require_source)
+    for line in misspelt_variables(os.environ, frozenset({settings.redaction.key_env.upper()})):
+        logging.getLogger("cdc.config").warning(line)
+    return settings

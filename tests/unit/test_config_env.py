@@ -4,12 +4,20 @@ errors that name the table, the closest valid key and the environment variable."
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from cdc.config import Settings, TableRules, settings_from_mapping
+import cdc
+from cdc.config import (
+    PLAIN_VARIABLES,
+    Settings,
+    TableRules,
+    misspelt_variables,
+    settings_from_mapping,
+)
 from cdc.errors import ConfigError
 
 FILE: dict[str, Any] = {
@@ -142,3 +150,42 @@ def test_a_bad_value_from_the_environment_names_the_variable() -> None:
 
 def test_table_rules_keep_their_alias() -> None:
     assert "actor_column" not in TableRules.model_fields  # an alias, suggested all the same
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("CDC_SINK_DNS", "CDC_SINK_DSN"),
+        ("CDC_SOURCE_DNS", "CDC_SOURCE_DSN"),
+        ("cdc_web_tokn", "CDC_WEB_TOKEN"),
+        ("CDC_NATS_SERVRS", "CDC_NATS_SERVERS"),
+    ],
+)
+def test_a_near_miss_of_a_plain_variable_is_named_with_what_was_meant(
+    variable: str, meant: str
+) -> None:
+    # CDC_SINK_DNS would leave the file's DSN (or none) in force without a word
+    lines = misspelt_variables({variable: "host=a", "PATH": "/bin"})
+    assert lines == [
+        f"the environment variable {variable} is not one activity-cdc reads (ignored); "
+        f"did you mean {meant}?"
+    ]
+
+
+def test_other_tools_variables_and_a_chosen_key_variable_are_no_ones_typo() -> None:
+    env = {"CDC_SOURCE_DSN": "host=a", "CDC_SINK__BATCH": "1", "CDC_PIPELINE_ID": "x",
+           "CDC_KAFKA_BROKERS": "k:9092", "CDC_REDACTION_KEY2": "k", "CDC_": ""}  # fmt: skip
+    assert misspelt_variables(env, frozenset({"CDC_REDACTION_KEY2"})) == []
+    assert misspelt_variables({"CDC_REDACTION_KEY2": "k"}) != []  # unless it is chosen
+
+
+def test_every_plain_variable_the_code_reads_is_known() -> None:
+    """PLAIN_VARIABLES must not rot: each ``"CDC_..."`` name in cdc/ is in it (or a section's)."""
+    root = Path(cdc.__file__).parent
+    named = {
+        match
+        for path in root.rglob("*.py")
+        for match in re.findall(r"[\"'](CDC_[A-Z_]+)[\"']", path.read_text(encoding="utf-8"))
+    }
+    plain = {name for name in named if "__" not in name and name != "CDC_"}
+    assert plain and plain <= PLAIN_VARIABLES, plain - PLAIN_VARIABLES
