@@ -15,6 +15,7 @@ from cdc.config import (
     PLAIN_VARIABLES,
     Settings,
     TableRules,
+    load_settings,
     misspelt_variables,
     settings_from_mapping,
 )
@@ -189,3 +190,19 @@ def test_every_plain_variable_the_code_reads_is_known() -> None:
     }
     plain = {name for name in named if "__" not in name and name != "CDC_"}
     assert plain and plain <= PLAIN_VARIABLES, plain - PLAIN_VARIABLES
+
+
+def test_loading_the_config_warns_of_a_near_miss_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "cdc.toml"
+    config.write_text('[source]\ndsn = "host=a"\n\n[[tables]]\nname = "public.users"\n')
+    monkeypatch.setenv("CDC_SINK_DNS", "host=secret-elsewhere password=hunter2")
+    with caplog.at_level("WARNING", logger="cdc.config"):
+        settings = load_settings(config)
+    assert settings.sink.dsn != "host=secret-elsewhere password=hunter2"  # ignored, as before
+    assert [r.getMessage() for r in caplog.records] == [
+        "the environment variable CDC_SINK_DNS is not one activity-cdc reads (ignored); "
+        "did you mean CDC_SINK_DSN?"
+    ]
+    assert "hunter2" not in caplog.text
