@@ -177,11 +177,10 @@ def _authenticated(request: Request) -> None:
         return
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
-    client = request.client.host if request.client else "?"
     if (
         scheme.lower() == "bearer"
         and credentials
-        and token_accepted(web.tokens, web.refusals, credentials.strip(), client)
+        and token_accepted(web.tokens, web.refusals, credentials.strip(), request)
     ):
         return
     raise HTTPException(
@@ -212,8 +211,7 @@ def _session_routes(app: FastAPI, web: Web) -> None:
     @app.post("/api/session", tags=["session"], status_code=204)
     def sign_in(body: SessionRequest, request: Request) -> Response:
         """The pages' sign-in: the token in, a session cookie out (HttpOnly, SameSite=Strict)."""
-        client = request.client.host if request.client else "?"
-        if not token_accepted(web.tokens, web.refusals, body.token, client):
+        if not token_accepted(web.tokens, web.refusals, body.token, request):
             raise HTTPException(401, "wrong token")
         response = Response(status_code=204)
         response.set_cookie(

@@ -6,7 +6,9 @@ made up at start and printed. Scripts send ``Authorization: Bearer <token>``; th
 the token once to ``POST /api/session`` and then carry a signed, HttpOnly, SameSite=Strict
 cookie (so a download link and an EventSource work, and the token is not kept in the page).
 
-Every comparison is constant-time (:func:`hmac.compare_digest`). Pure: no I/O.
+Every comparison with the token, or with a hash of it, is constant-time
+(:func:`hmac.compare_digest`); the memory of refused tokens is a dict keyed by each
+candidate's SHA-256, so its lookup tells nothing about the token. Pure: no I/O.
 """
 
 from __future__ import annotations

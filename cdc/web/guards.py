@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -108,13 +108,13 @@ class RefusalLog:
         )
 
 
-def token_accepted(tokens: TokenCheck, refusals: RefusalLog, token: str, client: str) -> bool:
-    """Whether ``token`` is the token; a refusal is noted, and a new token that came too soon
-    raises the 429 of :func:`busy`."""
+def token_accepted(tokens: TokenCheck, refusals: RefusalLog, token: str, request: Request) -> bool:
+    """Whether ``token`` (sent with ``request``) is the token; a refusal is noted with the
+    request's client, and a new token that came too soon raises the 429 of :func:`busy`."""
     verdict = tokens.verdict(token)
     if verdict is Verdict.ACCEPTED:
         return True
-    refusals.note(client)
+    refusals.note(request.client.host if request.client else "?")
     if verdict is Verdict.BUSY:
         raise busy(tokens)
     return False
