@@ -1,3 +1,4 @@
+-- rebuilds: the primary key again
 -- Which source a record came from, in the store's key. A commit LSN is a position in ONE
 -- cluster's WAL: records of two source clusters written into one store (cdc ingest: many
 -- sources, one stream, one store) can share (commit_lsn, seq, occurred_at). The source is

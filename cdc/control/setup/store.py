@@ -70,10 +70,21 @@ def plan_store(sink: psycopg.Connection[Any], settings: Settings, plan: SetupPla
         )
     applied = applied_migrations(sink, schema)
     identifiers = migration_identifiers(settings)
+    stored: int | None = None  # records in the store, estimated: asked once, when it matters
     for version, name in migration_files():
         if version in applied:
             plan.unchanged.append(f"migration {name} already applied")
             continue
+        rebuilds = rebuilt_by(name)
+        lock = ""
+        if rebuilds:
+            if stored is None:
+                stored = estimated_records(sink, schema, settings.sink.table_name)
+            if stored:
+                lock = (
+                    f"; it locks the ~{stored:,} records while it builds {rebuilds}: "
+                    "the daemon's writes wait"
+                )
         record = sql.SQL("INSERT INTO {}.schema_migrations (version, name) VALUES ({}, {})").format(
             ident, sql.Literal(version), sql.Literal(name)
         )
@@ -81,7 +92,7 @@ def plan_store(sink: psycopg.Connection[Any], settings: Settings, plan: SetupPla
             Step(
                 kind="store",
                 target="sink",
-                description=f"apply migration {name} to {settings.sink.table}",
+                description=f"apply migration {name} to {settings.sink.table}{lock}",
                 done=f"applied migration {name} to {settings.sink.table}",
                 statements=(
                     sql_template(f"{MIGRATIONS_DIR}/{name}", **identifiers).as_string(sink),
@@ -91,6 +102,32 @@ def plan_store(sink: psycopg.Connection[Any], settings: Settings, plan: SetupPla
             )
         )
     plan_values_search(sink, settings, plan, applied)
+
+
+REBUILDS_MARK = "-- rebuilds: "
+
+
+def rebuilt_by(name: str) -> str | None:
+    """What a migration builds again on every partition of the records (its ``-- rebuilds:``
+    line), for the plan to warn of the lock on a store that holds records."""
+    for line in sql_path(f"{MIGRATIONS_DIR}/{name}").read_text(encoding="utf-8").splitlines():
+        if line.startswith(REBUILDS_MARK):
+            return line[len(REBUILDS_MARK) :].strip()
+    return None
+
+
+def estimated_records(conn: psycopg.Connection[Any], schema: str, table: str) -> int:
+    """The records in the store, as the planner's statistics estimate them (0: none yet, or
+    no store)."""
+    if not relation_exists(conn, schema, table):
+        return 0
+    row = conn.execute(
+        "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint "
+        "FROM pg_partition_tree(format('%%I.%%I', %s::text, %s::text)::regclass) AS t "
+        "JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf",
+        (schema, table),
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 # The migrations that drop the index over the values (0012_search_summary.sql; and
