@@ -23,6 +23,7 @@ Pure state, no I/O, driven by the daemon loop and tested as a hypothesis state m
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,18 @@ from cdc.pipeline.activity import ActivityRecord
 # The share of the time idle flushes may keep the sink busy: after a write that took W ms, the
 # next idle flush waits until W / IDLE_SINK_SHARE ms after that write began.
 IDLE_SINK_SHARE = 0.5
+# How fast the records' rate follows the stream: the weight of each flush's own rate.
+RATE_WEIGHT = 0.3
+
+
+def busyness(rate: float, busy_rate: float) -> float:
+    """How busy a stream of ``rate`` records per second is, from 0 (a quarter of
+    ``busy_rate`` or less: the quiet pacing) to 1 (``busy_rate`` or more: the busy pacing),
+    linearly in between."""
+    if busy_rate <= 0:
+        return 0.0
+    quiet = busy_rate / 4
+    return min(max((rate - quiet) / (busy_rate - quiet), 0.0), 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +75,22 @@ class Batcher:
         max_delay_ms: int,
         flushed_lsn: int = 0,
         idle_interval_ms: float = 0.0,
+        busy_idle_interval_ms: float | None = None,
+        busy_rate: float = 0.0,
     ) -> None:
         self.max_rows = max_rows
         self.max_delay_ms = max_delay_ms
-        # Idle flushes at least this many ms apart (beyond what the sink's share allows).
+        # Idle flushes at least this many ms apart (beyond what the sink's share allows): under
+        # a quiet stream idle_interval_ms, growing with the records' rate up to
+        # busy_idle_interval_ms at busy_rate records per second (None: always the quiet one).
+        # Under load a sink transaction then carries more records, each paying less of its
+        # fixed cost, and the daemon's threads wake less often, for latency a busy stream's
+        # targets allow (docs/benchmarks.md: pacing).
         self.idle_interval_ms = idle_interval_ms
+        self.busy_idle_interval_ms = busy_idle_interval_ms
+        self.busy_rate = busy_rate
+        self.rate = 0.0  # records per second, over the last checkpointed flushes
+        self._rows_since_sent = 0
         self.flushed_lsn = flushed_lsn
         self._last_sent_ms = float("-inf")  # when the last checkpointed flush was taken
         self._last_write_ms = 0.0  # how long the sink took for the last one it confirmed
@@ -86,6 +110,7 @@ class Batcher:
         if self._started_ms is None:
             self._started_ms = now_ms
         self._records.append(record)
+        self._rows_since_sent += 1
         if len(self._records) >= self.max_rows:
             return self._take(None, now_ms)
         return None
@@ -156,12 +181,23 @@ class Batcher:
 
     def idle_deadline_ms(self) -> float | None:
         """From when :meth:`idle` may return a flush (None: not before something changes):
-        ``idle_interval_ms``, and the last write's time / ``IDLE_SINK_SHARE``, after the last
-        checkpointed flush was taken."""
+        :meth:`idle_spacing_ms`, and the last write's time / ``IDLE_SINK_SHARE``, after the
+        last checkpointed flush was taken."""
         if self._in_transaction or self._last_commit is None or self._in_flight:
             return None
-        spacing = max(self.idle_interval_ms, self._last_write_ms / IDLE_SINK_SHARE)
+        spacing = max(self.idle_spacing_ms(), self._last_write_ms / IDLE_SINK_SHARE)
         return self._last_sent_ms + spacing
+
+    def busyness(self) -> float:
+        """0 (quiet) to 1 (busy): where the records' rate is between the two pacings."""
+        return busyness(self.rate, self.busy_rate)
+
+    def idle_spacing_ms(self) -> float:
+        """How far apart idle flushes are at the records' current rate."""
+        busy = self.busy_idle_interval_ms
+        if busy is None or busy <= self.idle_interval_ms:
+            return self.idle_interval_ms
+        return self.idle_interval_ms + self.busyness() * (busy - self.idle_interval_ms)
 
     @property
     def in_transaction(self) -> bool:
@@ -193,5 +229,9 @@ class Batcher:
             self._started_ms = None
             self._in_flight.append((checkpoint.end_lsn, now_ms))
             if now_ms is not None:
+                if math.isfinite(self._last_sent_ms) and now_ms > self._last_sent_ms:
+                    sample = self._rows_since_sent * 1000 / (now_ms - self._last_sent_ms)
+                    self.rate += RATE_WEIGHT * (sample - self.rate)
+                self._rows_since_sent = 0
                 self._last_sent_ms = now_ms
         return flush

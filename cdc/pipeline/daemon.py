@@ -248,12 +248,12 @@ class Driver:
             if empty:
                 send(core.idle(now_ms))
         send(core.tick(now_ms))
-        interval_ms = self.settings.batch.read_interval_ms
+        interval_ms = core.read_interval_ms()
         if not read or not interval_ms or core.drain_target is not None:
             return 0.0
         if empty is None:
             empty = not stream.has_data()
-        # Caught up with the stream: leave the socket alone for read_interval_ms, so that the
+        # Caught up with the stream: leave the socket alone for the read interval, so that the
         # next few source commits are read, mapped and written as one.
         return now_ms / 1000 + interval_ms / 1000 if empty else 0.0
 

@@ -156,8 +156,14 @@ class Pipeline:
             max_delay_ms=settings.batch.max_delay_ms,
             flushed_lsn=start_lsn,
             idle_interval_ms=settings.batch.idle_flush_interval_ms,
+            busy_idle_interval_ms=settings.batch.busy_idle_flush_interval_ms,
+            busy_rate=settings.batch.busy_rate,
         )
         self.idle_flush = settings.batch.flush_when_idle
+        self._read_interval_ms = (
+            settings.batch.read_interval_ms,
+            settings.batch.busy_read_interval_ms,
+        )
         # (end LSN, commit time) of transactions not yet acknowledged: the lag in seconds.
         self._track_lag = track_lag
         self._unacked: deque[tuple[int, datetime]] = deque()
@@ -258,6 +264,15 @@ class Pipeline:
         """The sink committed the flush that ends at ``end_lsn``."""
         self.batcher.durable(end_lsn, now_ms)
 
+    def read_interval_ms(self) -> float:
+        """How long a daemon that keeps up leaves the socket unread: ``read_interval_ms``
+        under a quiet stream, up to ``busy_read_interval_ms`` as the records' rate nears
+        ``busy_rate`` (the batcher's :meth:`~Batcher.busyness`)."""
+        quiet, busy = self._read_interval_ms
+        if busy <= quiet:
+            return quiet
+        return quiet + self.batcher.busyness() * (busy - quiet)
+
     def idle_flush_due(self, now_ms: float) -> bool:
         return self.idle_flush and self.batcher.idle_flush_due(now_ms)
 
@@ -293,7 +308,13 @@ class Pipeline:
         self.batcher.max_rows = settings.batch.max_rows
         self.batcher.max_delay_ms = settings.batch.max_delay_ms
         self.batcher.idle_interval_ms = settings.batch.idle_flush_interval_ms
+        self.batcher.busy_idle_interval_ms = settings.batch.busy_idle_flush_interval_ms
+        self.batcher.busy_rate = settings.batch.busy_rate
         self.idle_flush = settings.batch.flush_when_idle
+        self._read_interval_ms = (
+            settings.batch.read_interval_ms,
+            settings.batch.busy_read_interval_ms,
+        )
         log.info("configuration reloaded at %s", format_lsn(self.batcher.flushed_lsn))
 
     def _counted(self, flush: Flush | None) -> Flush | None:

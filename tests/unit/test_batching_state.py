@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 )
 
 from cdc.pipeline.activity import ActivityRecord
-from cdc.pipeline.batching import IDLE_SINK_SHARE, Batcher, Checkpoint, Flush
+from cdc.pipeline.batching import IDLE_SINK_SHARE, Batcher, Checkpoint, Flush, busyness
 from tests.unit.messages import T0, record
 
 
@@ -57,6 +57,7 @@ class BatchingMachine(RuleBasedStateMachine):
         self.durable: set[int] = set()  # record numbers the sink confirmed
         self.last_checkpoint_end = -1
         self.idle_interval_ms = 0
+        self.busy_idle_interval_ms = 0
         self.last_sent_ms = float("-inf")  # when the last checkpointed flush was taken
         self.last_write_ms = 0.0  # how long the sink took for the last one confirmed with a time
 
@@ -66,19 +67,30 @@ class BatchingMachine(RuleBasedStateMachine):
         max_delay_ms=st.sampled_from([0, 1, 20, 100]),
         start_lsn=st.integers(0, 2**40),
         idle_interval_ms=st.sampled_from([0, 25, 100]),
+        busy_idle_interval_ms=st.sampled_from([None, 100, 400]),
+        busy_rate=st.sampled_from([0, 8, 4000]),
     )
     def start(
-        self, max_rows: int, max_delay_ms: int, start_lsn: int, idle_interval_ms: int
+        self,
+        max_rows: int,
+        max_delay_ms: int,
+        start_lsn: int,
+        idle_interval_ms: int,
+        busy_idle_interval_ms: int | None,
+        busy_rate: int,
     ) -> None:
         self.batcher = Batcher(
             max_rows=max_rows,
             max_delay_ms=max_delay_ms,
             flushed_lsn=start_lsn,
             idle_interval_ms=idle_interval_ms,
+            busy_idle_interval_ms=busy_idle_interval_ms,
+            busy_rate=busy_rate,
         )
         self.max_rows = max_rows
         self.max_delay_ms = max_delay_ms
         self.idle_interval_ms = idle_interval_ms
+        self.busy_idle_interval_ms = busy_idle_interval_ms or 0
         self.highest_lsn = self.acked = start_lsn
 
     # -- what the daemon does ------------------------------------------------------------
@@ -169,7 +181,11 @@ class BatchingMachine(RuleBasedStateMachine):
             assert flush is None, "an idle flush never cuts into an open transaction"
         if self.in_flight:
             assert flush is None, "while a flush is in flight, the next batch keeps growing"
-        spacing = max(self.idle_interval_ms, self.last_write_ms / IDLE_SINK_SHARE)
+        pace = self.batcher.idle_spacing_ms()  # grows with the records' rate, within bounds
+        assert (
+            self.idle_interval_ms <= pace <= max(self.idle_interval_ms, self.busy_idle_interval_ms)
+        )
+        spacing = max(pace, self.last_write_ms / IDLE_SINK_SHARE)
         earliest = self.last_sent_ms + spacing
         if deadline is not None:
             assert deadline == earliest, "the sink's share and the interval set the deadline"
@@ -463,3 +479,48 @@ def test_idle_flushes_are_spaced_by_the_interval_and_the_daemon_is_told_when_to_
     assert batcher.idle_deadline_ms() == 25
     flush = batcher.idle(now_ms=25)
     assert flush is not None and flush.records == [record(2)]
+
+
+def test_busyness_is_0_up_to_a_quarter_of_the_busy_rate_1_from_it_and_linear_between() -> None:
+    assert busyness(0, 4000) == busyness(1000, 4000) == 0.0
+    assert busyness(2500, 4000) == 0.5
+    assert busyness(4000, 4000) == busyness(50_000, 4000) == 1.0
+    assert busyness(50_000, 0) == 0.0  # busy_rate 0: always the quiet pacing
+
+
+def _stream(batcher: Batcher, now: float, until: float, every_ms: float, rows: int) -> float:
+    """Transactions of ``rows`` records every ``every_ms`` until ``until``, with idle flushes
+    whenever they are due, each durable 2 ms after it was taken. Returns the clock."""
+    lsn = int(now) * 0x1000 + 0x100
+    while now < until:
+        for _ in range(rows):
+            batcher.add(record(lsn), now_ms=now)
+        batcher.commit(checkpoint(lsn, lsn + 0x28), now_ms=now)
+        if batcher.idle(now_ms=now) is not None:
+            batcher.durable(lsn + 0x28, now_ms=now + 2)
+        lsn += 0x100
+        now += every_ms
+    return now
+
+
+def test_a_busy_stream_spaces_idle_flushes_up_to_the_busy_interval_and_a_quiet_one_comes_back() -> (
+    None
+):
+    batcher = Batcher(
+        max_rows=100_000, max_delay_ms=10_000, idle_interval_ms=25, busy_idle_interval_ms=100,
+        busy_rate=4000,
+    )  # fmt: skip
+    assert batcher.idle_spacing_ms() == 25 and batcher.busyness() == 0.0
+    now = _stream(batcher, 0.0, 2_000.0, every_ms=10, rows=60)  # 6,000 records a second
+    assert 5_000 < batcher.rate < 7_000
+    assert batcher.busyness() == 1.0 and batcher.idle_spacing_ms() == 100
+    now = _stream(batcher, now, now + 3_000.0, every_ms=10, rows=25)  # 2,500 a second
+    assert 2_000 < batcher.rate < 3_000 and 50 < batcher.idle_spacing_ms() < 75
+    _stream(batcher, now, now + 5_000.0, every_ms=100, rows=5)  # 50 a second: quiet again
+    assert batcher.rate < 1_000 and batcher.idle_spacing_ms() == 25
+
+
+def test_without_a_busy_interval_the_pacing_is_fixed_whatever_the_rate() -> None:
+    batcher = Batcher(max_rows=100_000, max_delay_ms=10_000, idle_interval_ms=25, busy_rate=4000)
+    _stream(batcher, 0.0, 2_000.0, every_ms=10, rows=60)
+    assert batcher.rate > 5_000 and batcher.idle_spacing_ms() == 25

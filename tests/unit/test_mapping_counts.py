@@ -95,3 +95,32 @@ def test_the_metrics_read_the_stage_counts_when_scraped() -> None:
     scraped = samples(metrics)
     assert scraped["activity_cdc_heartbeats_received_total"] == 2
     assert scraped["activity_cdc_heartbeat_latency_seconds"] == 0.125
+
+
+def test_the_read_interval_follows_the_records_rate_and_a_reload() -> None:
+    """[batch] read_interval_ms when quiet, busy_read_interval_ms at busy_rate (between: in
+    proportion), and what a reload says."""
+
+    def core_with(batch: dict[str, int]) -> Pipeline:
+        config = {"source": {"dsn": "host=db"}, "tables": [{"name": "public.users"}]}
+        return Pipeline(
+            settings_from_mapping({**config, "batch": batch}, env={}),
+            Source(proto_version=1, rules_by_relation_id={}, drain_target=None),
+            Lookups(),
+            start_lsn=0,
+            skip_through=0,
+            spill=SpillStore(),
+            stats=RunStats(),
+            clock_ms=lambda: 0.0,
+            track_lag=False,
+        )
+
+    core = core_with({"read_interval_ms": 10, "busy_read_interval_ms": 40, "busy_rate": 4000})
+    assert core.read_interval_ms() == 10
+    core.batcher.rate = 2500.0
+    assert core.read_interval_ms() == 25
+    core.batcher.rate = 9000.0
+    assert core.read_interval_ms() == 40
+    core.reload(settings_from_mapping({"source": {"dsn": "host=db"}, "tables": [
+        {"name": "public.users"}], "batch": {"busy_rate": 0}}, env={}))  # fmt: skip
+    assert core.read_interval_ms() == 10  # a fixed pacing
