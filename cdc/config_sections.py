@@ -148,7 +148,7 @@ class BatchSettings(_Strict):
     # and written in fewer, larger batches (the daemon and the sink's server pay per wake-up
     # and per sink transaction, on cores the application shares), for latency its targets
     # allow (docs/benchmarks.md: p99 at 5,000 changes/s). The same values as above (or
-    # busy_rate = 0): a fixed pacing, as before 2026-12.
+    # busy_rate = 0): a fixed pacing, as before 2026-12; an interval above set to 0 stays 0.
     busy_read_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 30
     busy_idle_flush_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 60
     busy_rate: Annotated[int, Field(ge=0, le=10_000_000)] = 4000

@@ -195,8 +195,8 @@ class Batcher:
     def idle_spacing_ms(self) -> float:
         """How far apart idle flushes are at the records' current rate."""
         busy = self.busy_idle_interval_ms
-        if busy is None or busy <= self.idle_interval_ms:
-            return self.idle_interval_ms
+        if busy is None or busy <= self.idle_interval_ms or self.idle_interval_ms <= 0:
+            return self.idle_interval_ms  # 0: no spacing asked for, whatever the rate
         return self.idle_interval_ms + self.busyness() * (busy - self.idle_interval_ms)
 
     @property

@@ -269,8 +269,8 @@ class Pipeline:
         under a quiet stream, up to ``busy_read_interval_ms`` as the records' rate nears
         ``busy_rate`` (the batcher's :meth:`~Batcher.busyness`)."""
         quiet, busy = self._read_interval_ms
-        if busy <= quiet:
-            return quiet
+        if busy <= quiet or quiet <= 0:
+            return quiet  # 0: each frame read as it arrives, whatever the rate
         return quiet + self.batcher.busyness() * (busy - quiet)
 
     def idle_flush_due(self, now_ms: float) -> bool:

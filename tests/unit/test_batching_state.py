@@ -524,3 +524,9 @@ def test_without_a_busy_interval_the_pacing_is_fixed_whatever_the_rate() -> None
     batcher = Batcher(max_rows=100_000, max_delay_ms=10_000, idle_interval_ms=25, busy_rate=4000)
     _stream(batcher, 0.0, 2_000.0, every_ms=10, rows=60)
     assert batcher.rate > 5_000 and batcher.idle_spacing_ms() == 25
+    unspaced = Batcher(
+        max_rows=100_000, max_delay_ms=10_000, idle_interval_ms=0, busy_idle_interval_ms=60,
+        busy_rate=4000,
+    )  # fmt: skip
+    _stream(unspaced, 0.0, 2_000.0, every_ms=10, rows=60)
+    assert unspaced.rate > 5_000 and unspaced.idle_spacing_ms() == 0  # 0 asks for none

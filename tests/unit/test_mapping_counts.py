@@ -124,3 +124,6 @@ def test_the_read_interval_follows_the_records_rate_and_a_reload() -> None:
     core.reload(settings_from_mapping({"source": {"dsn": "host=db"}, "tables": [
         {"name": "public.users"}], "batch": {"busy_rate": 0}}, env={}))  # fmt: skip
     assert core.read_interval_ms() == 10  # a fixed pacing
+    unpaced = core_with({"read_interval_ms": 0, "busy_read_interval_ms": 40})
+    unpaced.batcher.rate = 9000.0
+    assert unpaced.read_interval_ms() == 0  # each frame as it arrives, whatever the rate
