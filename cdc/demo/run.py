@@ -22,7 +22,7 @@ import psycopg
 from cdc.config import Settings, settings_from_mapping
 from cdc.control.lag import slot_lag
 from cdc.control.setup import setup
-from cdc.demo.embedded import EmbeddedPostgres
+from cdc.demo.embedded import EmbeddedPostgres, free_port
 from cdc.demo.workload import GroundTruth, load_platform_schema, run_workload, seed
 from cdc.errors import CdcError
 from cdc.service.run import Service
@@ -68,8 +68,13 @@ def _prepare(
     yield "loaded the demo platform: 18 tables (sql/demo/platform.sql)"
 
     config = tomllib.loads(example_path("platform.toml").read_text(encoding="utf-8"))
+    # The demo's daemon serves its metrics on a free port: 9187, the default, may belong to a
+    # real daemon on this host, and the demo must neither wait for it nor warn about it.
+    metrics_port = str(free_port())
     settings = settings_from_mapping(
-        config, origin="examples/platform.toml", env={"CDC_SOURCE_DSN": dsn}
+        config,
+        origin="examples/platform.toml",
+        env={"CDC_SOURCE_DSN": dsn, "CDC_METRICS__PORT": metrics_port},
     )
     yield "\n$ cdc setup   (config: examples/platform.toml)"
     report = setup(settings)

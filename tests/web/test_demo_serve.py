@@ -3,21 +3,41 @@ running, until it is stopped; then the cluster and the token's file are gone."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from cdc.config_sections import MetricsSettings
 from cdc.demo.run import DemoOptions, run_demo
 from tests.web.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
 
+@contextlib.contextmanager
+def _default_metrics_port_taken() -> Iterator[None]:
+    """127.0.0.1:9187 listened on, as by a real daemon on this host (or already taken)."""
+    with socket.socket() as holder:
+        with contextlib.suppress(OSError):
+            holder.bind(("127.0.0.1", MetricsSettings().port))
+            holder.listen()
+        yield
+
+
 def test_demo_serve_shows_the_records_live_until_stopped(caplog: pytest.LogCaptureFixture) -> None:
+    # a daemon of this host on the default metrics port: the demo must not wait or warn
+    with _default_metrics_port_taken():
+        _shows_the_records_live_until_stopped(caplog)
+
+
+def _shows_the_records_live_until_stopped(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     port = free_port()
     lines = run_demo(DemoOptions(duration_s=2, clients=1, serve=True, port=port))
