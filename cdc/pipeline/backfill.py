@@ -6,9 +6,13 @@ slot is created with an exported snapshot (``CREATE_REPLICATION_SLOT ... (SNAPSH
 'export')``). Its consistent point ``C`` is an LSN such that the snapshot holds exactly the
 transactions that commit before ``C``, and every transaction that commits after ``C`` is
 decoded after it. The rows are read in that snapshot (``SET TRANSACTION SNAPSHOT``) and
-recorded with ``commit_lsn = C``: the baseline of a row followed by the daemon's records of
-that row with ``commit_lsn > C`` replays to the row as it is now. The temporary slot is only
-for the consistent point; it is dropped when the connection closes and never streamed.
+recorded with ``commit_lsn = C``: the baseline of a row followed by the daemon's (non-snapshot)
+records of that row with ``commit_lsn >= C`` replays to the row as it is now. ``>=``: C is
+where the last WAL record the snapshot saw ends, a record's ``commit_lsn`` is where its
+commit record starts, so a transaction committed right at C has ``commit_lsn = C`` and is not
+in the snapshot (it sorts among the baseline by ``seq``: replay the baseline first). The
+temporary slot is only for the consistent point; it is dropped when the connection closes and
+never streamed.
 
 The rows become records through the daemon's own mapping (:class:`ActivityMapper`: entity,
 actor, redaction, the same JSON values as ``to_jsonb``) and are written through the daemon's
