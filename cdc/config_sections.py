@@ -151,10 +151,7 @@ class BatchSettings(_Strict):
     # busy_rate = 0): a fixed pacing, as before 2026-12; an interval above set to 0 stays 0.
     busy_read_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 30
     busy_idle_flush_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 60
-    # Off by default (0) for now: with it on, tests/integration/test_backfill.py's baseline
-    # under writers failed 2 runs in 16 (0 in 10 without); until that is understood, turn it
-    # on with busy_rate = 4000 where the measured saving matters (docs/benchmarks.md).
-    busy_rate: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+    busy_rate: Annotated[int, Field(ge=0, le=10_000_000)] = 4000
 
 
 class SeverityByOperation(_Strict):
