@@ -8,6 +8,7 @@ import psycopg
 from cdc.config import Settings
 from cdc.control.check_report import CONFIG, SERVER, SETUP, CheckReport, shown
 from cdc.control.failover import failover_findings
+from cdc.control.local_socket import local_socket_host
 from cdc.control.roles import source_functions
 from cdc.control.setup import (
     CONTEXT_FUNCTIONS,
@@ -36,6 +37,15 @@ def check_source(conn: psycopg.Connection[Any], settings: Settings, report: Chec
         "source",
         f"source {describe_target(settings.source.dsn)} as {user} (PostgreSQL {version})",
     )
+    socket_host = local_socket_host(conn, settings.source.dsn)
+    if socket_host is not None:
+        report.warn(
+            "local socket",
+            f"the source is reached over TCP on this host, and its local socket admits the "
+            f"same role: host={socket_host} in [source] dsn (or CDC_SOURCE_DSN) spares the "
+            "walsender the TCP stack for every message it sends (docs/operations.md, "
+            '"Where the daemon runs")',
+        )
     _check_server_settings(conn, settings, report)
     _check_role(conn, user, report)
     _check_functions(conn, settings, user, report)

@@ -182,6 +182,10 @@ class EmbeddedPostgres:
     def dsn_for(self, dbname: str, user: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user={user} dbname={dbname}"
 
+    def local_dsn_for(self, dbname: str, user: str = "postgres") -> str:
+        """The same through the server's Unix socket, as a client on this host may connect."""
+        return f"host={self.basedir} port={self.port} user={user} dbname={dbname}"
+
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         try:
