@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -123,8 +124,10 @@ class DaemonProcess:
         config: Path = CONFIG_PATH,
         sink_dsn: str | None = None,
         slot: str = SLOT,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.source_dsn = source_dsn
+        self.env = dict(env or {})  # settings for this daemon only, e.g. CDC_BATCH__BUSY_RATE
         self.sink_dsn = sink_dsn
         self.slot = slot
         self.log_path = log_path
@@ -150,7 +153,8 @@ class DaemonProcess:
                 self.source_dsn,
                 sink_dsn=self.sink_dsn,
                 slot=None if self.slot == SLOT else self.slot,
-            ),
+            )
+            | self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

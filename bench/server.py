@@ -55,6 +55,11 @@ class BenchServer:
     def dsn(self, dbname: str = "postgres") -> str:
         return self.embedded.dsn_for(dbname)
 
+    def local_dsn(self, dbname: str = "postgres") -> str:
+        """Through the server's Unix socket: how a consumer beside the database connects
+        (docs/operations.md, "Where the daemon runs"); the application's pgbench keeps TCP."""
+        return self.embedded.local_dsn_for(dbname)
+
     def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection[Any]:
         kwargs.setdefault("autocommit", True)
         return psycopg.connect(self.dsn(dbname), **kwargs)

@@ -12,6 +12,11 @@ Four copies of the seeded platform, one per mode:
   consumer that does nothing: its walsender's CPU per change is what the server's decoding
   alone costs at this load, a floor under any consumer's (issue 17's database-CPU target).
 
+The consumers (the daemon, its sink, ``pg_recvlogical``) connect through the server's Unix
+socket, as docs/operations.md tells a daemon beside its database to (until 2026-12-05 they used
+TCP loopback, which cost the walsender ~25% more per change); pgbench, the application, keeps
+TCP.
+
 Each round runs every mode once, in a rotated order, after a CHECKPOINT; the daemon is started
 before its run and has caught up with all WAL (including the other modes') before pgbench
 starts (a marker change committed then is recorded), so the timed window holds only the
@@ -123,9 +128,9 @@ def _run_mode(
         try:
             if mode in CDC_MODES:
                 daemon = DaemonProcess(
-                    dsn,
+                    ctx.server.local_dsn(dbname),
                     ctx.logdir / f"write-{mode}-{label}.log",
-                    sink_dsn=ctx.server.dsn(_store_db(mode)) if mode == "cdc_apart" else None,
+                    sink_dsn=ctx.server.local_dsn(_store_db(mode)),
                     slot=_slot(mode),
                 ).start()
                 daemon.wait_streaming(conn)
@@ -133,7 +138,10 @@ def _run_mode(
                 wait_recorded(store, commit_marker(conn))
             if mode == "recvlogical":
                 recvlogical = stream_pg_recvlogical(
-                    ctx.server.bindir, dsn, slot=RECV_SLOT, publication=PUBLICATION
+                    ctx.server.bindir,
+                    ctx.server.local_dsn(dbname),
+                    slot=RECV_SLOT,
+                    publication=PUBLICATION,
                 )
                 wait_sent(conn, RECV_SLOT, commit_marker(conn))
             postmaster = postmaster_pid(conn)
