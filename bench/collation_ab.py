@@ -22,21 +22,15 @@ Prints each round and the median of each locale ÷ ``C``.
 
 from __future__ import annotations
 
-import argparse
-import io
-import statistics
-import subprocess
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from bench.cdc_process import cdc_command, cdc_env, small_platform_source
-from bench.process_probe import cpu_seconds
 from bench.server import BenchServer
-from bench.workload import PLATFORM_MIX, PgbenchOptions, run_pgbench
+from bench.stats import ratios_line
+from bench.store_copy import ab_arguments, copy_cpu_s, drained_store, export_chunks
 
-CHUNK = 2_500
 # The collations compared, by the name a database's default would have; ``C`` first.
 # "default" is the database's own (the cluster's --locale), as a store made before 0026 has.
 WANTED = ("C", "default", "C.utf8", "en_US.utf8")
@@ -49,19 +43,10 @@ def _collations(conn: psycopg.Connection[Any]) -> list[str]:
     return [name for name in WANTED if name in have]
 
 
-def _export(conn: psycopg.Connection[Any], count: int) -> list[bytes]:
-    chunks = []
-    for start in range(0, count, CHUNK):
-        statement = sql.SQL(
-            "COPY (SELECT * FROM activity.records ORDER BY commit_lsn, seq "
-            "OFFSET {} LIMIT {}) TO STDOUT (FORMAT binary)"
-        ).format(sql.Literal(start), sql.Literal(CHUNK))
-        buffer = io.BytesIO()
-        with conn.cursor().copy(statement) as copy:
-            for data in copy:
-                buffer.write(data)
-        chunks.append(buffer.getvalue())
-    return chunks
+def _records(offset: int, limit: int) -> sql.Composable:
+    return sql.SQL(
+        "SELECT * FROM activity.records ORDER BY commit_lsn, seq OFFSET {} LIMIT {}"
+    ).format(sql.Literal(offset), sql.Literal(limit))
 
 
 def _load(dsn: str, chunks: list[bytes], collation: str) -> float:
@@ -87,39 +72,20 @@ def _load(dsn: str, chunks: list[bytes], collation: str) -> float:
                 )
             )
         )
-        conn.execute("CHECKPOINT")
-        pid = conn.pgconn.backend_pid
-        before = cpu_seconds(pid) or 0.0
-        for data in chunks:
-            with (
-                conn.transaction(),
-                conn.cursor().copy("COPY public.ab_target FROM STDIN (FORMAT binary)") as copy,
-            ):
-                copy.write(data)
-        return (cpu_seconds(pid) or 0.0) - before
+        return copy_cpu_s(conn, "public.ab_target", chunks)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser = ab_arguments(__doc__)
     parser.add_argument("--locale", default="C", help="the cluster's locale (initdb --locale)")
     args = parser.parse_args()
     server = BenchServer(locale=args.locale).start()
     try:
-        dsn, counts = small_platform_source(server, "collation_ab")
-        run_pgbench(
-            server.bindir,
-            dsn,
-            PLATFORM_MIX,
-            counts.as_params(),
-            PgbenchOptions(clients=4, duration_s=args.seconds),
-        )
-        subprocess.run(cdc_command("run", "--drain"), env=cdc_env(dsn), check=True)
+        dsn = drained_store(server, "collation_ab", args.seconds)
         with psycopg.connect(dsn, autocommit=True) as conn:
             collations = _collations(conn)
             count = conn.execute("SELECT count(*) FROM activity.records").fetchone()[0]  # type: ignore[index]
-            chunks = _export(conn, count)
+            chunks = export_chunks(conn, count, _records)
         print(f"{count} records; collations: {', '.join(collations)}", flush=True)
         ratios: dict[str, list[float]] = {name: [] for name in collations[1:]}
         for round_no in range(args.rounds):
@@ -134,10 +100,7 @@ def main() -> None:
                 flush=True,
             )
         for name, values in ratios.items():
-            print(
-                f"{name} ÷ C: median {statistics.median(values):.3f} "
-                f"(rounds {', '.join(f'{r:.2f}' for r in values)})"
-            )
+            print(f"{name} ÷ C: {ratios_line(values)}")
     finally:
         server.stop()
 

@@ -30,6 +30,7 @@ from bench.cdc_process import SLOT, DaemonProcess, small_platform_source
 from bench.cluster_cpu import backend_cpu_s, daemon_backends
 from bench.server import BenchServer
 from bench.slots import commit_marker, sink_transactions, wait_recorded
+from bench.stats import ratios_line
 from bench.workload import PLATFORM_MIX, PgbenchOptions, run_pgbench
 
 DBNAME = "live_ab"
@@ -135,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         ratios = [y / x for x, y in zip(a, b, strict=True) if x]
         print(
             f"{key}: {first.name} {statistics.median(a):.1f}, {second.name} "
-            f"{statistics.median(b):.1f}; {second.name} ÷ {first.name} median "
-            f"{statistics.median(ratios):.3f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+            f"{statistics.median(b):.1f}; {second.name} ÷ {first.name} {ratios_line(ratios)}"
         )
     return 0
 

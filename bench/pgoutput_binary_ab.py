@@ -9,8 +9,6 @@ platform's mix (pgbench, 4 clients) behind them, each drained by ``pg_recvlogica
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import subprocess
 import time
 from typing import Any
@@ -21,6 +19,8 @@ from bench.cdc_process import PUBLICATION, small_platform_source
 from bench.process_probe import cpu_seconds
 from bench.recvlogical import _command
 from bench.server import BenchServer
+from bench.stats import ratios_line
+from bench.store_copy import ab_arguments
 from bench.workload import PLATFORM_MIX, PgbenchOptions, run_pgbench
 
 CHANGES = (
@@ -57,10 +57,7 @@ def _drain(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    args = parser.parse_args()
+    args = ab_arguments(__doc__).parse_args()
     server = BenchServer().start()
     try:
         dsn, counts = small_platform_source(server, "pgoutput_binary_ab")
@@ -94,10 +91,7 @@ def main() -> None:
                     f"{ratios[-1]:.3f}",
                     flush=True,
                 )
-        print(
-            f"binary/text median {statistics.median(ratios):.3f} "
-            f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})"
-        )
+        print(f"binary/text {ratios_line(ratios)}")
     finally:
         server.stop()
 

@@ -69,3 +69,8 @@ def ratio(numerator: float, denominator: float) -> float:
     if denominator == 0 or math.isnan(denominator) or math.isnan(numerator):
         return math.nan
     return numerator / denominator
+
+
+def ratios_line(ratios: Sequence[float]) -> str:
+    """An A/B's ratios per round as the benchmarks print them: the median, then each round."""
+    return f"median {median(ratios):.3f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})"

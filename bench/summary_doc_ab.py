@@ -16,21 +16,15 @@ computes the document only when none is sent). Interleaved rounds; the backend's
 
 from __future__ import annotations
 
-import argparse
-import io
-import statistics
-import subprocess
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from bench.cdc_process import cdc_command, cdc_env, small_platform_source
-from bench.process_probe import cpu_seconds
 from bench.server import BenchServer
-from bench.workload import PLATFORM_MIX, PgbenchOptions, run_pgbench
+from bench.stats import ratios_line
+from bench.store_copy import ab_arguments, copy_cpu_s, drained_store, export_chunks
 
-CHUNK = 2_500
 SUMMARY_GIN = (
     "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass "
     "AND pg_get_indexdef(indexrelid) LIKE '%%summary_vector(%%'"
@@ -49,18 +43,13 @@ def _export(conn: psycopg.Connection[Any], count: int, with_doc: bool) -> list[b
     fields = sql.SQL(", ").join(map(sql.Identifier, columns))
     if with_doc:
         fields = sql.SQL("{}, to_tsvector('simple', summary)").format(fields)
-    chunks = []
-    for start in range(0, count, CHUNK):
-        statement = sql.SQL(
-            "COPY (SELECT {} FROM public.ab_source WHERE n > {} AND n <= {} ORDER BY n) "
-            "TO STDOUT (FORMAT binary)"
-        ).format(fields, sql.Literal(start), sql.Literal(start + CHUNK))
-        buffer = io.BytesIO()
-        with conn.cursor().copy(statement) as copy:
-            for data in copy:
-                buffer.write(data)
-        chunks.append(buffer.getvalue())
-    return chunks
+
+    def rows(offset: int, limit: int) -> sql.Composable:
+        return sql.SQL(
+            "SELECT {} FROM public.ab_source WHERE n > {} AND n <= {} ORDER BY n"
+        ).format(fields, sql.Literal(offset), sql.Literal(offset + limit))
+
+    return export_chunks(conn, count, rows)
 
 
 def _load(dsn: str, chunks: list[bytes], with_doc: bool) -> float:
@@ -79,34 +68,14 @@ def _load(dsn: str, chunks: list[bytes], with_doc: bool) -> float:
                 "CREATE INDEX ON public.ab_target "
                 "USING gin (coalesce(doc, activity.summary_vector(summary)))"
             )
-        conn.execute("CHECKPOINT")
-        pid = conn.pgconn.backend_pid
-        before = cpu_seconds(pid) or 0.0
-        for data in chunks:
-            with (
-                conn.transaction(),
-                conn.cursor().copy("COPY public.ab_target FROM STDIN (FORMAT binary)") as copy,
-            ):
-                copy.write(data)
-        return (cpu_seconds(pid) or 0.0) - before
+        return copy_cpu_s(conn, "public.ab_target", chunks)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    args = parser.parse_args()
+    args = ab_arguments(__doc__).parse_args()
     server = BenchServer().start()
     try:
-        dsn, counts = small_platform_source(server, "summary_doc_ab")
-        run_pgbench(
-            server.bindir,
-            dsn,
-            PLATFORM_MIX,
-            counts.as_params(),
-            PgbenchOptions(clients=4, duration_s=args.seconds),
-        )
-        subprocess.run(cdc_command("run", "--drain"), env=cdc_env(dsn), check=True)
+        dsn = drained_store(server, "summary_doc_ab", args.seconds)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(
                 "CREATE TABLE public.ab_source AS SELECT row_number() OVER "
@@ -131,10 +100,7 @@ def main() -> None:
                 f"{spent[False]:.2f}, daemon's {spent[True]:.2f}; B/A {ratios[-1]:.3f}",
                 flush=True,
             )
-        print(
-            f"daemon's document ÷ server's: median {statistics.median(ratios):.3f} "
-            f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})"
-        )
+        print(f"daemon's document ÷ server's: {ratios_line(ratios)}")
     finally:
         server.stop()
 
