@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
+import cdc.control.setup.store as store_setup
 from cdc.config import Settings, settings_from_mapping
 from cdc.control.setup import setup
 from cdc.service.daemon import Daemon, RunStats
@@ -29,6 +32,18 @@ def setup_and_settings(
     settings = make_settings(pg, tables, **sections)
     setup(settings)
     return settings
+
+
+def setup_before(settings: Settings, migration: int) -> None:
+    """``cdc setup`` as the version before ``migration`` ran it: the store without that
+    migration and those after it, for the tests that upgrade a store of the previous
+    version (only setup and ``cdc check`` read the list of migrations)."""
+    every = store_setup.migration_files()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            store_setup, "migration_files", lambda: [m for m in every if m[0] < migration]
+        )
+        setup(settings)
 
 
 def run_in_thread(daemon: Daemon) -> tuple[threading.Thread, list[BaseException]]:

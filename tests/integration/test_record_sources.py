@@ -12,7 +12,7 @@ from cdc.control.setup import setup, setup_store
 from cdc.control.setup import store as setup_code
 from cdc.store.chain import verify_chain
 from tests.fix_pg import PgDatabase
-from tests.integration.helpers import drain, make_settings
+from tests.integration.helpers import drain, make_settings, setup_before
 
 pytestmark = [pytest.mark.integration]
 
@@ -51,15 +51,12 @@ def test_two_slots_of_one_cluster_share_commit_lsns_and_each_record_is_stored_on
 
 
 def test_a_store_of_the_previous_version_migrates_keeping_its_records_and_chain(
-    pg: PgDatabase, monkeypatch: pytest.MonkeyPatch
+    pg: PgDatabase,
 ) -> None:
     pg.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
     settings = make_settings(pg, [{"name": "public.t"}])
     every = setup_code.migration_files()
-    mine = next(v for v, name in every if name.endswith("_record_sources.sql"))
-    with monkeypatch.context() as patch:  # the store as the version before this one made it
-        patch.setattr(setup_code, "migration_files", lambda: [m for m in every if m[0] < mine])
-        setup(settings)
+    setup_before(settings, next(v for v, name in every if name.endswith("_record_sources.sql")))
     assert not _has_column(pg, "source_id")
     _workload(pg)
     assert drain(settings).records == 60

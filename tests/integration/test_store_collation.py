@@ -14,14 +14,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-import cdc.control.setup.store as store_setup
 from cdc.config import Settings
 from cdc.control.partitions import apply_maintenance, plan_maintenance
 from cdc.control.setup import plan_setup, setup
 from cdc.store import RecordFilter, activity_stats, open_store
 from cdc.store.chain import verify_chain
 from tests.fix_pg import PgDatabase, PgServer, drop_database
-from tests.integration.helpers import make_settings
+from tests.integration.helpers import make_settings, setup_before
 from tests.integration.test_store import DDL, TABLES, db_now, synthetic, write
 
 pytestmark = pytest.mark.integration
@@ -161,18 +160,12 @@ def test_in_a_database_of_the_hosts_locale_the_store_indexes_its_keys_bytewise(
 
 
 def test_a_store_of_the_previous_version_is_upgraded_with_its_records_chain_counts_and_grants(
-    locale_pg: PgDatabase, monkeypatch: pytest.MonkeyPatch
+    locale_pg: PgDatabase,
 ) -> None:
     pg = locale_pg
     pg.execute(DDL)
     settings = make_settings(pg, TABLES)
-    every_migration = store_setup.migration_files()
-    monkeypatch.setattr(
-        store_setup,
-        "migration_files",
-        lambda: [m for m in every_migration if m[0] < BYTEWISE_KEYS_MIGRATION],
-    )
-    setup(settings)  # the store as the previous version made it
+    setup_before(settings, BYTEWISE_KEYS_MIGRATION)
     assert set(_indexed_collations(pg)) == {"default"}  # the locale's strcoll
     reader = f"reader_{uuid.uuid4().hex[:8]}"
     pg.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(reader)))
@@ -184,7 +177,6 @@ def test_a_store_of_the_previous_version_is_upgraded_with_its_records_chain_coun
         before = _reads(pg, settings)
         stored = pg.execute("SELECT * FROM activity.records ORDER BY commit_lsn, seq")
 
-        monkeypatch.undo()
         pg.execute("ANALYZE activity.records")  # the estimate the plan reads
         steps = [step.description for step in plan_setup(settings).steps]
         assert steps[0] == (

@@ -9,7 +9,6 @@ from typing import Any
 import psycopg
 import pytest
 
-import cdc.control.setup.store as store_setup
 from cdc.config import Settings
 from cdc.control.setup import setup
 from cdc.control.setup.store import JSON_DOCUMENTS_MIGRATION
@@ -17,7 +16,7 @@ from cdc.store import RecordFilter, open_store
 from cdc.store.chain import verify_chain
 from cdc.store.indexes import values_search_indexes
 from tests.fix_pg import PgDatabase
-from tests.integration.helpers import drain, make_settings
+from tests.integration.helpers import drain, make_settings, setup_before
 
 pytestmark = pytest.mark.integration
 
@@ -78,17 +77,11 @@ def _column_types(pg: PgDatabase) -> dict[str, str]:
 
 
 def test_a_store_of_the_previous_version_reads_the_same_and_its_chain_goes_on_after_the_upgrade(
-    pg: PgDatabase, monkeypatch: pytest.MonkeyPatch
+    pg: PgDatabase,
 ) -> None:
     pg.execute(DDL)
     settings = make_settings(pg, TABLES, store={"search_values": True})
-    every_migration = store_setup.migration_files()
-    monkeypatch.setattr(
-        store_setup,
-        "migration_files",
-        lambda: [m for m in every_migration if m[0] < JSON_DOCUMENTS_MIGRATION],
-    )
-    setup(settings)  # the store as the previous version made it
+    setup_before(settings, JSON_DOCUMENTS_MIGRATION)  # the store as the previous version made it
     assert _column_types(pg) == {"old": "jsonb", "new": "jsonb", "changes": "jsonb"}
     _changes(pg, 1)
     drain(settings)
@@ -98,7 +91,6 @@ def test_a_store_of_the_previous_version_reads_the_same_and_its_chain_goes_on_af
     )
     assert _verify(pg, settings) == len(before) == 18
 
-    monkeypatch.undo()
     report = setup(settings)
     assert any("0022_json_documents" in line for line in report.actions)
     assert _column_types(pg) == {"old": "json", "new": "json", "changes": "json"}
@@ -139,21 +131,14 @@ def _has_lz4(pg: PgDatabase) -> bool:
 
 
 def test_documents_written_after_the_upgrade_are_lz4_and_those_before_read_the_same(
-    pg: PgDatabase, monkeypatch: pytest.MonkeyPatch
+    pg: PgDatabase,
 ) -> None:
     pg.execute("CREATE TABLE public.docs (id int PRIMARY KEY, body text)")
     settings = make_settings(pg, [{"name": "public.docs", "category": "content"}])
-    every_migration = store_setup.migration_files()
-    monkeypatch.setattr(
-        store_setup,
-        "migration_files",
-        lambda: [m for m in every_migration if m[0] < LZ4_DOCUMENTS_MIGRATION],
-    )
-    setup(settings)
+    setup_before(settings, LZ4_DOCUMENTS_MIGRATION)
     body = " ".join(f"paragraph {i} of a long document" for i in range(2000))  # ~70 kB
     pg.execute("INSERT INTO docs VALUES (1, %s)", (body,))
     drain(settings)
-    monkeypatch.undo()
     setup(settings)
     pg.execute("INSERT INTO docs VALUES (2, %s)", (body,))
     drain(settings)

@@ -26,26 +26,18 @@ class Lookups:
         return changes
 
 
-def settings(max_rows: int) -> Any:
+def settings(**batch: int) -> Any:
+    """One table's settings with the given ``[batch]`` keys."""
     return settings_from_mapping(
-        {
-            "source": {"dsn": "host=db"},
-            "tables": [{"name": "public.users"}],
-            "batch": {"max_rows": max_rows},
-        },
+        {"source": {"dsn": "host=db"}, "tables": [{"name": "public.users"}], "batch": batch},
         env={},
     )
 
 
-def heartbeat(seconds_ago: float) -> Change:
-    sent_at = datetime.now(UTC) - timedelta(seconds=seconds_ago)
-    return TransactionMessage(None, 0, "cdc.heartbeat", heartbeat_content(sent_at).encode(), 1)
-
-
-def test_the_mapping_counts_survive_a_reload_of_the_config() -> None:
-    counts = MappingCounts()
-    core = Pipeline(
-        settings(100),
+def pipeline(batch: dict[str, int], counts: MappingCounts | None = None) -> Pipeline:
+    """The pure core of the daemon with those ``[batch]`` settings; no server behind it."""
+    return Pipeline(
+        settings(**batch),
         Source(proto_version=1, rules_by_relation_id={}, drain_target=None),
         Lookups(),
         start_lsn=0,
@@ -56,10 +48,20 @@ def test_the_mapping_counts_survive_a_reload_of_the_config() -> None:
         track_lag=False,
         counts=counts,
     )
+
+
+def heartbeat(seconds_ago: float) -> Change:
+    sent_at = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+    return TransactionMessage(None, 0, "cdc.heartbeat", heartbeat_content(sent_at).encode(), 1)
+
+
+def test_the_mapping_counts_survive_a_reload_of_the_config() -> None:
+    counts = MappingCounts()
+    core = pipeline({"max_rows": 100}, counts)
     assert core.mapper.map(heartbeat(2.0)) is None
     core.mapper.counts.toast_unavailable += 3
     before = core.mapper
-    core.reload(settings(50))
+    core.reload(settings(max_rows=50))
     assert core.mapper is not before
     assert core.mapper.counts is counts
     assert core.mapper.map(heartbeat(0.5)) is None
@@ -100,30 +102,14 @@ def test_the_metrics_read_the_stage_counts_when_scraped() -> None:
 def test_the_read_interval_follows_the_records_rate_and_a_reload() -> None:
     """[batch] read_interval_ms when quiet, busy_read_interval_ms at busy_rate (between: in
     proportion), and what a reload says."""
-
-    def core_with(batch: dict[str, int]) -> Pipeline:
-        config = {"source": {"dsn": "host=db"}, "tables": [{"name": "public.users"}]}
-        return Pipeline(
-            settings_from_mapping({**config, "batch": batch}, env={}),
-            Source(proto_version=1, rules_by_relation_id={}, drain_target=None),
-            Lookups(),
-            start_lsn=0,
-            skip_through=0,
-            spill=SpillStore(),
-            stats=RunStats(),
-            clock_ms=lambda: 0.0,
-            track_lag=False,
-        )
-
-    core = core_with({"read_interval_ms": 10, "busy_read_interval_ms": 40, "busy_rate": 4000})
+    core = pipeline({"read_interval_ms": 10, "busy_read_interval_ms": 40, "busy_rate": 4000})
     assert core.read_interval_ms() == 10
     core.batcher.rate = 2500.0
     assert core.read_interval_ms() == 25
     core.batcher.rate = 9000.0
     assert core.read_interval_ms() == 40
-    core.reload(settings_from_mapping({"source": {"dsn": "host=db"}, "tables": [
-        {"name": "public.users"}], "batch": {"busy_rate": 0}}, env={}))  # fmt: skip
+    core.reload(settings(busy_rate=0))
     assert core.read_interval_ms() == 10  # a fixed pacing
-    unpaced = core_with({"read_interval_ms": 0, "busy_read_interval_ms": 40})
+    unpaced = pipeline({"read_interval_ms": 0, "busy_read_interval_ms": 40})
     unpaced.batcher.rate = 9000.0
     assert unpaced.read_interval_ms() == 0  # each frame as it arrives, whatever the rate
