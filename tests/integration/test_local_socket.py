@@ -11,7 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from cdc.cli import main
-from cdc.control.local_socket import local_socket_host
+from cdc.control.local_socket import (
+    DEFAULT_SOCKET_DIRECTORIES,
+    local_socket_host,
+    socket_directories,
+)
 from cdc.demo.embedded import EmbeddedPostgres
 
 integration = pytest.mark.integration
@@ -65,8 +69,11 @@ def test_check_over_the_socket_says_nothing_of_it(server: EmbeddedPostgres, tmp_
 def test_no_advice_when_the_socket_refuses_the_role(server: EmbeddedPostgres) -> None:
     dsn = server.dsn_for("postgres", user="plain")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        # plain may not read unix_socket_directories: it is told where to look, as a
-        # superuser would learn it, so that only pg_hba.conf decides.
+        # plain may not read unix_socket_directories (superuser-only): it looks where the
+        # packages put the socket, and the connection stays usable after the refusal.
+        assert socket_directories(conn) == list(DEFAULT_SOCKET_DIRECTORIES)
+        assert conn.execute("SELECT current_user").fetchone() == ("plain",)
+        # told where to look, as a superuser would learn it, only pg_hba.conf decides
         assert local_socket_host(conn, dsn, [str(server.basedir)]) == str(server.basedir)
     hba = server.datadir / "pg_hba.conf"
     before = hba.read_text()
