@@ -47,6 +47,15 @@ def busyness(rate: float, busy_rate: float) -> float:
     return min(max((rate - quiet) / (busy_rate - quiet), 0.0), 1.0)
 
 
+def paced_ms(quiet_ms: float, busy_ms: float | None, busyness: float) -> float:
+    """An interval of the pacing: ``quiet_ms`` for a quiet stream, ``busy_ms`` at
+    ``busyness`` 1, in proportion between. Without a longer busy interval, or with the quiet
+    one at 0 (no spacing asked for), the quiet one whatever the rate."""
+    if busy_ms is None or busy_ms <= quiet_ms or quiet_ms <= 0:
+        return quiet_ms
+    return quiet_ms + busyness * (busy_ms - quiet_ms)
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """The last source commit that a sink transaction covers."""
@@ -194,10 +203,7 @@ class Batcher:
 
     def idle_spacing_ms(self) -> float:
         """How far apart idle flushes are at the records' current rate."""
-        busy = self.busy_idle_interval_ms
-        if busy is None or busy <= self.idle_interval_ms or self.idle_interval_ms <= 0:
-            return self.idle_interval_ms  # 0: no spacing asked for, whatever the rate
-        return self.idle_interval_ms + self.busyness() * (busy - self.idle_interval_ms)
+        return paced_ms(self.idle_interval_ms, self.busy_idle_interval_ms, self.busyness())
 
     @property
     def in_transaction(self) -> bool:

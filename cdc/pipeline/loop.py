@@ -26,7 +26,7 @@ from cdc.config import Settings, TableRules
 from cdc.lsn import format_lsn
 from cdc.metrics import MappingCounts
 from cdc.pipeline.activity import ActivityMapper
-from cdc.pipeline.batching import Batcher, Checkpoint, Flush
+from cdc.pipeline.batching import Batcher, Checkpoint, Flush, paced_ms
 from cdc.pipeline.changes import Change, ChangeAssembler, TransactionEnd, TransactionMessage
 from cdc.pipeline.core import compiled
 from cdc.pipeline.pgoutput import Decoder, PgOutputMessage, Relation
@@ -269,9 +269,7 @@ class Pipeline:
         under a quiet stream, up to ``busy_read_interval_ms`` as the records' rate nears
         ``busy_rate`` (the batcher's :meth:`~Batcher.busyness`)."""
         quiet, busy = self._read_interval_ms
-        if busy <= quiet or quiet <= 0:
-            return quiet  # 0: each frame read as it arrives, whatever the rate
-        return quiet + self.batcher.busyness() * (busy - quiet)
+        return paced_ms(quiet, busy, self.batcher.busyness())  # 0: each frame as it arrives
 
     def idle_flush_due(self, now_ms: float) -> bool:
         return self.idle_flush and self.batcher.idle_flush_due(now_ms)
