@@ -18,7 +18,6 @@ per-round ratios ``b ÷ a`` are printed.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from bench.cdc_process import SLOT, DaemonProcess, small_platform_source
 from bench.cluster_cpu import backend_cpu_s, daemon_backends
+from bench.process_probe import all_threads_cpu_seconds
 from bench.server import BenchServer
 from bench.slots import commit_marker, sink_transactions, wait_recorded
 from bench.stats import ratios_line
@@ -61,19 +61,6 @@ PAIRS: dict[str, tuple[Variant, Variant]] = {
 }
 
 
-def thread_cpu_s(pid: int) -> float:
-    """CPU seconds of every thread of a live process (``schedstat`` of one task covers only
-    that thread; ``/proc/<pid>/stat``'s ticks are 10 ms coarse)."""
-    total = 0.0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as handle:
-                total += int(handle.read().split()[0]) / 1e9
-        except OSError:
-            continue  # a thread that ended while we read
-    return total
-
-
 def window(
     server: BenchServer, variant: Variant, options: PgbenchOptions, params: dict[str, int]
 ) -> dict[str, float]:
@@ -88,11 +75,11 @@ def window(
             pids = daemon_backends(conn, dbname=DBNAME, slot=SLOT)
             records_before, flushes_before = sink_transactions(conn)
             server_before = backend_cpu_s(pids)
-            daemon_before = thread_cpu_s(daemon.pid)
+            daemon_before = all_threads_cpu_seconds(daemon.pid)
             result = run_pgbench(server.bindir, server.dsn(DBNAME), PLATFORM_MIX, params, options)
             wait_recorded(conn, commit_marker(conn))
             server_after = backend_cpu_s(pids)
-            daemon_after = thread_cpu_s(daemon.pid)
+            daemon_after = all_threads_cpu_seconds(daemon.pid)
             records, flushes = sink_transactions(conn)
     finally:
         exit_ = daemon.stop()

@@ -32,6 +32,19 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def all_threads_cpu_seconds(pid: int) -> float:
+    """CPU seconds of every thread of a live process: ``/proc/<pid>/schedstat`` covers only
+    its main thread, and ``/proc/<pid>/stat``'s ticks are 10 ms coarse."""
+    total = 0.0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as handle:
+                total += int(handle.read().split()[0]) / 1e9
+        except OSError:
+            continue  # a thread that ended while we read
+    return total
+
+
 def read_usage(pid: int) -> ProcessUsage | None:
     """The process's VmHWM and CPU seconds now; None once it has exited."""
     try:

@@ -5,7 +5,6 @@ free port with a known token, reading as the read-only role of ``--print-role-sq
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ import pytest
 
 from cdc.config import Settings
 from cdc.control.roles import reader_role_sql
+from cdc.demo.embedded import free_port
 from cdc.web.auth import TokenCheck
 from cdc.web.server import Access, WebServer
 from tests.fix_pg import PgDatabase
@@ -115,13 +115,6 @@ def drop_reader(pg: PgDatabase) -> None:
         role = f"reader_{pg.slot.removeprefix('slot_')}"
         conn.execute(f"DROP OWNED BY {role}")
         conn.execute(f"DROP ROLE {role}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
