@@ -3,14 +3,18 @@
 * ``socket``: the daemon's two connections over TCP loopback, then over the server's Unix
   socket (docs/operations.md, "Where the daemon runs");
 * ``pacing``: the fixed 10/25 ms read and flush intervals (``[batch] busy_rate = 0``), then
-  the busy pacing that follows the records' rate (the default).
+  the busy pacing that follows the records' rate (the default);
+* ``walwriter``: the server's WAL writer as configured by default, then flushing every 10 ms
+  (``wal_writer_delay = 10ms``, ``wal_writer_flush_after = 0``: set with ALTER SYSTEM and a
+  reload before the window, reset after it), so that the store's WAL is flushed as it is
+  written instead of by the next commit that needs it.
 
 Each window starts a daemon, waits until it streams, runs the platform's mix with pgbench
 (4 clients, at full speed or ``--rate`` TPS), waits until the daemon has recorded all of it,
-then stops it. Per window: pgbench's TPS; CPU per change of the walsender, the sink's backend
-and the daemon (every thread's ``/proc/<pid>/task/*/schedstat``); records per sink
-transaction. The variants alternate, the first one changing every round; medians and the
-per-round ratios ``b ÷ a`` are printed.
+then stops it. Per window: pgbench's TPS and its transactions' mean and p95 latency; CPU per
+change of the walsender, the sink's backend and the daemon (every thread's
+``/proc/<pid>/task/*/schedstat``); records per sink transaction. The variants alternate, the
+first one changing every round; medians and the per-round ratios ``b ÷ a`` are printed.
 
     python -m bench.live_ab socket [--rounds 4] [--seconds 20] [--rate TPS]
 """
@@ -21,9 +25,12 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from psycopg import sql
 
 from bench.cdc_process import SLOT, DaemonProcess, small_platform_source
 from bench.cluster_cpu import backend_cpu_s, daemon_backends
@@ -34,7 +41,15 @@ from bench.stats import ratios_line
 from bench.workload import PLATFORM_MIX, PgbenchOptions, run_pgbench
 
 DBNAME = "live_ab"
-MEASURES = ("tps", "walsender", "sink", "daemon", "records_per_sink_txn")
+MEASURES = (
+    "tps",
+    "latency_mean_ms",
+    "latency_p95_ms",
+    "walsender",
+    "sink",
+    "daemon",
+    "records_per_sink_txn",
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,7 @@ class Variant:
     name: str
     dsn: Callable[[BenchServer], str]  # the daemon's source and sink
     env: dict[str, str] = field(default_factory=dict)
+    server_settings: dict[str, str] = field(default_factory=dict)  # sighup settings only
 
 
 def _tcp(server: BenchServer) -> str:
@@ -58,7 +74,33 @@ PAIRS: dict[str, tuple[Variant, Variant]] = {
         Variant("fixed", _socket, {"CDC_BATCH__BUSY_RATE": "0"}),
         Variant("busy", _socket),
     ),
+    "walwriter": (
+        Variant("default", _socket),
+        Variant(
+            "eager",
+            _socket,
+            server_settings={"wal_writer_delay": "10ms", "wal_writer_flush_after": "0"},
+        ),
+    ),
 }
+
+
+def _apply_settings(server: BenchServer, settings: dict[str, str], *, reset: bool) -> None:
+    """ALTER SYSTEM SET (or RESET) each setting, then reload: for settings a reload applies."""
+    if not settings:
+        return
+    with server.connect() as conn:
+        for name in settings:
+            if reset:
+                conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name)))
+            else:
+                conn.execute(
+                    sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                        sql.Identifier(name), sql.Literal(settings[name])
+                    )
+                )
+        conn.execute("SELECT pg_reload_conf()")
+    time.sleep(0.5)  # the reload reaches every process
 
 
 def window(
@@ -67,6 +109,7 @@ def window(
     """One daemon's run beside one pgbench run; raises when either fails."""
     log = Path(tempfile.gettempdir()) / f"live_ab-{variant.name}.log"
     dsn = variant.dsn(server)
+    _apply_settings(server, variant.server_settings, reset=False)
     daemon = DaemonProcess(dsn, log, sink_dsn=dsn, env=variant.env).start()
     try:
         with server.connect(DBNAME) as conn:
@@ -83,11 +126,14 @@ def window(
             records, flushes = sink_transactions(conn)
     finally:
         exit_ = daemon.stop()
+        _apply_settings(server, variant.server_settings, reset=True)
     if exit_.returncode != 0 or exit_.summary is None:
         raise RuntimeError(f"cdc run exited {exit_.returncode}: {exit_.stderr_tail}")
     changes = max(exit_.summary.changes, 1)
     return {
         "tps": result.tps,
+        "latency_mean_ms": result.latency_ms.mean,
+        "latency_p95_ms": result.latency_ms.p95,
         "walsender": (server_after["walsender"] - server_before["walsender"]) * 1e6 / changes,
         "sink": (server_after["sink_backend"] - server_before["sink_backend"]) * 1e6 / changes,
         "daemon": (daemon_after - daemon_before) * 1e6 / changes,
@@ -113,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant in order:
                 figures = window(server, variant, options, counts.as_params())
                 runs[variant.name].append(figures)
-                shown = ", ".join(f"{key} {value:.1f}" for key, value in figures.items())
+                shown = ", ".join(f"{key} {value:.2f}" for key, value in figures.items())
                 print(f"round {round_index + 1} {variant.name}: {shown}", flush=True)
     finally:
         server.stop()
@@ -122,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         b = [run[key] for run in runs[second.name]]
         ratios = [y / x for x, y in zip(a, b, strict=True) if x]
         print(
-            f"{key}: {first.name} {statistics.median(a):.1f}, {second.name} "
-            f"{statistics.median(b):.1f}; {second.name} ÷ {first.name} {ratios_line(ratios)}"
+            f"{key}: {first.name} {statistics.median(a):.2f}, {second.name} "
+            f"{statistics.median(b):.2f}; {second.name} ÷ {first.name} {ratios_line(ratios)}"
         )
     return 0
 
