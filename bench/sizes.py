@@ -28,8 +28,9 @@ class Sizes:
     )
     write_seconds: float = _size("seconds of each write-path pgbench run", default=20.0)
     write_rate: float = _size(
-        "offered transactions/s of --compare's write path, the same for every mode, so that "
-        "CPU per change is compared at one rate (0: as fast as possible)",
+        "offered transactions/s of the write path (and of --compare's), the same for every "
+        "mode, so that the application's latency and CPU per change are compared at one load "
+        "below saturation; the TPS target is then not judged (0: as fast as possible)",
         default=0.0,
     )
     drain_changes: int = _size("row changes in each drain backlog (at least)", default=500_000)
