@@ -23,33 +23,19 @@ does not measure: reading a partition whose secondary indexes do not exist yet.
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 from psycopg import sql
 
 from bench.process_probe import cpu_seconds
 from bench.server import BenchServer
 from bench.stats import ratios_line
-from bench.store_copy import ab_arguments, copy_cpu_s, drained_store, export_chunks
-
-
-def _export(conn: psycopg.Connection[Any], count: int) -> list[bytes]:
-    columns = [
-        row[0]
-        for row in conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = 'activity.records'::regclass "
-            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-        )
-    ]
-    fields = sql.SQL(", ").join(map(sql.Identifier, columns))
-
-    def rows(offset: int, limit: int) -> sql.Composable:
-        return sql.SQL(
-            "SELECT {} FROM public.ab_source WHERE n > {} AND n <= {} ORDER BY n"
-        ).format(fields, sql.Literal(offset), sql.Literal(offset + limit))
-
-    return export_chunks(conn, count, rows)
+from bench.store_copy import (
+    ab_arguments,
+    copy_cpu_s,
+    drained_store,
+    export_records,
+    numbered_records,
+)
 
 
 def _kept(definition: str) -> bool:
@@ -94,12 +80,8 @@ def main() -> None:
     try:
         dsn = drained_store(server, "deferred_index_ab", args.seconds)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(
-                "CREATE TABLE public.ab_source AS SELECT row_number() OVER "
-                "(ORDER BY commit_lsn, seq) AS n, * FROM activity.records"
-            )
-            count = conn.execute("SELECT count(*) FROM public.ab_source").fetchone()[0]  # type: ignore[index]
-            chunks = _export(conn, count)
+            count = numbered_records(conn)
+            chunks = export_records(conn, count)
         print(f"{count} records", flush=True)
         ratios = []
         for round_no in range(args.rounds):

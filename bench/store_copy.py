@@ -55,6 +55,41 @@ def export_chunks(
     return chunks
 
 
+def numbered_records(conn: psycopg.Connection[Any]) -> int:
+    """The store's records copied into ``public.ab_source``, numbered ``n`` in commit order
+    (the order the sink wrote them); returns how many."""
+    conn.execute(
+        "CREATE TABLE public.ab_source AS SELECT row_number() OVER "
+        "(ORDER BY commit_lsn, seq) AS n, * FROM activity.records"
+    )
+    row = conn.execute("SELECT count(*) FROM public.ab_source").fetchone()
+    return int(row[0]) if row else 0
+
+
+def export_records(
+    conn: psycopg.Connection[Any], count: int, extra: sql.Composable | None = None
+) -> list[bytes]:
+    """:func:`numbered_records`' rows with the store's columns (and ``extra``, an expression
+    over them, last) in COPY BINARY chunks, in commit order."""
+    columns = [
+        row[0]
+        for row in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'activity.records'::regclass "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        )
+    ]
+    fields = sql.SQL(", ").join(map(sql.Identifier, columns))
+    if extra is not None:
+        fields = sql.SQL("{}, {}").format(fields, extra)
+
+    def rows(offset: int, limit: int) -> sql.Composable:
+        return sql.SQL(
+            "SELECT {} FROM public.ab_source WHERE n > {} AND n <= {} ORDER BY n"
+        ).format(fields, sql.Literal(offset), sql.Literal(offset + limit))
+
+    return export_chunks(conn, count, rows)
+
+
 def copy_cpu_s(conn: psycopg.Connection[Any], table: str, chunks: list[bytes]) -> float:
     """This connection's backend CPU seconds to COPY ``chunks`` into ``table`` (after a
     CHECKPOINT, so that no earlier writes are flushed on its time)."""

@@ -16,40 +16,23 @@ computes the document only when none is sent). Interleaved rounds; the backend's
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 from psycopg import sql
 
 from bench.server import BenchServer
 from bench.stats import ratios_line
-from bench.store_copy import ab_arguments, copy_cpu_s, drained_store, export_chunks
+from bench.store_copy import (
+    ab_arguments,
+    copy_cpu_s,
+    drained_store,
+    export_records,
+    numbered_records,
+)
 
 SUMMARY_GIN = (
     "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass "
     "AND pg_get_indexdef(indexrelid) LIKE '%%summary_vector(%%'"
 )
-
-
-def _export(conn: psycopg.Connection[Any], count: int, with_doc: bool) -> list[bytes]:
-    """The stored records in COPY BINARY chunks, with the summary's document appended."""
-    columns = [
-        row[0]
-        for row in conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = 'activity.records'::regclass "
-            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-        )
-    ]
-    fields = sql.SQL(", ").join(map(sql.Identifier, columns))
-    if with_doc:
-        fields = sql.SQL("{}, to_tsvector('simple', summary)").format(fields)
-
-    def rows(offset: int, limit: int) -> sql.Composable:
-        return sql.SQL(
-            "SELECT {} FROM public.ab_source WHERE n > {} AND n <= {} ORDER BY n"
-        ).format(fields, sql.Literal(offset), sql.Literal(offset + limit))
-
-    return export_chunks(conn, count, rows)
 
 
 def _load(dsn: str, chunks: list[bytes], with_doc: bool) -> float:
@@ -77,12 +60,12 @@ def main() -> None:
     try:
         dsn = drained_store(server, "summary_doc_ab", args.seconds)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(
-                "CREATE TABLE public.ab_source AS SELECT row_number() OVER "
-                "(ORDER BY commit_lsn, seq) AS n, * FROM activity.records"
-            )
-            count = conn.execute("SELECT count(*) FROM public.ab_source").fetchone()[0]  # type: ignore[index]
-            chunks = {False: _export(conn, count, False), True: _export(conn, count, True)}
+            count = numbered_records(conn)
+            document = sql.SQL("to_tsvector('simple', summary)")
+            chunks = {
+                False: export_records(conn, count),
+                True: export_records(conn, count, document),
+            }
         print(
             f"{count} records; COPY bytes per record: as stored "
             f"{sum(map(len, chunks[False])) / count:.0f}, with the document "
