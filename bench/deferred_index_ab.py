@@ -34,6 +34,7 @@ from bench.store_copy import (
     copy_cpu_s,
     drained_store,
     export_records,
+    fresh_target,
     numbered_records,
 )
 
@@ -48,23 +49,20 @@ def _kept(definition: str) -> bool:
 def _load(dsn: str, chunks: list[bytes], *, deferred: bool, work_mem: str) -> tuple[float, float]:
     """Backend CPU seconds: the COPY, and the builds after it (0 for A)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS public.ab_target")
-        conn.execute(
-            "CREATE TABLE public.ab_target (LIKE activity.records INCLUDING DEFAULTS "
-            "INCLUDING CONSTRAINTS INCLUDING INDEXES)"
-        )
+        target = fresh_target(conn)
         conn.execute("SET max_parallel_maintenance_workers = 0")
         conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(work_mem)))
         later: list[str] = []
         if deferred:
             for name, definition in conn.execute(
                 "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
-                "WHERE indrelid = 'public.ab_target'::regclass"
+                "WHERE indrelid = %s::regclass",
+                (target,),
             ).fetchall():
                 if not _kept(definition):
                     later.append(definition)
                     conn.execute(sql.SQL("DROP INDEX {}").format(sql.SQL(name)))
-        copy_s = copy_cpu_s(conn, "public.ab_target", chunks)
+        copy_s = copy_cpu_s(conn, target, chunks)
         pid = conn.pgconn.backend_pid
         before = cpu_seconds(pid) or 0.0
         for definition in later:

@@ -90,6 +90,20 @@ def export_records(
     return export_chunks(conn, count, rows)
 
 
+TARGET = "public.ab_target"
+
+
+def fresh_target(conn: psycopg.Connection[Any]) -> str:
+    """An empty ``public.ab_target`` shaped like the store's records (columns, defaults,
+    constraints, every index); returns its name."""
+    conn.execute(f"DROP TABLE IF EXISTS {TARGET}")
+    conn.execute(
+        f"CREATE TABLE {TARGET} (LIKE activity.records INCLUDING DEFAULTS "
+        "INCLUDING CONSTRAINTS INCLUDING INDEXES)"
+    )
+    return TARGET
+
+
 def copy_cpu_s(conn: psycopg.Connection[Any], table: str, chunks: list[bytes]) -> float:
     """This connection's backend CPU seconds to COPY ``chunks`` into ``table`` (after a
     CHECKPOINT, so that no earlier writes are flushed on its time)."""

@@ -26,6 +26,7 @@ from bench.store_copy import (
     copy_cpu_s,
     drained_store,
     export_records,
+    fresh_target,
     numbered_records,
 )
 
@@ -38,20 +39,16 @@ SUMMARY_GIN = (
 def _load(dsn: str, chunks: list[bytes], with_doc: bool) -> float:
     """Backend CPU seconds to COPY ``chunks`` into a fresh table shaped like the store."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS public.ab_target")
-        conn.execute(
-            "CREATE TABLE public.ab_target (LIKE activity.records INCLUDING DEFAULTS "
-            "INCLUDING CONSTRAINTS INCLUDING INDEXES)"
-        )
+        target = fresh_target(conn)
         if with_doc:
-            conn.execute("ALTER TABLE public.ab_target ADD COLUMN doc tsvector")
-            for (index,) in conn.execute(SUMMARY_GIN, ("public.ab_target",)).fetchall():
+            conn.execute(f"ALTER TABLE {target} ADD COLUMN doc tsvector")
+            for (index,) in conn.execute(SUMMARY_GIN, (target,)).fetchall():
                 conn.execute(sql.SQL("DROP INDEX {}").format(sql.SQL(index)))
             conn.execute(
-                "CREATE INDEX ON public.ab_target "
+                f"CREATE INDEX ON {target} "
                 "USING gin (coalesce(doc, activity.summary_vector(summary)))"
             )
-        return copy_cpu_s(conn, "public.ab_target", chunks)
+        return copy_cpu_s(conn, target, chunks)
 
 
 def main() -> None:
